@@ -1,0 +1,1 @@
+"""Generation backends: the in-process vLLM engine, or an OpenAI-compatible server."""

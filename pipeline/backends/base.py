@@ -1,0 +1,48 @@
+"""What a generation backend takes and returns.
+
+A backend turns a batch of chat conversations into one :class:`Generation` each, in order.
+It never raises for a single bad request: that row gets ``error`` set and ``text=None``, so
+one failure becomes an error row instead of a dead run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+Messages = list[dict[str, str]]  # [{"role": "user", "content": "..."}, ...]
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """Sampling parameters shared by every backend (greedy by default, as S3FT prescribes)."""
+
+    max_tokens: int = 384
+    temperature: float = 0.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str | None
+    finish_reason: str | None  # "stop", "length", or None when the request failed
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    error: str | None = None
+
+
+class Backend(Protocol):
+    #: Identifies the model in provenance columns (Hub id, folder, or served model name).
+    model_name: str
+
+    def start(self) -> None:
+        """Get ready to serve (start an engine, open a client); idempotent."""
+        ...
+
+    def generate(self, conversations: list[Messages], sampling: SamplingSettings) -> list[Generation]:
+        """One :class:`Generation` per conversation, same order."""
+        ...

@@ -1,0 +1,114 @@
+"""The in-process vLLM engine as a generation backend.
+
+One engine per run: it starts on the first request that needs it (a rerun whose shards are
+all finished never pays the ~45 s start-up) and serves both generation passes.
+"""
+
+from __future__ import annotations
+
+import logging
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from pipeline import device
+from pipeline.backends.base import Generation, Messages, SamplingSettings
+
+log = logging.getLogger(__name__)
+
+
+class VllmBackend:
+    def __init__(self, model_path: str, model_name: str, *, cache_root: Path, dtype: str = "auto",
+                 max_model_len: int = 2048, seed: int = 0, kv_cache_gib: int = 4,
+                 gpu_memory_utilization: float = 0.9):
+        self.model_name = model_name
+        self.max_model_len = max_model_len
+        self._kwargs = device.engine_kwargs(
+            model_path, dtype=dtype, max_model_len=max_model_len, seed=seed,
+            gpu_memory_utilization=gpu_memory_utilization,
+        )
+        self._cache_root = cache_root
+        self._kv_cache_gib = kv_cache_gib
+        self.engine_starts = 0
+
+    @cached_property
+    def tokenizer(self) -> Any:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(self._kwargs["model"])
+
+    @cached_property
+    def engine(self) -> Any:
+        device.configure_environment(self._cache_root, self._kv_cache_gib)
+        from vllm import LLM
+
+        log.info("starting the vLLM engine for %s", self._kwargs["model"])
+        self.engine_starts += 1
+        return LLM(**self._kwargs)
+
+    def start(self) -> None:
+        _ = self.engine
+
+    def encode(self, conversation: Messages) -> list[int]:
+        """Token ids of the conversation under the model's chat template, ready to answer."""
+        return list(self.tokenizer.apply_chat_template(
+            conversation, add_generation_prompt=True, tokenize=True, return_dict=False,
+        ))
+
+    def generate(self, conversations: list[Messages], sampling: SamplingSettings) -> list[Generation]:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        results: list[Generation | None] = [None] * len(conversations)
+        budget = self.max_model_len - sampling.max_tokens
+        runnable: list[tuple[int, list[int]]] = []
+        for index, conversation in enumerate(conversations):
+            ids = self.encode(conversation)
+            if len(ids) > budget:
+                # Caught here with the tokenizer, not by the engine failing the whole batch.
+                results[index] = Generation(
+                    None, None, prompt_tokens=len(ids),
+                    error=f"prompt_too_long: {len(ids)} prompt tokens > {budget} allowed "
+                          f"(max_model_len {self.max_model_len} - max_tokens {sampling.max_tokens})",
+                )
+            else:
+                runnable.append((index, ids))
+        if runnable:
+            params = SamplingParams(
+                temperature=sampling.temperature, top_p=sampling.top_p,
+                max_tokens=sampling.max_tokens, stop=list(sampling.stop) or None,
+            )
+            prompts = [TokensPrompt(prompt_token_ids=ids) for _, ids in runnable]
+            for (index, ids), output in zip(runnable, self._run(prompts, params), strict=True):
+                results[index] = output if isinstance(output, Generation) else Generation(
+                    text=output.outputs[0].text,
+                    finish_reason=output.outputs[0].finish_reason,
+                    prompt_tokens=len(ids),
+                    completion_tokens=len(output.outputs[0].token_ids),
+                )
+        assert all(r is not None for r in results)
+        return results  # type: ignore[return-value]
+
+    def _run(self, prompts: list[Any], params: Any) -> list[Any]:
+        """Generate a batch; if the engine rejects it, retry one by one so only bad rows fail.
+
+        An engine that cannot start, or that fails every request of a batch one by one, is
+        broken rather than fed a bad row: that raises and stops the run (finished shards stay).
+        """
+        engine = self.engine  # start-up errors propagate: they are not a row's fault
+        try:
+            return engine.generate(prompts, params, use_tqdm=False)
+        except Exception as batch_error:  # vLLM raises for the whole batch on one bad request
+            log.warning("batch of %d failed (%s); retrying request by request",
+                        len(prompts), batch_error)
+        outputs: list[Any] = []
+        for prompt in prompts:
+            try:
+                outputs.append(engine.generate([prompt], params, use_tqdm=False)[0])
+            except Exception as exc:
+                outputs.append(Generation(None, None, prompt_tokens=len(prompt["prompt_token_ids"]),
+                                          error=f"engine_error: {type(exc).__name__}: {exc}"))
+        if len(prompts) > 1 and all(isinstance(o, Generation) for o in outputs):
+            raise RuntimeError(f"the engine failed all {len(prompts)} requests of a batch, one "
+                               f"by one; first error: {outputs[0].error}")
+        return outputs

@@ -1,0 +1,123 @@
+"""Run configuration: one dataclass, defaults < YAML ``--config`` < command line (as in TRL).
+
+The parser is built from the dataclass fields and their ``help`` metadata with argparse, so
+``--help`` needs no heavy import.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.model import DEFAULT_MODEL
+
+
+@dataclass
+class RunConfig:
+    task: str = field(default="gsm8k", metadata={"help": "Task preset (gsm8k, ...)."})
+    data: str | None = field(
+        default=None,
+        metadata={"help": "Local data file (jsonl, jsonl.gz, json, parquet, csv). Default: "
+                  "$S3FT_DATA_DIR/<task>/..., then the task's Hub dataset."},
+    )
+    limit: int | None = field(default=None, metadata={"help": "Use only the first N rows."})
+    out: str | None = field(
+        default=None, metadata={"help": "Output folder. Default: runs/<task>-<config hash>."}
+    )
+    model: str = field(
+        default=DEFAULT_MODEL,
+        metadata={"help": "Hub id, local model folder or .gguf file. Default: the embedded "
+                  "SmolLM2-135M-Instruct."},
+    )
+    max_tokens: int = field(default=384, metadata={"help": "Max new tokens per generation."})
+    max_model_len: int = field(
+        default=2048, metadata={"help": "Context length of the engine (prompt + answer)."}
+    )
+    dtype: str = field(
+        default="auto",
+        metadata={"help": "Model dtype for vLLM; auto = bfloat16 where the hardware has it, "
+                  "else float32 on CPU."},
+    )
+    seed: int = field(default=0, metadata={"help": "Engine seed (decoding is greedy)."})
+    kv_cache_gib: int = field(
+        default=4, metadata={"help": "KV cache size in GiB on CPU (VLLM_CPU_KVCACHE_SPACE)."}
+    )
+    gpu_memory_utilization: float = field(
+        default=0.9, metadata={"help": "Share of GPU memory vLLM may use (GPU only)."}
+    )
+    shard_size: int = field(
+        default=256, metadata={"help": "Rows per shard; a killed run loses at most one shard."}
+    )
+    paraphrase_all: bool = field(
+        default=False,
+        metadata={"help": "Paraphrase every row, not only the ones judged wrong (needed to "
+                  "train the SDFT baseline on every row)."},
+    )
+    fresh: bool = field(
+        default=False, metadata={"help": "Recompute every stage, ignoring finished shards."}
+    )
+    config: str | None = field(
+        default=None, metadata={"help": "YAML file with any of these options."}
+    )
+    log_level: str = field(default="INFO", metadata={"help": "Logging level."})
+
+
+def _field_type(cls: type, f: dataclasses.Field) -> tuple[type, bool]:
+    """(base type, optional?) of a dataclass field."""
+    hint = typing.get_type_hints(cls)[f.name]
+    args = typing.get_args(hint)
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        base = next(a for a in args if a is not type(None))
+        return base, True
+    return hint, False
+
+
+def build_parser(cls: type, description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description, argument_default=argparse.SUPPRESS)
+    for f in dataclasses.fields(cls):
+        base, _ = _field_type(cls, f)
+        flag = "--" + f.name.replace("_", "-")
+        help_text = f.metadata.get("help", "") + f" (default: {f.default})"
+        if base is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
+        else:
+            parser.add_argument(flag, type=base, help=help_text, metavar=f.name.upper())
+    return parser
+
+
+def parse_config(cls: type, argv: list[str] | None, description: str) -> Any:
+    """Defaults < YAML (``--config``) < command line."""
+    explicit = vars(build_parser(cls, description).parse_args(argv))
+    values: dict[str, Any] = {}
+    if explicit.get("config"):
+        values.update(load_yaml(cls, Path(explicit["config"])))
+    values.update(explicit)
+    return cls(**values)
+
+
+def load_yaml(cls: type, path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise SystemExit(f"--config {path}: no such file")
+    loaded = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(loaded, dict):
+        raise SystemExit(f"--config {path}: expected a mapping of option: value")
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(loaded) - known)
+    if unknown:
+        raise SystemExit(f"--config {path}: unknown option(s) {', '.join(unknown)}")
+    return loaded
+
+
+def stable_hash(material: Any, length: int = 12) -> str:
+    """Hash of JSON-serialisable material, independent of dict order."""
+    blob = json.dumps(material, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:length]

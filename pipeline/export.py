@@ -1,0 +1,60 @@
+"""Export stage: ``train.parquet`` in TRL's conversational prompt/completion form.
+
+Every row carries the gold answer, the candidate with its verdict, the paraphrase with its
+verdict and the selected target, so SFT, SDFT and S3FT trainings are column choices on the
+same file, not reruns.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.stage import Shard
+from pipeline.storage import atomic_write_bytes
+
+_MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
+
+TRAIN_SCHEMA = pa.schema([
+    ("id", pa.string()),
+    ("task", pa.string()),
+    ("prompt", pa.list_(_MESSAGE)),
+    ("completion", pa.list_(_MESSAGE)),
+    ("source", pa.string()),  # model | paraphrase | gold
+    ("target", pa.string()),
+    ("gold", pa.string()),
+    ("candidate", pa.string()),
+    ("verdict", pa.bool_()),
+    ("judge_rule", pa.string()),
+    ("paraphrase", pa.string()),
+    ("paraphrase_verdict", pa.bool_()),
+    ("paraphrase_judge_rule", pa.string()),
+    ("finish_reason", pa.string()),
+    ("prompt_tokens", pa.int64()),
+    ("completion_tokens", pa.int64()),
+    ("paraphrase_tokens", pa.int64()),
+    ("error", pa.string()),
+    ("model", pa.string()),
+    ("prompt_version", pa.string()),
+    ("paraphrase_prompt_version", pa.string()),
+])
+
+
+def build_train_table(shards: list[Shard], task: str) -> pa.Table:
+    frame = pl.concat([pl.read_parquet(s.path) for s in shards], how="vertical_relaxed")
+    frame = frame.with_columns(
+        pl.lit(task).alias("task"),
+        pl.concat_list(
+            pl.struct(pl.lit("assistant").alias("role"), pl.col("target").alias("content"))
+        ).alias("completion"),
+    )
+    return frame.select(TRAIN_SCHEMA.names).to_arrow().cast(TRAIN_SCHEMA)
+
+
+def write_train(table: pa.Table, path: Path) -> None:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    atomic_write_bytes(path, sink.getvalue().to_pybytes())

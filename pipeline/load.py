@@ -1,0 +1,186 @@
+"""Load stage: resolve the data source, validate every row, give each a stable id.
+
+Source resolution, in order: ``--data PATH`` → ``$S3FT_DATA_DIR/<task file>`` (default: the
+project's ``data/`` folder) → the task's Hub dataset through ``datasets``. Bad input stops
+the run with an error that names the file, the row and what to do; nothing is dropped
+silently.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from pipeline.stage import Shard, ids_digest
+from pipeline.storage import StageDir
+from pipeline.tasks import TaskSpec
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+SUPPORTED = (".jsonl", ".jsonl.gz", ".json", ".parquet", ".csv")
+
+
+class DataError(SystemExit):
+    """Bad or missing input: the message says what and where, and how to fix it."""
+
+
+@dataclass(frozen=True)
+class LoadedData:
+    rows: list[dict[str, Any]]
+    source: str  # human-readable description
+    fingerprint: dict[str, Any]  # changes whenever the data may have changed
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("S3FT_DATA_DIR") or PROJECT_DIR / "data")
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    opener = gzip.open if path.name.endswith(".gz") else open
+    rows = []
+    with opener(path, "rt", encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}: line {line_no} is not valid JSON ({exc.msg}); fix or "
+                                f"remove that line") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}: line {line_no} is not a JSON object")
+            row["_line"] = line_no
+            rows.append(row)
+    return rows
+
+
+def read_file(path: Path) -> list[dict[str, Any]]:
+    """Rows of a local file; ``_line`` records where each row came from for error messages."""
+    name = path.name.lower()
+    if not name.endswith(SUPPORTED):
+        raise DataError(f"--data {path}: unsupported file type; use one of {', '.join(SUPPORTED)}")
+    if not path.is_file():
+        raise DataError(f"--data {path}: no such file")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: the file is empty")
+    if name.endswith((".jsonl", ".jsonl.gz")):
+        return _read_jsonl(path)
+    if name.endswith(".json"):
+        try:
+            loaded = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path}: not valid JSON at line {exc.lineno} ({exc.msg})") from None
+        if isinstance(loaded, dict) and "data" in loaded:
+            loaded = loaded["data"]
+        if not isinstance(loaded, list):
+            raise DataError(f"{path}: expected a JSON list of objects (or {{'data': [...]}})")
+        return [{**row, "_line": i} for i, row in enumerate(loaded, start=1)]
+    frame = pl.read_parquet(path) if name.endswith(".parquet") else pl.read_csv(path)
+    # CSV line numbers count the header, so row i sits on line i + 1.
+    offset = 1 if name.endswith(".csv") else 0
+    return [{**row, "_line": i + offset} for i, row in enumerate(frame.to_dicts(), start=1)]
+
+
+def _file_fingerprint(path: Path) -> dict[str, Any]:
+    stat = path.stat()
+    return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _load_hub(task: TaskSpec) -> LoadedData:
+    import datasets
+
+    hub = task.hub
+    dataset = datasets.load_dataset(hub.repo_id, hub.config, split=hub.split)
+    revision = getattr(dataset.info, "version", None)
+    rows = [{**row, "_line": i} for i, row in enumerate(dataset, start=1)]
+    fingerprint = {"hub": hub.repo_id, "config": hub.config, "split": hub.split,
+                   "revision": str(revision), "fingerprint": dataset._fingerprint}
+    return LoadedData(rows, f"hub:{hub.repo_id}/{hub.config}/{hub.split}", fingerprint)
+
+
+def resolve_source(task: TaskSpec, data: str | None) -> LoadedData:
+    if data:
+        path = Path(data).expanduser()
+        return LoadedData(read_file(path), str(path), _file_fingerprint(path))
+    local = data_dir() / task.local_file
+    if local.is_file():
+        return LoadedData(read_file(local), str(local), _file_fingerprint(local))
+    tried = ["--data (not given)", f"{local} (not found; S3FT_DATA_DIR={data_dir()})"]
+    try:
+        return _load_hub(task)
+    except Exception as exc:  # offline, unknown repo, auth: all end in the same advice
+        tried.append(f"Hub dataset {task.hub.repo_id} ({type(exc).__name__}: {exc})")
+    raise DataError(
+        f"no data found for task {task.name!r}. Tried, in order:\n  - " + "\n  - ".join(tried)
+        + f"\nPass a local file with --data PATH, or set S3FT_DATA_DIR to a folder holding "
+        f"{task.local_file}."
+    )
+
+
+def row_id(task: TaskSpec, row: dict[str, Any]) -> str:
+    if task.id_field and row.get(task.id_field) is not None:
+        return f"{task.name}-{row[task.id_field]}"
+    # No id in the source: hash what defines the example, so the id survives reordering.
+    material = json.dumps({k: row[k] for k in task.required_fields}, sort_keys=True, default=str)
+    return f"{task.name}-{hashlib.sha256(material.encode()).hexdigest()[:16]}"
+
+
+def validate(task: TaskSpec, rows: list[dict[str, Any]], source: str) -> None:
+    if not rows:
+        raise DataError(f"{source}: no rows found")
+    for row in rows:
+        missing = [f for f in task.required_fields if row.get(f) in (None, "")]
+        if missing:
+            raise DataError(
+                f"{source}: row at line {row['_line']} is missing {', '.join(missing)} "
+                f"(task {task.name!r} needs {', '.join(task.required_fields)}); fix or remove it"
+            )
+
+
+def load_rows(task: TaskSpec, data: str | None, limit: int | None) -> tuple[pl.DataFrame, LoadedData]:
+    """Validated rows with ``id`` and ``gold`` columns, in source order, first ``limit`` only."""
+    if limit is not None and limit < 1:
+        raise DataError(f"--limit {limit}: must be a positive number of rows")
+    loaded = resolve_source(task, data)
+    rows = loaded.rows[:limit] if limit else loaded.rows
+    validate(task, rows, loaded.source)
+    records = []
+    seen: dict[str, int] = {}
+    for row in rows:
+        rid = row_id(task, row)
+        if rid in seen:
+            # Duplicate prompts are kept (never silently dropped) but need distinct ids.
+            seen[rid] += 1
+            rid = f"{rid}-{seen[rid]}"
+        else:
+            seen[rid] = 0
+        fields = {k: v for k, v in row.items() if k != "_line"}
+        records.append({"id": rid, **fields, "gold": task.gold_response(row)})
+    return pl.DataFrame(records, infer_schema_length=None), loaded
+
+
+def write_shards(frame: pl.DataFrame, stages_root: Path, key: str,
+                 shard_size: int) -> list[Shard]:
+    """Cut the loaded rows into fixed windows of ``shard_size`` rows and store them.
+
+    Windows are fixed positions in source order, so a different ``--limit`` changes only
+    the last, partial window: every full shard before it keeps its digest and is reused.
+    """
+    if shard_size < 1:
+        raise DataError(f"--shard-size {shard_size}: must be at least 1")
+    out = StageDir(stages_root / f"load-{key}")
+    shards = []
+    for index, start in enumerate(range(0, frame.height, shard_size)):
+        part = frame.slice(start, shard_size)
+        digest = ids_digest(part)
+        if out.completed(index, digest) is None:
+            out.write(index, part, {"stage": "load", "key": key, "input_digest": digest,
+                                    "rows": part.height, "stats": {"rows": part.height}})
+        shards.append(Shard(index, out.shard_path(index), digest))
+    return shards

@@ -1,0 +1,31 @@
+"""``python -m pipeline.run --task gsm8k``: curate an S3FT training set.
+
+Heavy libraries (vLLM, torch, transformers) load only after the arguments are parsed, so
+``--help`` answers at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from pipeline.config import RunConfig, parse_config
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = parse_config(RunConfig, argv, description=__doc__.splitlines()[0])
+    logging.basicConfig(level=config.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from pipeline.runner import run
+    from pipeline.storage import RunLockedError
+
+    try:
+        run(config)
+    except RunLockedError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

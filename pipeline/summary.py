@@ -1,0 +1,103 @@
+"""The run summary: training-mix shares, model accuracy, errors, and cost per stage."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pyarrow as pa
+
+from pipeline.select import SOURCES
+from pipeline.stage import StageResult
+
+# Table 3 of Gupta et al. (2025), Mistral-7B-Instruct-v0.2: shares of model/paraphrase/gold.
+PAPER_SHARES = {
+    "gsm8k": {"model": 49.5, "paraphrase": 42.1, "gold": 8.4},
+    "mbpp": {"model": 30.2, "paraphrase": 32.4, "gold": 37.4},
+    "nq": {"model": 66.0, "paraphrase": 25.6, "gold": 8.1},
+}
+
+
+def _stage_cost(result: StageResult, prefix: str | None) -> dict[str, Any]:
+    stats = result.stats
+    cost: dict[str, Any] = {
+        "seconds": round(stats.get("seconds", 0.0), 2),
+        "seconds_this_invocation": round(result.seconds_now, 2),
+        "shards_computed": result.computed_shards,
+        "shards_reused": result.reused_shards,
+    }
+    if prefix:
+        tokens = int(stats.get(f"{prefix}_completion_tokens", 0))
+        engine_seconds = stats.get(f"{prefix}_seconds", 0.0)
+        cost.update(
+            generated_tokens=tokens,
+            prompt_tokens=int(stats.get(f"{prefix}_prompt_tokens", 0)),
+            engine_seconds=round(engine_seconds, 2),
+            tokens_per_s=round(tokens / engine_seconds, 1) if engine_seconds else None,
+            truncated=int(stats.get(f"{prefix}_truncated", 0)),
+            errors=int(stats.get(f"{prefix}_errors", 0)),
+        )
+    return cost
+
+
+def summarize(table: pa.Table, task: str, stages: dict[str, StageResult],
+              wall_seconds: float, engine_starts: int) -> dict[str, Any]:
+    rows = table.num_rows
+    columns = table.to_pydict()
+    counts = Counter(columns["source"])
+    paraphrased = [v for v in columns["paraphrase_verdict"] if v is not None]
+    errors = Counter(
+        part.split(":", 1)[0] for e in columns["error"] if e for part in e.split("; ")
+    )
+    prefixes = {"generate": "generate", "paraphrase": "paraphrase"}
+    return {
+        "task": task,
+        "rows": rows,
+        "sources": {s: {"count": counts.get(s, 0),
+                        "share_pct": round(100 * counts.get(s, 0) / rows, 1) if rows else 0.0}
+                    for s in SOURCES},
+        "paper_shares_pct": PAPER_SHARES.get(task),
+        "model_accuracy_pct": round(100 * sum(bool(v) for v in columns["verdict"]) / rows, 1)
+        if rows else 0.0,
+        "paraphrase": {"attempted": len(paraphrased), "passed": sum(paraphrased),
+                       "pass_rate_pct": round(100 * sum(paraphrased) / len(paraphrased), 1)
+                       if paraphrased else None},
+        "judge_rules": dict(Counter(columns["judge_rule"]).most_common()),
+        "rows_with_errors": sum(1 for e in columns["error"] if e),
+        "errors_by_stage": dict(errors),
+        "stages": {name: _stage_cost(result, prefixes.get(name)) for name, result in stages.items()},
+        "engine_starts": engine_starts,
+        "wall_seconds": round(wall_seconds, 2),
+    }
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    mix = Table(title=f"S3FT training mix — {summary['task']} ({summary['rows']} rows)")
+    mix.add_column("target source")
+    mix.add_column("rows", justify="right")
+    mix.add_column("share %", justify="right")
+    mix.add_column("paper %", justify="right")
+    paper = summary["paper_shares_pct"] or {}
+    for source, info in summary["sources"].items():
+        mix.add_row(source, str(info["count"]), f"{info['share_pct']:.1f}",
+                    f"{paper[source]:.1f}" if source in paper else "-")
+    console.print(mix)
+    costs = Table(title="Stages")
+    for column in ("stage", "seconds", "shards computed/reused", "generated tok", "tok/s"):
+        costs.add_column(column, justify="left" if column == "stage" else "right")
+    for name, cost in summary["stages"].items():
+        costs.add_row(name, f"{cost['seconds']:.1f}",
+                      f"{cost['shards_computed']}/{cost['shards_reused']}",
+                      str(cost.get("generated_tokens", "")),
+                      str(cost.get("tokens_per_s") or ""))
+    console.print(costs)
+    para = summary["paraphrase"]
+    console.print(
+        f"model accuracy on the training set: {summary['model_accuracy_pct']:.1f}%  |  "
+        f"paraphrases passing: {para['passed']}/{para['attempted']}  |  "
+        f"rows with errors: {summary['rows_with_errors']}  |  wall: {summary['wall_seconds']:.1f}s"
+    )

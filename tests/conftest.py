@@ -1,0 +1,54 @@
+"""Shared fixtures. Datasets come from ``S3FT_DATA_DIR`` (``make test`` sets it to
+``../shared/data`` here); nothing is downloaded: the Hub is switched off for every test."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+
+PROJECT = Path(__file__).resolve().parents[1]
+
+
+def data_dir() -> Path:
+    root = Path(os.environ.get("S3FT_DATA_DIR") or PROJECT / "data")
+    if not (root / "gsm8k" / "train.jsonl").is_file():
+        pytest.fail(f"GSM8K data not found under {root}: set S3FT_DATA_DIR to the datasets "
+                    f"folder (here: ../shared/data)")
+    return root
+
+
+@pytest.fixture(scope="session")
+def gsm8k_train() -> list[dict]:
+    with (data_dir() / "gsm8k" / "train.jsonl").open() as handle:
+        return [json.loads(line) for line in handle]
+
+
+def run_cli(*args: str, timeout: float = 1500, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``python -m pipeline.run`` as a user would, from the project folder."""
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline.run", *args], cwd=PROJECT, capture_output=True,
+        text=True, timeout=timeout, env={**os.environ, **(env or {})},
+    )
+
+
+@pytest.fixture(scope="session")
+def gsm8k_run(tmp_path_factory) -> dict:
+    """One real curation run (real engine, real model, 16 real GSM8K rows), shared by the
+    tests that check its output, then the same command again to check reuse."""
+    out = tmp_path_factory.mktemp("runs") / "gsm8k-16"
+    args = ("--task", "gsm8k", "--limit", "16", "--shard-size", "8", "--out", str(out))
+    first = run_cli(*args)
+    assert first.returncode == 0, first.stderr[-4000:]
+    summary_first = json.loads((out / "summary.json").read_text())
+    second = run_cli(*args)
+    assert second.returncode == 0, second.stderr[-4000:]
+    return {"out": out, "first": first, "second": second, "summary_first": summary_first,
+            "summary_second": json.loads((out / "summary.json").read_text())}

@@ -1,0 +1,54 @@
+import subprocess
+import sys
+import time
+
+import pytest
+
+from pipeline.config import RunConfig, parse_config, stable_hash
+from tests.conftest import PROJECT
+
+
+def parse(argv):
+    return parse_config(RunConfig, argv, description="test")
+
+
+def test_defaults_then_yaml_then_command_line(tmp_path):
+    assert parse([]).max_tokens == 384
+    config_file = tmp_path / "c.yaml"
+    config_file.write_text("max_tokens: 64\nlimit: 10\nparaphrase_all: true\n")
+    from_yaml = parse(["--config", str(config_file)])
+    assert (from_yaml.max_tokens, from_yaml.limit, from_yaml.paraphrase_all) == (64, 10, True)
+    overridden = parse(["--config", str(config_file), "--max-tokens", "32", "--no-paraphrase-all"])
+    assert (overridden.max_tokens, overridden.limit, overridden.paraphrase_all) == (32, 10, False)
+
+
+def test_unknown_yaml_option_is_named(tmp_path):
+    config_file = tmp_path / "c.yaml"
+    config_file.write_text("max_tokenz: 64\n")
+    with pytest.raises(SystemExit, match="max_tokenz"):
+        parse(["--config", str(config_file)])
+
+
+def test_bad_flag_value_is_rejected():
+    with pytest.raises(SystemExit):
+        parse(["--limit", "many"])
+
+
+def test_stable_hash_ignores_key_order():
+    assert stable_hash({"a": 1, "b": [1, 2]}) == stable_hash({"b": [1, 2], "a": 1})
+    assert stable_hash({"a": 1}) != stable_hash({"a": 2})
+
+
+def test_help_is_instant_and_lists_options():
+    began = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "pipeline.run", "--help"], cwd=PROJECT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    assert "--shard-size" in result.stdout and "--max-tokens" in result.stdout
+    # --help must not import vLLM/torch (those take many seconds); check it did not load them.
+    probe = subprocess.run(
+        [sys.executable, "-c", "import sys, pipeline.run, pipeline.config; "
+         "print(any(m in sys.modules for m in ('torch', 'vllm', 'transformers', 'polars')))"],
+        cwd=PROJECT, capture_output=True, text=True, timeout=60)
+    assert probe.stdout.strip() == "False"
+    assert time.perf_counter() - began < 60

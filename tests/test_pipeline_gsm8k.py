@@ -1,0 +1,108 @@
+"""End to end on the real engine and model: ``python -m pipeline.run --task gsm8k --limit 16``.
+
+One run (two shards of 8) is shared by every test here; the same command is then run again
+to show that finished stages are reused without starting the engine.
+"""
+
+import json
+
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+import judges
+from pipeline.config import RunConfig, load_yaml
+from pipeline.export import TRAIN_SCHEMA
+from pipeline.tasks import get_task
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def train(gsm8k_run) -> pl.DataFrame:
+    return pl.read_parquet(gsm8k_run["out"] / "train.parquet")
+
+
+def test_export_has_every_row_with_the_explicit_schema(gsm8k_run, train):
+    assert pq.read_schema(gsm8k_run["out"] / "train.parquet").equals(TRAIN_SCHEMA)
+    assert train.height == 16
+    assert train["id"].n_unique() == 16
+
+
+def test_each_row_has_exactly_one_target_chosen_by_the_s3ft_rule(train, gsm8k_train):
+    golds = {row["question"]: get_task("gsm8k").gold_response(row) for row in gsm8k_train[:16]}
+    for row in train.iter_rows(named=True):
+        assert row["target"], row["id"]
+        assert row["completion"] == [{"role": "assistant", "content": row["target"]}]
+        assert (row["source"] == "model") == bool(row["verdict"])
+        if row["source"] == "model":
+            assert row["target"] == row["candidate"]
+        elif row["source"] == "paraphrase":
+            assert row["paraphrase_verdict"] is True
+            assert row["target"] == row["paraphrase"]
+        else:
+            assert row["source"] == "gold"
+            assert not row["paraphrase_verdict"]
+            assert row["target"] == row["gold"]
+        question = row["prompt"][0]["content"].split("Question: ", 1)[1]
+        assert row["gold"] == golds[question]
+
+
+def test_rows_judged_wrong_were_paraphrased_and_the_rest_not(train):
+    wrong = train.filter(~pl.col("verdict"))
+    assert wrong["paraphrase"].null_count() == 0
+    assert wrong["paraphrase_verdict"].null_count() == 0
+    right = train.filter(pl.col("verdict"))
+    assert right["paraphrase"].null_count() == right.height
+
+
+def test_recorded_verdicts_match_the_judge(train, gsm8k_train):
+    judge = judges.get("gsm8k")
+    by_question = {row["question"]: row for row in gsm8k_train[:16]}
+    for row in train.iter_rows(named=True):
+        example = by_question[row["prompt"][0]["content"].split("Question: ", 1)[1]]
+        verdict = judge.judge(row["candidate"], example)
+        assert (verdict.correct, verdict.rule) == (row["verdict"], row["judge_rule"])
+        if row["paraphrase"] is not None:
+            assert judge.judge(row["paraphrase"], example).correct == row["paraphrase_verdict"]
+
+
+def test_generation_provenance(train):
+    assert set(train["model"]) == {"embedded:smollm2-135m-instruct"}
+    assert all(v.startswith("gsm8k/answer.jinja@") for v in train["prompt_version"])
+    assert train["finish_reason"].is_in(["stop", "length"]).all()
+    assert (train["completion_tokens"] > 0).all()
+    assert train["error"].null_count() == 16
+
+
+def test_summary_matches_the_export(gsm8k_run, train):
+    summary = gsm8k_run["summary_first"]
+    counts = train["source"].value_counts()
+    assert summary["rows"] == 16
+    for source, count in counts.iter_rows():
+        assert summary["sources"][source]["count"] == count
+    assert sum(s["share_pct"] for s in summary["sources"].values()) == pytest.approx(100, abs=0.2)
+    assert summary["model_accuracy_pct"] == pytest.approx(100 * train["verdict"].mean(), abs=0.1)
+    assert summary["stages"]["generate"]["generated_tokens"] == train["completion_tokens"].sum()
+    assert summary["stages"]["generate"]["tokens_per_s"] > 0
+    assert summary["engine_starts"] == 1
+    assert "S3FT training mix" in gsm8k_run["first"].stdout
+
+
+def test_rerun_reuses_finished_stages_without_an_engine(gsm8k_run, train):
+    again = gsm8k_run["summary_second"]
+    assert again["engine_starts"] == 0
+    for name, cost in again["stages"].items():
+        assert (cost["shards_computed"], cost["shards_reused"]) == (0, 2), name
+    assert pl.read_parquet(gsm8k_run["out"] / "train.parquet").equals(train)
+
+
+def test_config_yaml_reproduces_the_run(gsm8k_run):
+    path = gsm8k_run["out"] / "config.yaml"
+    options = load_yaml(RunConfig, path)
+    assert (options["task"], options["limit"], options["shard_size"]) == ("gsm8k", 16, 8)
+    assert "resolved" not in yaml.safe_load(path.read_text())
+    assert "stage_keys" in path.read_text()
+    assert json.loads((gsm8k_run["out"] / "summary.json").read_text())["out"] == str(
+        gsm8k_run["out"])

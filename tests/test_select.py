@@ -1,0 +1,29 @@
+from collections import Counter
+
+import polars as pl
+
+from pipeline.select import SelectStage
+from pipeline.stage import append_error
+
+
+def test_s3ft_selection_rule():
+    frame = pl.DataFrame({
+        "id": ["a", "b", "c", "d", "e"],
+        "gold": ["G1", "G2", "G3", "G4", "G5"],
+        "candidate": ["C1", "C2", "C3", None, "C5"],
+        "verdict": [True, False, False, False, True],
+        "paraphrase": [None, "P2", "P3", "P4", "P5"],
+        "paraphrase_verdict": [None, True, False, True, True],
+    })
+    stats = Counter()
+    out = SelectStage().process(frame, stats)
+    assert out["source"].to_list() == ["model", "paraphrase", "gold", "paraphrase", "model"]
+    assert out["target"].to_list() == ["C1", "P2", "G3", "P4", "C5"]
+    assert stats == Counter(source_model=2, source_paraphrase=2, source_gold=1)
+
+
+def test_errors_accumulate_per_stage():
+    frame = pl.DataFrame({"id": ["a", "b"]})
+    frame = append_error(frame, "generate", [None, "prompt_too_long"])
+    frame = append_error(frame, "judge", ["judge_error: boom", None])
+    assert frame["error"].to_list() == ["judge: judge_error: boom", "generate: prompt_too_long"]
