@@ -29,6 +29,9 @@ class RunConfig:
         metadata={"help": "Local data file (jsonl, jsonl.gz, json, parquet, csv). Default: "
                   "$S3FT_DATA_DIR/<task>/..., then the task's Hub dataset."},
     )
+    split: str = field(
+        default="train", metadata={"help": "Which split of the task's data to curate."}
+    )
     limit: int | None = field(default=None, metadata={"help": "Use only the first N rows."})
     out: str | None = field(
         default=None, metadata={"help": "Output folder. Default: runs/<task>-<config hash>."}

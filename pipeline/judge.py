@@ -10,6 +10,7 @@ from typing import Any
 import polars as pl
 
 from judges import Judge, Verdict
+from pipeline import faults
 from pipeline.stage import append_error
 
 log = logging.getLogger(__name__)
@@ -27,7 +28,7 @@ def judge_responses(judge: Judge, responses: list[str | None],
         else:
             todo.append(index)
     batch = getattr(judge, "judge_many", None)
-    if batch is not None and todo:
+    if batch is not None and todo and not faults.marker("judge"):
         try:
             for index, verdict in zip(todo, batch([responses[i] for i in todo],
                                                   [examples[i] for i in todo]), strict=True):
@@ -37,6 +38,7 @@ def judge_responses(judge: Judge, responses: list[str | None],
             log.warning("judge_many failed (%s); judging row by row", exc)
     for index in todo:
         try:
+            faults.check("judge", str(examples[index].get("prompt", "")))
             verdicts[index] = judge.judge(responses[index], examples[index])
         except Exception as exc:
             verdicts[index] = Verdict(False, "judge_error", reason=f"{type(exc).__name__}: {exc}")

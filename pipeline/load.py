@@ -92,34 +92,36 @@ def _file_fingerprint(path: Path) -> dict[str, Any]:
     return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
-def _load_hub(task: TaskSpec) -> LoadedData:
+def _load_hub(task: TaskSpec, split: str) -> LoadedData:
     import datasets
 
     hub = task.hub
-    dataset = datasets.load_dataset(hub.repo_id, hub.config, split=hub.split)
+    dataset = datasets.load_dataset(hub.repo_id, hub.config, split=split)
     revision = getattr(dataset.info, "version", None)
     rows = [{**row, "_line": i} for i, row in enumerate(dataset, start=1)]
-    fingerprint = {"hub": hub.repo_id, "config": hub.config, "split": hub.split,
+    fingerprint = {"hub": hub.repo_id, "config": hub.config, "split": split,
                    "revision": str(revision), "fingerprint": dataset._fingerprint}
-    return LoadedData(rows, f"hub:{hub.repo_id}/{hub.config}/{hub.split}", fingerprint)
+    return LoadedData(rows, f"hub:{hub.repo_id}/{hub.config}/{split}", fingerprint)
 
 
-def resolve_source(task: TaskSpec, data: str | None) -> LoadedData:
+def resolve_source(task: TaskSpec, data: str | None, split: str = "train") -> LoadedData:
+    if split not in task.local_files:
+        raise DataError(f"--split {split!r}: task {task.name!r} has splits {', '.join(task.splits)}")
     if data:
         path = Path(data).expanduser()
         return LoadedData(read_file(path), str(path), _file_fingerprint(path))
-    local = data_dir() / task.local_file
+    local = data_dir() / task.local_files[split]
     if local.is_file():
         return LoadedData(read_file(local), str(local), _file_fingerprint(local))
     tried = ["--data (not given)", f"{local} (not found; S3FT_DATA_DIR={data_dir()})"]
     try:
-        return _load_hub(task)
+        return _load_hub(task, split)
     except Exception as exc:  # offline, unknown repo, auth: all end in the same advice
         tried.append(f"Hub dataset {task.hub.repo_id} ({type(exc).__name__}: {exc})")
     raise DataError(
         f"no data found for task {task.name!r}. Tried, in order:\n  - " + "\n  - ".join(tried)
         + f"\nPass a local file with --data PATH, or set S3FT_DATA_DIR to a folder holding "
-        f"{task.local_file}."
+        f"{task.local_files[split]}."
     )
 
 
@@ -143,13 +145,20 @@ def validate(task: TaskSpec, rows: list[dict[str, Any]], source: str) -> None:
             )
 
 
-def load_rows(task: TaskSpec, data: str | None, limit: int | None) -> tuple[pl.DataFrame, LoadedData]:
-    """Validated rows with ``id`` and ``gold`` columns, in source order, first ``limit`` only."""
+def load_rows(task: TaskSpec, data: str | None, limit: int | None,
+              split: str = "train") -> tuple[pl.DataFrame, LoadedData]:
+    """Validated rows of ``split`` with ``id`` and ``gold`` columns, in source order, first
+    ``limit`` only."""
     if limit is not None and limit < 1:
         raise DataError(f"--limit {limit}: must be a positive number of rows")
-    loaded = resolve_source(task, data)
-    rows = loaded.rows[:limit] if limit else loaded.rows
+    loaded = resolve_source(task, data, split)
+    rows = loaded.rows
     validate(task, rows, loaded.source)
+    if task.split_of is not None:  # one file holds every split: keep the asked one
+        rows = [row for row in rows if task.split_of(row) == split]
+        if not rows:
+            raise DataError(f"{loaded.source}: no rows of split {split!r}")
+    rows = rows[:limit] if limit else rows
     records = []
     seen: dict[str, int] = {}
     for row in rows:
@@ -161,7 +170,9 @@ def load_rows(task: TaskSpec, data: str | None, limit: int | None) -> tuple[pl.D
         else:
             seen[rid] = 0
         fields = {k: v for k, v in row.items() if k != "_line"}
-        records.append({"id": rid, **fields, "gold": task.gold_response(row)})
+        if "id" in fields:  # keep the source's own id column next to ours
+            fields["source_id"] = fields.pop("id")
+        records.append({**fields, "id": rid, "gold": task.gold_response(row)})
     return pl.DataFrame(records, infer_schema_length=None), loaded
 
 

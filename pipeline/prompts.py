@@ -11,7 +11,7 @@ from typing import Any
 
 import jinja2
 
-PROMPTS_DIR = Path(os.environ.get("S3FT_PROMPTS_DIR", Path(__file__).resolve().parents[1] / "prompts"))
+DEFAULT_PROMPTS_DIR = Path(__file__).resolve().parents[1] / "prompts"
 
 _ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False)
 
@@ -44,5 +44,9 @@ class PromptTemplate:
         return [{"role": "user", "content": self.render(**fields)}]
 
 
+def prompts_dir() -> Path:
+    return Path(os.environ.get("S3FT_PROMPTS_DIR") or DEFAULT_PROMPTS_DIR)
+
+
 def template(task: str, name: str) -> PromptTemplate:
-    return PromptTemplate(PROMPTS_DIR / task / f"{name}.jinja")
+    return PromptTemplate(prompts_dir() / task / f"{name}.jinja")

@@ -6,9 +6,11 @@ import dataclasses
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import yaml
 
 import judges
@@ -19,34 +21,46 @@ from pipeline.device import resolve_dtype
 from pipeline.export import build_train_table, write_train
 from pipeline.generate import GenerateStage
 from pipeline.judge import JudgeStage
-from pipeline.load import load_rows, write_shards
-from pipeline.model import cache_dir, resolve_model
+from pipeline.load import LoadedData, load_rows, write_shards
+from pipeline.model import ResolvedModel, cache_dir, resolve_model
 from pipeline.paraphrase import ParaphraseStage
 from pipeline.select import SelectStage
 from pipeline.stage import Stage, StageResult, run_stage, stage_key
 from pipeline.storage import RunLock, atomic_write_bytes, atomic_write_json
 from pipeline.summary import print_summary, summarize
-from pipeline.tasks import get_task
+from pipeline.tasks import TaskSpec, get_task
 
 log = logging.getLogger(__name__)
 
 LOAD_VERSION = "1"
 
 
-def run(config: RunConfig) -> dict[str, Any]:
-    started = time.perf_counter()
-    task = get_task(config.task)
-    frame, loaded = load_rows(task, config.data, config.limit)
-    model = resolve_model(config.model)
-    log.info("task %s: %d rows from %s; model %s", task.name, frame.height, loaded.source,
-             model.path)
+@dataclass
+class Plan:
+    """Everything a run will do, decided before any work starts (no engine is started)."""
 
+    config: RunConfig
+    task: TaskSpec
+    frame: pl.DataFrame
+    loaded: LoadedData
+    model: ResolvedModel
+    backend: VllmBackend
+    judge: Any
+    stages: list[Stage]
+    keys: dict[str, str]  # stage name -> key, "load" first
+    out_dir: Path
+
+
+def plan(config: RunConfig) -> Plan:
+    task = get_task(config.task)
+    frame, loaded = load_rows(task, config.data, config.limit, config.split)
+    model = resolve_model(config.model)
     backend = VllmBackend(
         model.path, model_name=model.spec, cache_root=cache_dir(), dtype=config.dtype,
         max_model_len=config.max_model_len, seed=config.seed, kv_cache_gib=config.kv_cache_gib,
         gpu_memory_utilization=config.gpu_memory_utilization,
     )
-    judge = judges.get(task.judge)
+    judge: Any = judges.get(task.judge)
     sampling = SamplingSettings(max_tokens=config.max_tokens, stop=task.stop)
     engine_settings = {"dtype": resolve_dtype(config.dtype), "max_model_len": config.max_model_len,
                        "seed": config.seed}
@@ -56,46 +70,73 @@ def run(config: RunConfig) -> dict[str, Any]:
         ParaphraseStage(task, backend, judge, sampling, config.paraphrase_all),
         SelectStage(),
     ]
-
-    load_key = stable_hash({"task": task.name, "data": loaded.fingerprint,
-                            "shard_size": config.shard_size, "version": LOAD_VERSION})
-    keys = [load_key]
+    # --limit is not part of any key: shards are fixed windows, so a different limit reuses
+    # every full shard it shares with an earlier run (see pipeline/load.py: write_shards).
+    keys = {"load": stable_hash({"task": task.name, "data": loaded.fingerprint, "split": config.split,
+                                 "shard_size": config.shard_size, "version": LOAD_VERSION})}
+    upstream = keys["load"]
     for stage in stages:
-        keys.append(stage_key(stage, keys[-1]))
-    out_dir = Path(config.out or Path("runs") / f"{task.name}-{keys[-1][:8]}")
+        upstream = keys[stage.name] = stage_key(stage, upstream)
+    out_dir = Path(config.out or Path("runs") / f"{task.name}-{upstream[:8]}")
+    return Plan(config, task, frame, loaded, model, backend, judge, stages, keys, out_dir)
 
-    with RunLock(out_dir):
-        stage_names = ["load"] + [stage.name for stage in stages]
-        _write_config(out_dir, config, model, loaded, dict(zip(stage_names, keys, strict=True)))
-        stages_root = out_dir / "stages"
-        shards = write_shards(frame, stages_root, load_key, config.shard_size)
+
+def run(config: RunConfig) -> dict[str, Any]:
+    started = time.perf_counter()
+    p = plan(config)
+    log.info("task %s: %d rows from %s; model %s; output %s", p.task.name, p.frame.height,
+             p.loaded.source, p.model.path, p.out_dir)
+    with RunLock(p.out_dir):
+        _write_config(p)
+        stages_root = p.out_dir / "stages"
+        problems = _preflight(p, stages_root)
+        shards = write_shards(p.frame, stages_root, p.keys["load"], config.shard_size)
         results: dict[str, StageResult] = {}
-        upstream_key = load_key
-        for stage in stages:
+        upstream_key = p.keys["load"]
+        for stage in p.stages:
             result = run_stage(stage, shards, upstream_key, stages_root, fresh=config.fresh)
             results[stage.name] = result
             shards, upstream_key = result.shards, result.key
-        table = build_train_table(shards, task.name)
-        write_train(table, out_dir / "train.parquet")
-        summary = summarize(table, task.name, results, time.perf_counter() - started,
-                            engine_starts=backend.engine_starts)
-        summary["out"] = str(out_dir)
-        atomic_write_json(out_dir / "summary.json", summary)
+        table = build_train_table(shards, p.task.name)
+        write_train(table, p.out_dir / "train.parquet")
+        summary = summarize(table, p.task.name, results, time.perf_counter() - started,
+                            engine_starts=p.backend.engine_starts)
+        summary["out"] = str(p.out_dir)
+        summary["preflight_problems"] = dict(problems)
+        atomic_write_json(p.out_dir / "summary.json", summary)
     print_summary(summary)
     return summary
 
 
-def _write_config(out_dir: Path, config: RunConfig, model: Any, loaded: Any,
-                  keys: dict[str, str]) -> None:
+def _preflight(p: Plan, stages_root: Path) -> list[tuple[str, str]]:
+    """Run the task's checks on its gold data once per data key; bad rows are flagged in the
+    summary and the log (and still curated: their gold target is kept as the source has it)."""
+    if p.task.preflight is None:
+        return []
+    record = stages_root / f"preflight-{p.keys['load']}.json"
+    if record.is_file() and not p.config.fresh:
+        known = json.loads(record.read_text())
+        ids = set(p.frame["id"].to_list())
+        if ids <= set(known["checked"]):
+            return [(rid, why) for rid, why in known["problems"] if rid in ids]
+    problems = p.task.preflight(p.judge, p.frame.to_dicts())
+    for rid, why in problems:
+        log.warning("preflight: %s: %s", rid, why)
+    record.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(record, {"checked": p.frame["id"].to_list(), "problems": problems})
+    return problems
+
+
+def _write_config(p: Plan) -> None:
     """The resolved configuration, enough to reproduce the run (``--config config.yaml``)."""
-    options = {k: v for k, v in dataclasses.asdict(config).items() if k != "config"}
+    options = {k: v for k, v in dataclasses.asdict(p.config).items() if k != "config"}
     resolved = {
-        "model_path": model.path, "model_fingerprint": model.fingerprint,
-        "data_source": loaded.source,
-        "data_fingerprint": json.loads(json.dumps(loaded.fingerprint, default=str)),
-        "dtype": resolve_dtype(config.dtype), "stage_keys": keys,
+        "model_path": p.model.path, "model_fingerprint": p.model.fingerprint,
+        "data_source": p.loaded.source,
+        "data_fingerprint": json.loads(json.dumps(p.loaded.fingerprint, default=str)),
+        "dtype": resolve_dtype(p.config.dtype), "stage_keys": p.keys,
     }
     text = yaml.safe_dump(options, sort_keys=False)
     text += "# Resolved at run time (informational; ignored when read back with --config):\n"
     text += "\n".join("# " + line for line in yaml.safe_dump({"resolved": resolved}).splitlines())
-    atomic_write_bytes(out_dir / "config.yaml", (text + "\n").encode())
+    atomic_write_bytes(p.out_dir / "config.yaml", (text + "\n").encode())

@@ -18,15 +18,14 @@ from pipeline.prompts import PromptTemplate, template
 class HubSource:
     repo_id: str
     config: str | None
-    split: str
 
 
 @dataclass(frozen=True)
 class TaskSpec:
     name: str
     judge: str
-    #: Default data file, relative to ``$S3FT_DATA_DIR``.
-    local_file: str
+    #: Default data file per split, relative to ``$S3FT_DATA_DIR``.
+    local_files: dict[str, str]
     hub: HubSource
     #: Fields every source row must have (non-empty).
     required_fields: tuple[str, ...]
@@ -36,6 +35,15 @@ class TaskSpec:
     gold_response: Callable[[Mapping[str, Any]], str]
     #: Strings that end a generation early (saves tokens the judge never reads).
     stop: tuple[str, ...] = field(default=())
+    #: For sources that hold every split in one file: the split a row belongs to.
+    split_of: Callable[[Mapping[str, Any]], str] | None = None
+    #: Checks run on the gold data before curation (e.g. MBPP references must pass their own
+    #: tests): takes the judge and the rows, returns ``(row id, problem)`` for each bad row.
+    preflight: Callable[[Any, list[dict[str, Any]]], list[tuple[str, str]]] | None = None
+
+    @property
+    def splits(self) -> list[str]:
+        return sorted(self.local_files)
 
     @property
     def answer_prompt(self) -> PromptTemplate:
@@ -52,15 +60,53 @@ def _gsm8k_gold(row: Mapping[str, Any]) -> str:
     return re.sub(r"<<[^<>]*>>", "", str(row["answer"])).strip()
 
 
+def _mbpp_split(row: Mapping[str, Any]) -> str:
+    # The split of the MBPP paper (google-research mbpp/README.md), by task id.
+    task_id = int(row["task_id"])
+    if task_id <= 10:
+        return "prompt"
+    if task_id <= 510:
+        return "test"
+    return "validation" if task_id <= 600 else "train"
+
+
+def _mbpp_gold(row: Mapping[str, Any]) -> str:
+    from judges.mbpp import gold_response
+
+    return gold_response(row)
+
+
+def _mbpp_preflight(judge: Any, rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    # Also calibrates the judge's per-task time limits (4x each reference's runtime).
+    from judges.mbpp import check_references
+
+    ids = {row["task_id"]: row["id"] for row in rows}
+    return [(ids[task_id], f"reference solution fails its own tests: {verdict.rule} "
+             f"{verdict.reason}") for task_id, verdict in check_references(rows, judge)]
+
+
 TASKS: dict[str, TaskSpec] = {
     "gsm8k": TaskSpec(
         name="gsm8k",
         judge="gsm8k",
-        local_file="gsm8k/train.jsonl",
-        hub=HubSource("openai/gsm8k", "main", "train"),
+        local_files={"train": "gsm8k/train.jsonl", "test": "gsm8k/test.jsonl"},
+        hub=HubSource("openai/gsm8k", "main"),
         required_fields=("question", "answer"),
         id_field=None,
         gold_response=_gsm8k_gold,
+    ),
+    "mbpp": TaskSpec(
+        name="mbpp",
+        judge="mbpp",
+        local_files={split: "mbpp/mbpp.jsonl" for split in ("prompt", "test", "validation", "train")},
+        hub=HubSource("google-research-datasets/mbpp", "full"),
+        required_fields=("task_id", "text", "code", "test_list"),
+        id_field="task_id",
+        gold_response=_mbpp_gold,
+        # The prompt asks for code between [BEGIN] and [DONE]; nothing after [DONE] is read.
+        stop=("[DONE]",),
+        split_of=_mbpp_split,
+        preflight=_mbpp_preflight,
     ),
 }
 

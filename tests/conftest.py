@@ -52,3 +52,12 @@ def gsm8k_run(tmp_path_factory) -> dict:
     assert second.returncode == 0, second.stderr[-4000:]
     return {"out": out, "first": first, "second": second, "summary_first": summary_first,
             "summary_second": json.loads((out / "summary.json").read_text())}
+
+
+@pytest.fixture(scope="session")
+def mbpp_run(tmp_path_factory) -> dict:
+    """One real MBPP curation run: 16 rows of the train split, real engine, real sandbox."""
+    out = tmp_path_factory.mktemp("runs") / "mbpp-16"
+    result = run_cli("--task", "mbpp", "--limit", "16", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-4000:]
+    return {"out": out, "result": result, "summary": json.loads((out / "summary.json").read_text())}

@@ -7,14 +7,12 @@ to show that finished stages are reused without starting the engine.
 import json
 
 import polars as pl
-import pyarrow.parquet as pq
 import pytest
 import yaml
 
 import judges
 from pipeline.config import RunConfig, load_yaml
-from pipeline.export import TRAIN_SCHEMA
-from pipeline.tasks import get_task
+from tests.export_checks import assert_valid_s3ft_export
 
 pytestmark = pytest.mark.slow
 
@@ -24,29 +22,12 @@ def train(gsm8k_run) -> pl.DataFrame:
     return pl.read_parquet(gsm8k_run["out"] / "train.parquet")
 
 
-def test_export_has_every_row_with_the_explicit_schema(gsm8k_run, train):
-    assert pq.read_schema(gsm8k_run["out"] / "train.parquet").equals(TRAIN_SCHEMA)
-    assert train.height == 16
+def test_export_is_a_valid_s3ft_training_set(gsm8k_run, gsm8k_train):
+    train = assert_valid_s3ft_export(gsm8k_run["out"] / "train.parquet", "gsm8k", rows=16)
     assert train["id"].n_unique() == 16
-
-
-def test_each_row_has_exactly_one_target_chosen_by_the_s3ft_rule(train, gsm8k_train):
-    golds = {row["question"]: get_task("gsm8k").gold_response(row) for row in gsm8k_train[:16]}
-    for row in train.iter_rows(named=True):
-        assert row["target"], row["id"]
-        assert row["completion"] == [{"role": "assistant", "content": row["target"]}]
-        assert (row["source"] == "model") == bool(row["verdict"])
-        if row["source"] == "model":
-            assert row["target"] == row["candidate"]
-        elif row["source"] == "paraphrase":
-            assert row["paraphrase_verdict"] is True
-            assert row["target"] == row["paraphrase"]
-        else:
-            assert row["source"] == "gold"
-            assert not row["paraphrase_verdict"]
-            assert row["target"] == row["gold"]
-        question = row["prompt"][0]["content"].split("Question: ", 1)[1]
-        assert row["gold"] == golds[question]
+    for row, source in zip(train.iter_rows(named=True), gsm8k_train[:16], strict=True):
+        assert len(row["prompt"]) == 1 and row["prompt"][0]["role"] == "user"
+        assert row["prompt"][0]["content"].endswith("Question: " + source["question"])
 
 
 def test_rows_judged_wrong_were_paraphrased_and_the_rest_not(train):

@@ -11,7 +11,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from pipeline import device
+from pipeline import device, faults
 from pipeline.backends.base import Generation, Messages, SamplingSettings
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,9 @@ class VllmBackend:
             params = SamplingParams(
                 temperature=sampling.temperature, top_p=sampling.top_p,
                 max_tokens=sampling.max_tokens, stop=list(sampling.stop) or None,
+                # Keep the stop string (e.g. MBPP's "[DONE]"): the answer stays complete as the
+                # prompt asked for it, and reads like the gold targets.
+                include_stop_str_in_output=True,
             )
             prompts = [TokensPrompt(prompt_token_ids=ids) for _, ids in runnable]
             for (index, ids), output in zip(runnable, self._run(prompts, params), strict=True):
@@ -97,6 +100,8 @@ class VllmBackend:
         """
         engine = self.engine  # start-up errors propagate: they are not a row's fault
         try:
+            for prompt in prompts:
+                self._inject_fault(prompt)
             return engine.generate(prompts, params, use_tqdm=False)
         except Exception as batch_error:  # vLLM raises for the whole batch on one bad request
             log.warning("batch of %d failed (%s); retrying request by request",
@@ -104,6 +109,7 @@ class VllmBackend:
         outputs: list[Any] = []
         for prompt in prompts:
             try:
+                self._inject_fault(prompt)
                 outputs.append(engine.generate([prompt], params, use_tqdm=False)[0])
             except Exception as exc:
                 outputs.append(Generation(None, None, prompt_tokens=len(prompt["prompt_token_ids"]),
@@ -112,3 +118,7 @@ class VllmBackend:
             raise RuntimeError(f"the engine failed all {len(prompts)} requests of a batch, one "
                                f"by one; first error: {outputs[0].error}")
         return outputs
+
+    def _inject_fault(self, prompt: Any) -> None:
+        if faults.marker("engine"):  # test hook; decoding is skipped when it is off
+            faults.check("engine", self.tokenizer.decode(prompt["prompt_token_ids"]))

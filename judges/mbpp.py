@@ -1,0 +1,347 @@
+"""The MBPP judge: extract the program from a response and run the task's asserts on it.
+
+A response counts as correct only if its program ran every assert of ``test_list`` in the
+sandbox (:mod:`judges.sandbox`) and the run proved it (per-run nonce, exit code 0): a
+program that exits early, prints fake output or overrides ``print`` cannot pass.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import signal
+import textwrap
+import threading
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from judges.base import Verdict
+from judges.sandbox import SandboxResult, run_python
+
+__all__ = [
+    "DEFAULT_MAX_PROCESSES",
+    "DEFAULT_MEMORY_MB",
+    "DEFAULT_TIMEOUT_FACTOR",
+    "DEFAULT_TIMEOUT_S",
+    "VERSION",
+    "MbppJudge",
+    "check_references",
+    "extract_code",
+    "gold_response",
+    "program_source",
+]
+
+#: Bump whenever extraction or judging changes, so cached verdicts are recomputed.
+VERSION = "1"
+
+#: Wall-clock floor per program. Each task's limit is max(floor, factor x the reference
+#: solution's own runtime on this machine), as evalplus does (4 s, 4x); the floor is a
+#: little higher here because a 2-core machine judging in parallel, possibly next to an
+#: inference engine, runs everything slower. (Task 123's reference alone needs ~6 s.)
+DEFAULT_TIMEOUT_S = 5.0
+DEFAULT_TIMEOUT_FACTOR = 4.0
+#: RLIMIT_AS per process; MBPP references need a few tens of MB.
+DEFAULT_MEMORY_MB = 1024
+#: RLIMIT_NPROC; MBPP programs never need to fork, and this bounds a fork bomb's memory
+#: to about DEFAULT_MAX_PROCESSES x DEFAULT_MEMORY_MB.
+DEFAULT_MAX_PROCESSES = 4
+#: The program runs as this module, not ``__main__``: like human-eval/evalplus (which exec
+#: without ``__name__``), a demo ``if __name__ == "__main__":`` block that reads input()
+#: or prints is skipped instead of failing a correct solution.
+SOLUTION_MODULE = "__solution__"
+#: Limit for timing a reference solution (calibration).
+CALIBRATION_TIMEOUT_S = 120.0
+
+_BEGIN = "[BEGIN]"
+_DONE = "[DONE]"
+_STRAY_FENCE = re.compile(r"^[ \t]*```[\w+-]*[ \t]*$", re.M)
+_FENCED = re.compile(r"```[ \t]*([\w+-]*)[^\n]*\n(.*?)(?:```|\Z)", re.S)
+_DEF = re.compile(r"^[ \t]*(?:async[ \t]+)?def[ \t]", re.M)
+_FENCE_LANGS = {"", "python", "python3", "py", "py3"}
+
+
+def gold_response(example: Mapping[str, Any]) -> str:
+    """The reference solution wrapped the way the prompt asks the model to answer."""
+    return f"{_BEGIN}\n{example['code']}\n{_DONE}"
+
+
+def program_source(code: str, example: Mapping[str, Any]) -> str:
+    """The program the sandbox runs before the asserts: the candidate, then the task's
+    ``test_setup_code``.
+
+    The setup goes *after* the candidate because the only MBPP rows that have one (tasks
+    367 and 927) build trees from the ``Node`` class the solution itself defines; run
+    before the code, even the reference solutions fail with a NameError.
+    """
+    setup = example.get("test_setup_code") or ""
+    return f"{code}\n{setup}\n" if setup.strip() else f"{code}\n"
+
+
+def extract_code(response: str) -> tuple[str | None, str]:
+    """Return (code, rule) for the program in ``response``, or (None, "no_code").
+
+    Strict rules first, because the prompt asks for ``[BEGIN] ... [DONE]``:
+    ``strict:begin_done``, then ``strict:begin_no_done`` (an answer cut off before its
+    ``[DONE]``), then markdown fences (``strict:fenced``: the first block that defines a
+    function, else the first block). Last, ``flexible:raw``: the whole response if it
+    parses as Python and does more than evaluate bare expressions (so a one-word answer
+    is not taken for code).
+    """
+    if not isinstance(response, str) or not response.strip():
+        return None, "no_code"
+    start = response.find(_BEGIN)
+    if start != -1:
+        body = response[start + len(_BEGIN):]
+        end = body.find(_DONE)
+        rule = "strict:begin_done" if end != -1 else "strict:begin_no_done"
+        code = _clean_block(body[:end] if end != -1 else body)
+        if code:
+            return code, rule
+    code = _first_fenced(response)
+    if code:
+        return code, "strict:fenced"
+    if _is_program(response):
+        return _normalise(response), "flexible:raw"
+    return None, "no_code"
+
+
+def _clean_block(text: str) -> str:
+    """The code inside ``[BEGIN]``: stray fences removed, common indentation removed, and
+    the quotes some MBPP few-shot prompts put around the code (``'def f(): ...'``) undone."""
+    text = _STRAY_FENCE.sub("", text)
+    code = _normalise(text)
+    quoted = text.strip()
+    if len(quoted) >= 2 and quoted[0] == quoted[-1] == "'" and not _parses(code):
+        unquoted = _normalise(quoted[1:-1])
+        if _parses(unquoted):
+            return unquoted
+    return code
+
+
+def _first_fenced(response: str) -> str | None:
+    blocks = [
+        _normalise(body) for lang, body in _FENCED.findall(response)
+        if lang.lower() in _FENCE_LANGS
+    ]
+    blocks = [b for b in blocks if b]
+    if not blocks:
+        return None
+    return next((b for b in blocks if _DEF.search(b)), blocks[0])
+
+
+def _normalise(text: str) -> str:
+    return textwrap.dedent(text.replace("\r\n", "\n")).strip("\n").rstrip()
+
+
+def _parses(code: str) -> bool:
+    try:
+        ast.parse(code)
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return False
+    return True
+
+
+def _is_program(text: str) -> bool:
+    try:
+        tree = ast.parse(_normalise(text))
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return False
+    return any(not isinstance(node, ast.Expr) for node in tree.body)
+
+
+class MbppJudge:
+    """Judges MBPP responses by running the task's asserts in the sandbox.
+
+    Verdict rules: ``pass``, ``fail`` (an assert was false; the reason quotes it),
+    ``error`` (an exception, a syntax error, or an exit before all asserts ran),
+    ``timeout``, ``killed`` (a resource limit: MemoryError, a signal, file size) and
+    ``no_code``. The extraction rule that found the code is named in the reason.
+
+    Time limit per task: max(``timeout_s``, ``timeout_factor`` x the reference solution's
+    runtime), the reference being timed once per task (lazily, or up front with
+    :meth:`calibrate`) so a correct but slow-ish program is not failed on a slow machine.
+    ``calibrate_timeouts=False`` uses ``timeout_s`` alone.
+    """
+
+    name = "mbpp"
+    version = VERSION
+
+    def __init__(
+        self,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        timeout_factor: float = DEFAULT_TIMEOUT_FACTOR,
+        calibrate_timeouts: bool = True,
+        memory_mb: int = DEFAULT_MEMORY_MB,
+        max_processes: int = DEFAULT_MAX_PROCESSES,
+        workers: int | None = None,
+        include_challenge_tests: bool = False,
+        max_output_bytes: int = 16 * 1024,
+        sandbox_mode: str | None = None,
+    ) -> None:
+        self.timeout_s = float(timeout_s)
+        self.timeout_factor = float(timeout_factor)
+        self.calibrate_timeouts = calibrate_timeouts
+        self.memory_mb = int(memory_mb)
+        self.max_processes = int(max_processes)
+        self.workers = max(1, workers or os.cpu_count() or 1)
+        self.include_challenge_tests = include_challenge_tests
+        self.max_output_bytes = max_output_bytes
+        self.sandbox_mode = sandbox_mode
+        #: reference runtime in seconds (None: the reference does not pass) per task key
+        self._reference_s: dict[tuple, float | None] = {}
+        self._key_locks: dict[tuple, threading.Lock] = {}
+        self._lock = threading.Lock()
+
+    def tests_for(self, example: Mapping[str, Any]) -> list[str]:
+        """The asserts a response must pass (``test_list``, plus the challenge tests if
+        configured)."""
+        tests = list(example["test_list"])
+        if self.include_challenge_tests:
+            tests += list(example.get("challenge_test_list") or [])
+        return tests
+
+    def judge(self, response: str, example: Mapping[str, Any]) -> Verdict:
+        """Judge one response. Raises only if the sandbox itself is broken."""
+        code, rule = extract_code(response)
+        if code is None:
+            return Verdict(False, "no_code", None, "no program found in the response")
+        limit = self.time_limit(example)
+        result = self._run(code, example, limit)
+        return _verdict(result, self.tests_for(example), code, rule, limit)
+
+    def judge_many(
+        self, responses: Sequence[str], examples: Sequence[Mapping[str, Any]]
+    ) -> list[Verdict]:
+        """Judge many responses in parallel (one sandboxed process each, ``workers`` at a
+        time), returning verdicts in input order."""
+        if len(responses) != len(examples):
+            raise ValueError(f"{len(responses)} responses for {len(examples)} examples")
+        return self._map(self.judge, responses, examples)
+
+    def time_limit(self, example: Mapping[str, Any]) -> float:
+        """Wall-clock limit for a response to ``example`` (times the reference if needed)."""
+        if not self.calibrate_timeouts or not example.get("code"):
+            return self.timeout_s
+        reference_s = self._reference_runtime(example)
+        if reference_s is None:
+            return self.timeout_s
+        return max(self.timeout_s, self.timeout_factor * reference_s)
+
+    def calibrate(self, examples: Sequence[Mapping[str, Any]]) -> list[Verdict]:
+        """Run every reference solution once, in parallel: records its runtime (for the
+        time limits) and returns its verdict against its own tests."""
+        return self._map(self._calibrate_one, examples)
+
+    def _calibrate_one(self, example: Mapping[str, Any]) -> Verdict:
+        key = _task_key(example)
+        code, rule = extract_code(gold_response(example))
+        if code is None:
+            with self._lock:
+                self._reference_s[key] = None
+            return Verdict(False, "no_code", None, "the reference solution is empty")
+        result = self._run(code, example, CALIBRATION_TIMEOUT_S)
+        with self._lock:
+            self._reference_s[key] = result.duration_s if result.completed else None
+        return _verdict(result, self.tests_for(example), code, rule, CALIBRATION_TIMEOUT_S)
+
+    def _reference_runtime(self, example: Mapping[str, Any]) -> float | None:
+        key = _task_key(example)
+        with self._lock:
+            if key in self._reference_s:
+                return self._reference_s[key]
+            key_lock = self._key_locks.setdefault(key, threading.Lock())
+        with key_lock:  # one timing run per task, even with many threads judging it
+            with self._lock:
+                if key in self._reference_s:
+                    return self._reference_s[key]
+            self._calibrate_one(example)
+            with self._lock:
+                return self._reference_s[key]
+
+    def _run(self, code: str, example: Mapping[str, Any], timeout_s: float) -> SandboxResult:
+        return run_python(
+            program_source(code, example), tests=self.tests_for(example), timeout_s=timeout_s,
+            memory_mb=self.memory_mb, max_processes=self.max_processes,
+            max_output_bytes=self.max_output_bytes, module_name=SOLUTION_MODULE,
+            mode=self.sandbox_mode,
+        )
+
+    def _map(self, fn, *iterables: Sequence) -> list:
+        if not iterables[0]:
+            return []
+        workers = min(self.workers, len(iterables[0]))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mbpp-judge") as pool:
+            return list(pool.map(fn, *iterables))
+
+
+def _task_key(example: Mapping[str, Any]) -> tuple:
+    """Calibration cache key: the task id plus what the timing depends on."""
+    return (example.get("task_id"), example.get("code"), tuple(example.get("test_list") or ()),
+            example.get("test_setup_code") or "")
+
+
+def check_references(
+    examples: Sequence[Mapping[str, Any]], judge: MbppJudge | None = None
+) -> list[tuple[Any, Verdict]]:
+    """Run every reference solution against its own tests; return (task_id, verdict) for
+    each that does not pass, so the pipeline can drop or flag those tasks before curation.
+
+    With ``judge`` given, this also calibrates that judge's time limits (one run each).
+    """
+    judge = judge or MbppJudge()
+    verdicts = judge.calibrate(examples)
+    return [(ex.get("task_id"), v) for ex, v in zip(examples, verdicts, strict=True)
+            if not v.correct]
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+#: Exceptions that mean "a resource limit was hit", not "the program is wrong".
+_LIMIT_ERRNOS = {27, 28}  # EFBIG (RLIMIT_FSIZE), ENOSPC (the tmpfs is full)
+
+
+def _verdict(result: SandboxResult, tests: list[str], code: str, rule: str,
+             timeout_s: float) -> Verdict:
+    def verdict(correct: bool, outcome: str, reason: str) -> Verdict:
+        return Verdict(correct, outcome, code, f"[{rule}] {reason}")
+
+    n = len(tests)
+    if result.completed:
+        return verdict(True, "pass", f"all {n} asserts passed")
+    if result.timed_out:
+        return verdict(False, "timeout", f"no result within {timeout_s:g} s "
+                                         f"({result.tests_run}/{n} asserts had passed)")
+    failure = result.failure
+    if failure is not None:
+        where = _where(failure.phase, failure.index, tests)
+        detail = f"{failure.exc_type}: {failure.message}".rstrip(": ")
+        if failure.kind == "exit":
+            return verdict(False, "error", f"exited ({detail}) {where}, before all {n} "
+                                           "asserts ran")
+        if failure.exc_type == "MemoryError" or failure.errno in _LIMIT_ERRNOS:
+            return verdict(False, "killed", f"resource limit {where}: {detail}")
+        if failure.phase == "test" and failure.exc_type == "AssertionError":
+            return verdict(False, "fail", f"assert {failure.index + 1}/{n} failed: "
+                                          f"{tests[failure.index]}")
+        return verdict(False, "error", f"{detail} {where}")
+    if result.killed_by_signal is not None:
+        return verdict(False, "killed", f"killed by {_signal_name(result.killed_by_signal)} "
+                                        f"after {result.tests_run}/{n} asserts")
+    tail = result.stderr.strip().splitlines()[-1:] or [""]
+    return verdict(False, "error", f"exited with code {result.returncode} before all {n} "
+                                   f"asserts ran {tail[0][:300]}".rstrip())
+
+
+def _where(phase: str, index: int, tests: list[str]) -> str:
+    if phase in ("test", "test_compile") and 0 <= index < len(tests):
+        return f"in assert {index + 1}/{len(tests)} ({tests[index][:200]})"
+    if phase == "compile":
+        return "while compiling the program"
+    return "while running the program's top level"

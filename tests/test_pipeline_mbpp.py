@@ -1,0 +1,55 @@
+"""MBPP end to end: the paper's split by task id, the sandboxed unit-test judge in the
+pipeline, and a real 16-row curation run on the real engine."""
+
+import polars as pl
+import pytest
+
+import judges
+from pipeline.load import DataError, load_rows
+from pipeline.tasks import get_task
+from tests.export_checks import assert_valid_s3ft_export
+
+MBPP = get_task("mbpp")
+
+
+def test_standard_split_by_task_id():
+    sizes = {}
+    for split in ("prompt", "test", "validation", "train"):
+        frame, _ = load_rows(MBPP, None, limit=None, split=split)
+        sizes[split] = frame.height
+        ids = frame["task_id"].to_list()
+        assert ids == sorted(ids)
+        if split == "train":
+            assert (ids[0], ids[-1]) == (601, 974)
+    assert sizes == {"prompt": 10, "test": 500, "validation": 90, "train": 374}
+    with pytest.raises(DataError, match="has splits prompt, test, train, validation"):
+        load_rows(MBPP, None, limit=None, split="dev")
+
+
+def test_gold_response_is_the_reference_in_the_prompts_delimiters():
+    frame, _ = load_rows(MBPP, None, limit=1, split="train")
+    row = frame.row(0, named=True)
+    assert row["gold"] == f"[BEGIN]\n{row['code']}\n[DONE]"
+    assert row["id"] == "mbpp-601"
+    prompt = MBPP.answer_prompt.render(**row)
+    assert row["text"] in prompt and row["test_list"][0] in prompt and "[BEGIN]" in prompt
+    # The gold target passes the judge, so SFT on gold trains on working code.
+    assert judges.get("mbpp").judge(row["gold"], row).correct
+
+
+@pytest.mark.slow
+def test_mbpp_curation_run(mbpp_run):
+    train = assert_valid_s3ft_export(mbpp_run["out"] / "train.parquet", "mbpp", rows=16)
+    summary = mbpp_run["summary"]
+    assert summary["preflight_problems"] == {}
+    assert summary["rows"] == 16 and summary["engine_starts"] == 1
+    rules = set(train["judge_rule"])
+    assert rules <= {"pass", "fail", "error", "timeout", "killed", "no_code"}
+    # Every candidate stopped at [DONE] or ran out of tokens; a stopped one keeps its [DONE].
+    stopped = train.filter(pl.col("finish_reason") == "stop")
+    assert all(c.rstrip().endswith("[DONE]") or "[DONE]" not in c for c in stopped["candidate"])
+    judge = judges.get("mbpp")
+    source_rows, _ = load_rows(MBPP, None, limit=16, split="train")
+    for row, example in zip(train.iter_rows(named=True), source_rows.iter_rows(named=True),
+                            strict=True):
+        assert judge.judge(row["candidate"], example).correct == row["verdict"]
