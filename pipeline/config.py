@@ -66,7 +66,15 @@ class RunConfig:
                   "train the SDFT baseline on every row)."},
     )
     fresh: bool = field(
-        default=False, metadata={"help": "Recompute every stage, ignoring finished shards."}
+        default=False,
+        metadata={"help": "Recompute every stage, ignoring finished shards (--resume, the "
+                  "default, reuses them).", "negative_alias": "--resume"},
+    )
+    push_to_hub: str | None = field(
+        default=None, metadata={"help": "After the run, push the export to this Hub dataset repo."}
+    )
+    push_private: bool = field(
+        default=False, metadata={"help": "Create the Hub repo as private (with --push-to-hub)."}
     )
     config: str | None = field(
         default=None, metadata={"help": "YAML file with any of these options."}
@@ -92,6 +100,9 @@ def build_parser(cls: type, description: str) -> argparse.ArgumentParser:
         help_text = f.metadata.get("help", "") + f" (default: {f.default})"
         if base is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
+            if "negative_alias" in f.metadata:
+                parser.add_argument(f.metadata["negative_alias"], dest=f.name, action="store_false",
+                                    help=f"same as --no-{flag[2:]}")
         else:
             parser.add_argument(flag, type=base, help=help_text, metavar=f.name.upper())
     return parser

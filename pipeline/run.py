@@ -20,10 +20,15 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.storage import RunLockedError
 
     try:
-        run(config)
+        summary = run(config)
     except RunLockedError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
+    if config.push_to_hub:
+        from pipeline.push import push_run
+
+        url = push_run(summary["out"], config.push_to_hub, private=config.push_private)
+        print(f"pushed to {url}")
     return 0
 
 

@@ -25,7 +25,7 @@ from pipeline.load import LoadedData, load_rows, write_shards
 from pipeline.model import ResolvedModel, cache_dir, resolve_model
 from pipeline.paraphrase import ParaphraseStage
 from pipeline.select import SelectStage
-from pipeline.stage import Stage, StageResult, run_stage, stage_key
+from pipeline.stage import Shard, Stage, StageResult, run_stage, stage_key
 from pipeline.storage import RunLock, atomic_write_bytes, atomic_write_json
 from pipeline.summary import print_summary, summarize
 from pipeline.tasks import TaskSpec, get_task
@@ -81,6 +81,22 @@ def plan(config: RunConfig) -> Plan:
     return Plan(config, task, frame, loaded, model, backend, judge, stages, keys, out_dir)
 
 
+def execute(p: Plan, until: str | None = None) -> tuple[list[Shard], dict[str, StageResult]]:
+    """Run the planned stages in order (all of them, or up to and including ``until``),
+    reusing finished shards. The caller holds the run lock."""
+    stages_root = p.out_dir / "stages"
+    shards = write_shards(p.frame, stages_root, p.keys["load"], p.config.shard_size)
+    results: dict[str, StageResult] = {}
+    upstream_key = p.keys["load"]
+    for stage in p.stages:
+        result = run_stage(stage, shards, upstream_key, stages_root, fresh=p.config.fresh)
+        results[stage.name] = result
+        shards, upstream_key = result.shards, result.key
+        if stage.name == until:
+            break
+    return shards, results
+
+
 def run(config: RunConfig) -> dict[str, Any]:
     started = time.perf_counter()
     p = plan(config)
@@ -88,15 +104,8 @@ def run(config: RunConfig) -> dict[str, Any]:
              p.loaded.source, p.model.path, p.out_dir)
     with RunLock(p.out_dir):
         _write_config(p)
-        stages_root = p.out_dir / "stages"
-        problems = _preflight(p, stages_root)
-        shards = write_shards(p.frame, stages_root, p.keys["load"], config.shard_size)
-        results: dict[str, StageResult] = {}
-        upstream_key = p.keys["load"]
-        for stage in p.stages:
-            result = run_stage(stage, shards, upstream_key, stages_root, fresh=config.fresh)
-            results[stage.name] = result
-            shards, upstream_key = result.shards, result.key
+        problems = _preflight(p, p.out_dir / "stages")
+        shards, results = execute(p)
         table = build_train_table(shards, p.task.name)
         write_train(table, p.out_dir / "train.parquet")
         summary = summarize(table, p.task.name, results, time.perf_counter() - started,
@@ -104,8 +113,18 @@ def run(config: RunConfig) -> dict[str, Any]:
         summary["out"] = str(p.out_dir)
         summary["preflight_problems"] = dict(problems)
         atomic_write_json(p.out_dir / "summary.json", summary)
+        _write_report(p.out_dir)
     print_summary(summary)
     return summary
+
+
+def _write_report(out_dir: Path) -> None:
+    from pipeline.report import write_report
+
+    try:
+        write_report(out_dir)
+    except Exception as exc:  # a chart failing must not fail a finished curation
+        log.warning("report.html not written: %s", exc)
 
 
 def _preflight(p: Plan, stages_root: Path) -> list[tuple[str, str]]:
@@ -135,6 +154,7 @@ def _write_config(p: Plan) -> None:
         "data_source": p.loaded.source,
         "data_fingerprint": json.loads(json.dumps(p.loaded.fingerprint, default=str)),
         "dtype": resolve_dtype(p.config.dtype), "stage_keys": p.keys,
+        "judge": p.stages[1].settings(),
     }
     text = yaml.safe_dump(options, sort_keys=False)
     text += "# Resolved at run time (informational; ignored when read back with --config):\n"

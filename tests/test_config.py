@@ -22,6 +22,12 @@ def test_defaults_then_yaml_then_command_line(tmp_path):
     assert (overridden.max_tokens, overridden.limit, overridden.paraphrase_all) == (32, 10, False)
 
 
+def test_resume_is_the_default_and_fresh_overrides_it():
+    assert parse([]).fresh is False
+    assert parse(["--fresh"]).fresh is True
+    assert parse(["--fresh", "--resume"]).fresh is False
+
+
 def test_unknown_yaml_option_is_named(tmp_path):
     config_file = tmp_path / "c.yaml"
     config_file.write_text("max_tokenz: 64\n")

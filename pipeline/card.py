@@ -1,0 +1,345 @@
+"""The dataset card (``README.md``) of a curated run, written from the run's own files.
+
+Everything on the card is read from the run folder (``train.parquet``, ``summary.json``,
+``config.yaml``) and the prompt templates, so the card describes the data that is uploaded,
+not the code as it is today. :func:`read_run` is shared with the run report.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+from pipeline.prompts import PromptTemplate, prompts_dir
+from pipeline.select import SOURCES
+
+# Licence of each task's source data, as (Hub licence id, how the source states it).
+LICENSES: dict[str, tuple[str, str]] = {
+    "gsm8k": ("mit", "MIT (openai/grade-school-math)"),
+    "mbpp": ("cc-by-4.0", "CC-BY-4.0 (google-research mbpp)"),
+    "nq": ("cc-by-sa-3.0", "CC-BY-SA-3.0 (Natural Questions)"),
+}
+# Where each task's data comes from originally (a local copy is named by its path only).
+ORIGINS: dict[str, str] = {
+    "gsm8k": "[openai/gsm8k](https://huggingface.co/datasets/openai/gsm8k) (train split)",
+    "mbpp": "[google-research-datasets/mbpp](https://huggingface.co/datasets/google-research-datasets/mbpp)",
+    "nq": "[google-research-datasets/nq_open](https://huggingface.co/datasets/google-research-datasets/nq_open)",
+}
+TASK_CATEGORIES: dict[str, list[str]] = {
+    "gsm8k": ["text-generation"],
+    "mbpp": ["text-generation"],
+    "nq": ["text-generation", "question-answering"],
+}
+# The Hub's size buckets (upper bounds, exclusive).
+_SIZE_BUCKETS = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
+                 (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M")]
+DATA_FILE = "data/train-00000-of-00001.parquet"
+
+# Columns the card and the report read; an older or foreign train.parquet without them is
+# refused with a message instead of failing half-way through.
+REQUIRED_COLUMNS = ("id", "prompt", "completion", "source", "target", "gold", "candidate", "verdict",
+                    "judge_rule", "paraphrase", "paraphrase_verdict", "paraphrase_judge_rule",
+                    "completion_tokens", "paraphrase_tokens", "error", "model", "prompt_version",
+                    "paraphrase_prompt_version")
+
+COLUMN_DOCS: dict[str, str] = {
+    "id": "stable row id (the source's id, or a hash of the prompt fields)",
+    "task": "task preset",
+    "prompt": "the user turn (conversational form, TRL `prompt`)",
+    "completion": "the assistant turn holding `target` (TRL `completion`)",
+    "source": "where `target` comes from: `model`, `paraphrase` or `gold`",
+    "target": "the S3FT training target",
+    "gold": "the dataset's reference answer",
+    "candidate": "the base model's own answer (greedy)",
+    "verdict": "the judge's verdict on `candidate`",
+    "judge_rule": "the judge rule that decided `verdict`",
+    "paraphrase": "the model's rewrite of `gold` (null if not paraphrased)",
+    "paraphrase_verdict": "the judge's verdict on `paraphrase`",
+    "paraphrase_judge_rule": "the judge rule that decided `paraphrase_verdict`",
+    "finish_reason": "why generation of `candidate` stopped (`stop`, `length`)",
+    "prompt_tokens": "prompt length in tokens",
+    "completion_tokens": "`candidate` length in tokens",
+    "paraphrase_tokens": "`paraphrase` length in tokens",
+    "error": "stage errors for this row, if any (the row then falls back to gold)",
+    "model": "the model that answered and paraphrased",
+    "prompt_version": "answer template as `<task>/<file>@<content hash>`",
+    "paraphrase_prompt_version": "paraphrase template as `<task>/<file>@<content hash>`",
+}
+
+
+@dataclass
+class RunFiles:
+    """A finished run folder, read once."""
+
+    run_dir: Path
+    table: pa.Table
+    summary: dict[str, Any]
+    options: dict[str, Any]  # the options block of config.yaml
+    resolved: dict[str, Any]  # the commented "resolved at run time" block of config.yaml
+    config_text: str
+
+    @property
+    def task(self) -> str:
+        return str(self.summary.get("task") or self.options.get("task") or "unknown")
+
+    def column(self, name: str) -> list[Any]:
+        return self.table.column(name).to_pylist()
+
+
+def read_run(run_dir: Path | str) -> RunFiles:
+    """Read a run folder; a missing or malformed file stops with a message naming it."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise SystemExit(f"--run {run_dir}: no such folder (pass the --out folder of a finished "
+                         f"`python -m pipeline.run`)")
+    paths = {name: run_dir / name for name in ("train.parquet", "summary.json", "config.yaml")}
+    missing = [name for name, path in paths.items() if not path.is_file()]
+    if missing:
+        raise SystemExit(f"--run {run_dir}: {', '.join(missing)} missing; is the run finished? "
+                         f"Rerun the same `python -m pipeline.run` command to complete it.")
+    try:
+        table = pq.read_table(paths["train.parquet"])
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise SystemExit(f"{paths['train.parquet']}: not a readable Parquet file ({exc})") from None
+    absent = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
+    if absent:
+        raise SystemExit(f"{paths['train.parquet']}: column(s) {', '.join(absent)} missing; export "
+                         f"the run again with this version of `python -m pipeline.run`")
+    try:
+        summary = json.loads(paths["summary.json"].read_text())
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"{paths['summary.json']}: invalid JSON ({exc})") from None
+    if not isinstance(summary, dict):
+        raise SystemExit(f"{paths['summary.json']}: expected the JSON object pipeline.run writes")
+    config_text = paths["config.yaml"].read_text()
+    options, resolved = parse_config_yaml(config_text, paths["config.yaml"])
+    return RunFiles(run_dir, table, summary, options, resolved, config_text)
+
+
+def parse_config_yaml(text: str, path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The options and the commented ``# resolved:`` block that pipeline/runner.py appends."""
+    try:
+        options = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise SystemExit(f"{path}: invalid YAML ({exc})") from None
+    if not isinstance(options, dict):
+        raise SystemExit(f"{path}: expected a mapping of option: value")
+    commented = [line[2:] for line in text.splitlines() if line.startswith("# ")]
+    start = next((i for i, line in enumerate(commented) if line.rstrip() == "resolved:"), None)
+    resolved: dict[str, Any] = {}
+    if start is not None:
+        try:
+            resolved = (yaml.safe_load("\n".join(commented[start:])) or {}).get("resolved") or {}
+        except yaml.YAMLError:
+            resolved = {}  # informational only: a hand-edited comment must not block a push
+    return options, resolved
+
+
+def size_category(rows: int) -> str:
+    for bound, label in _SIZE_BUCKETS:
+        if rows < bound:
+            return label
+    return "n>10M"
+
+
+def _fence(text: str, lang: str = "") -> str:
+    """A fenced code block that survives backticks inside ``text``."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{lang}\n{text.rstrip()}\n{fence}"
+
+
+def _cell(value: Any) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _pct(value: Any) -> str:
+    return f"{value:.1f}" if isinstance(value, int | float) else "-"
+
+
+def _template_section(run: RunFiles) -> str:
+    """Template versions recorded in the rows, with the text of the files that match them."""
+    used = Counter(v for name in ("prompt_version", "paraphrase_prompt_version")
+                   for v in run.column(name) if v)
+    folder = prompts_dir() / run.task
+    files = sorted(folder.glob("*.jinja")) if folder.is_dir() else []
+    current = {PromptTemplate(path).version: path for path in files}
+    lines = ["| template version | rows |", "| --- | ---: |"]
+    lines += [f"| `{_cell(version)}` | {count} |" for version, count in sorted(used.items())]
+    for version in sorted(used):
+        path = current.get(version)
+        if path is None:
+            lines.append(f"\n`{version}`: the template file has changed since this run; its text "
+                         f"is not included.")
+            continue
+        lines.append(f"\n**`{path.name}`** (`{version}`):\n\n{_fence(path.read_text(), 'jinja')}")
+    # Templates the rows do not record (e.g. an LLM judge's prompt): today's text, marked so.
+    for version, path in sorted(current.items()):
+        if version not in used:
+            lines.append(f"\n**`{path.name}`** (`{version}`, not recorded in the rows; the file as it "
+                         f"is at push time):\n\n{_fence(path.read_text(), 'jinja')}")
+    return "\n".join(lines)
+
+
+def _judge_section(run: RunFiles) -> str:
+    judge = run.resolved.get("judge") if isinstance(run.resolved.get("judge"), dict) else None
+    lines = []
+    if judge:  # recorded by runners that write the judge stage's settings into config.yaml
+        lines.append(f"- judge: `{judge.get('judge')}` version `{judge.get('judge_version')}`, "
+                     f"settings `{judge.get('judge_settings') or {}}`")
+    else:
+        lines.append(f"- judge: `{_judge_name(run.task)}` (the task's judge; its version and settings "
+                     f"are part of the judge stage key "
+                     f"`{(run.resolved.get('stage_keys') or {}).get('judge', '?')}`)")
+    for key, value in sorted(run.options.items()):
+        if key.startswith("judge") or key == "paraphrase_all":
+            lines.append(f"- `{key}`: `{value}`")
+    para = run.summary.get("paraphrase") or {}
+    if para:
+        lines.append(f"- paraphrases passing the judge: {para.get('passed')}/{para.get('attempted')}")
+    answers = Counter(zip(run.column("judge_rule"), run.column("verdict"), strict=True))
+    paraphrases = Counter((rule, ok) for rule, ok, text in zip(
+        run.column("paraphrase_judge_rule"), run.column("paraphrase_verdict"), run.column("paraphrase"),
+        strict=True) if text is not None)
+    lines += ["", "Judge outcomes by the rule that decided them (correct / wrong):", "",
+              "| rule | model answers | paraphrases |", "| --- | ---: | ---: |"]
+    for rule in sorted({r for r, _ in answers} | {r for r, _ in paraphrases}, key=str):
+        cells = [f"{c[(rule, True)]} / {c[(rule, False)] + c[(rule, None)]}" if any(
+            r == rule for r, _ in c) else "-" for c in (answers, paraphrases)]
+        lines.append(f"| `{_cell(rule)}` | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines)
+
+
+def _judge_name(task: str) -> str:
+    from pipeline.tasks import TASKS
+
+    spec = TASKS.get(task)
+    return spec.judge if spec else task
+
+
+def card_metadata(run: RunFiles) -> dict[str, Any]:
+    license_id = LICENSES.get(run.task, ("other", ""))[0]
+    return {
+        "language": ["en"],
+        "license": license_id,
+        "size_categories": [size_category(run.table.num_rows)],
+        "task_categories": TASK_CATEGORIES.get(run.task, ["text-generation"]),
+        "pretty_name": f"S3FT {run.task} training set ({run.options.get('model', 'unknown model')})",
+        "tags": ["s3ft", "self-training", "synthetic", "trl", run.task],
+        "configs": [{"config_name": "default",
+                     "data_files": [{"split": "train", "path": DATA_FILE}]}],
+    }
+
+
+def render_card(run: RunFiles, repo_id: str) -> str:
+    """The README.md text: YAML metadata, then Markdown."""
+    from huggingface_hub import DatasetCardData
+
+    summary, task, rows = run.summary, run.task, run.table.num_rows
+    meta = card_metadata(run)
+    license_text = LICENSES.get(task, ("other", "see the source dataset"))[1]
+    model = run.options.get("model", "?")
+    paper = summary.get("paper_shares_pct") or {}
+    mix = ["| target source | rows | share % | paper % |", "| --- | ---: | ---: | ---: |"]
+    sources = summary.get("sources") or {}
+    for source in [*SOURCES, *sorted(set(sources) - set(SOURCES))]:
+        info = sources.get(source) or {}
+        mix.append(f"| {source} | {info.get('count')} | {_pct(info.get('share_pct'))} | "
+                   f"{_pct(paper.get(source))} |")
+    columns = ["| column | meaning |", "| --- | --- |"]
+    columns += [f"| `{name}` | {_cell(COLUMN_DOCS.get(name, ''))} |" for name in run.table.column_names]
+    resolved = run.resolved
+    safe_name = repo_id.replace("/", "--")
+    body = f"""
+# {meta['pretty_name']}
+
+Training data curated the **S3FT** way (Selective Self-to-Supervised Fine-Tuning, Gupta et al.,
+NAACL Findings 2025): the base model answered every training prompt; a task judge checked each
+answer. Where the answer was correct the target is the model's **own answer**; otherwise the
+model paraphrased the gold answer, and the target is that **paraphrase** if it passed the judge,
+else the **gold** answer. Training on the model's own wording where it is right over-specialises
+the model less than plain SFT on gold answers.
+
+| | |
+| --- | --- |
+| task | `{task}` |
+| rows | {rows} |
+| model | `{_cell(model)}` |
+| model accuracy on these prompts | {_pct(summary.get('model_accuracy_pct'))} % |
+| rows with errors (fell back to gold) | {summary.get('rows_with_errors', '?')} |
+| licence | {license_text} |
+
+## Training mix
+
+Share of each target source in this set, next to the paper's (Table 3, Mistral-7B-Instruct-v0.2):
+
+{chr(10).join(mix)}
+
+## Source data
+
+- task preset: `{task}`; original dataset: {ORIGINS.get(task, 'see the data source below')}
+- data source of this run: `{_cell(resolved.get('data_source', run.options.get('data')))}`
+- rows used: {rows}{f" (`--limit {run.options['limit']}`)" if run.options.get('limit') else ''}
+- licence of the source data: {license_text}; the answers written by the model are derived
+  from it.
+
+## Model
+
+- `--model {_cell(model)}`; fingerprint `{_cell(resolved.get('model_fingerprint', '?'))}`
+- greedy decoding, `max_tokens` {run.options.get('max_tokens', '?')}, `max_model_len`
+  {run.options.get('max_model_len', '?')}, dtype `{resolved.get('dtype', run.options.get('dtype', '?'))}`
+
+## Prompt templates
+
+{_template_section(run)}
+
+## Judge
+
+{_judge_section(run)}
+
+## Columns
+
+{chr(10).join(columns)}
+
+## Load it
+
+```python
+from datasets import load_dataset
+
+train = load_dataset("{repo_id}", split="train")
+print(train[0]["prompt"], train[0]["completion"])
+```
+
+`prompt`/`completion` are TRL's conversational prompt-completion columns, so the set trains
+as is with `trl.SFTTrainer`. SFT on gold or SDFT on paraphrases are column choices on the same
+file (`gold`, `paraphrase`), not new runs.
+
+## Train on it
+
+```bash
+hf download {repo_id} --repo-type dataset --local-dir data/{safe_name}
+python -m pipeline.train --data data/{safe_name}/{DATA_FILE} --mode s3ft
+```
+
+## Reproduce
+
+`python -m pipeline.run --config config.yaml --out runs/again` with this repository's
+`config.yaml` (the commented block records what the run resolved: data and model
+fingerprints, stage keys):
+
+{_fence(run.config_text, 'yaml')}
+
+## Citation
+
+Gupta et al., *Selective Self-to-Supervised Fine-Tuning for Generalization in Large Language
+Models*, Findings of NAACL 2025.
+"""
+    return f"---\n{DatasetCardData(**meta).to_yaml()}\n---\n{body.lstrip()}"
