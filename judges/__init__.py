@@ -11,6 +11,7 @@ from judges.base import Judge, Verdict
 _REGISTRY: dict[str, str] = {
     "gsm8k": "judges.gsm8k:Gsm8kJudge",
     "mbpp": "judges.mbpp:MbppJudge",
+    "nq": "judges.nq:NqJudge",
 }
 
 

@@ -1,0 +1,85 @@
+"""Generated tokens/s: raw ``vllm.LLM.generate`` vs. the pipeline's generate stage.
+
+Both run on the same engine instance, the same GSM8K prompts and the same sampling settings,
+in one process, so the ratio is not skewed by machine noise between runs. The pipeline is
+measured through ``run_stage`` (tokenisation, Parquet writes and markers included), once per
+``--shard-sizes`` value, which also shows what sharding costs next to one big batch.
+
+    python benchmarks/generate_throughput.py --rows 256 --shard-sizes 256,64
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=256)
+    parser.add_argument("--max-tokens", type=int, default=384)
+    parser.add_argument("--shard-sizes", default="256", help="comma-separated")
+    parser.add_argument("--model", default=None)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+
+    from vllm import SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    from pipeline.backends.base import SamplingSettings
+    from pipeline.backends.vllm_backend import VllmBackend
+    from pipeline.generate import GenerateStage
+    from pipeline.load import load_rows, write_shards
+    from pipeline.model import DEFAULT_MODEL, cache_dir, resolve_model
+    from pipeline.stage import run_stage
+    from pipeline.tasks import get_task
+
+    task = get_task("gsm8k")
+    frame, _ = load_rows(task, None, limit=args.rows)
+    model = resolve_model(args.model or DEFAULT_MODEL)
+    backend = VllmBackend(model.path, model.spec, cache_root=cache_dir())
+    sampling = SamplingSettings(max_tokens=args.max_tokens)
+    began = time.perf_counter()
+    backend.start()
+    startup = time.perf_counter() - began
+
+    # Raw engine: the same chat-templated token ids the pipeline sends.
+    prompts = [TokensPrompt(prompt_token_ids=backend.encode(task.answer_prompt.messages(**row)))
+               for row in frame.to_dicts()]
+    params = SamplingParams(temperature=0.0, max_tokens=args.max_tokens)
+    backend.engine.generate(prompts[:4], params, use_tqdm=False)  # warm-up, not timed
+    began = time.perf_counter()
+    outputs = backend.engine.generate(prompts, params, use_tqdm=False)
+    raw_seconds = time.perf_counter() - began
+    raw_tokens = sum(len(o.outputs[0].token_ids) for o in outputs)
+    figures = {"rows": args.rows, "max_tokens": args.max_tokens, "engine_startup_s": startup,
+               "raw": {"seconds": raw_seconds, "tokens": raw_tokens,
+                       "tok_per_s": raw_tokens / raw_seconds}}
+    print(f"engine start-up {startup:.1f}s")
+    print(f"raw vllm.LLM.generate: {raw_tokens} tokens in {raw_seconds:.1f}s = "
+          f"{raw_tokens / raw_seconds:.1f} tok/s")
+
+    stage = GenerateStage(task, backend, sampling, model.fingerprint, engine_settings={})
+    for shard_size in [int(s) for s in args.shard_sizes.split(",")]:
+        with tempfile.TemporaryDirectory() as tmp:
+            shards = write_shards(frame, Path(tmp), "bench", shard_size)
+            began = time.perf_counter()
+            result = run_stage(stage, shards, "bench", Path(tmp))
+            seconds = time.perf_counter() - began
+        tokens = int(result.stats["generate_completion_tokens"])
+        ratio = (tokens / seconds) / (raw_tokens / raw_seconds)
+        figures[f"pipeline_shard_{shard_size}"] = {"seconds": seconds, "tokens": tokens,
+                                                   "tok_per_s": tokens / seconds, "ratio": ratio}
+        print(f"pipeline generate stage, shard size {shard_size}: {tokens} tokens in "
+              f"{seconds:.1f}s = {tokens / seconds:.1f} tok/s; ratio to raw {ratio:.3f}")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("S3FT_DATA_DIR", str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    main()

@@ -1,0 +1,261 @@
+"""Natural Questions judge: cheap alias matching first, an LLM judge for the rest.
+
+1. Heuristic. Response and answer aliases are normalised the SQuAD way (lower case, no
+   punctuation, no articles, single spaces; here also accents folded, dashes and slashes read
+   as spaces, and decimal points kept: ``3.5`` must not become ``35``). It only ever says
+   *correct*, and only when sure:
+   * ``heuristic:exact``: the response equals an alias;
+   * ``heuristic:contains``: an alias sits in the response as a whole-token span ("1" does
+     not match "1990", "john" not "johnson"), the response is short (a sentence, not an
+     essay that may name everything), has no negation or hedge outside the span ("not",
+     "or", "but", "and", ...), the alias is not already in the question (restating the
+     question is not answering it), a numeric alias is not glued to further numbers
+     ("18 2017"), and when the row expects a number or date (some alias has digits) the
+     response holds no other number than those in the question and the aliases.
+   An empty response is wrong (``empty_response``). Everything else goes to step 2.
+2. LLM judge, in ONE batched call per ``judge_many``: ``prompts/nq/judge.jinja`` asks for
+   JSON ``{"reason": str, "correct": bool}``, with JSON-schema guided decoding where the
+   backend supports it. ``reason`` comes first so the model explains before it decides.
+   Rules: ``llm:correct``, ``llm:incorrect``; a reply that does not parse is
+   ``judge_unparsed`` (counted as not correct, and says so); a request that failed after
+   the backend's retries is ``llm_error``.
+
+The LLM is any :class:`pipeline.backends.base.Backend`: the in-process vLLM engine (the
+paper judges with the model being trained) or an OpenAI-compatible server.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import string
+import unicodedata
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from judges.base import Verdict
+from pipeline.backends.base import Backend, Generation, SamplingSettings
+from pipeline.nq_data import aliases as row_aliases
+from pipeline.prompts import PromptTemplate, template
+
+#: Guided-decoding schema of the LLM judge's reply. ``reason`` first: a grammar-constrained
+#: model writes properties in this order, so it reasons before it commits to a verdict.
+VERDICT_SCHEMA: dict[str, Any] = {
+    "title": "nq_verdict",
+    "type": "object",
+    "properties": {"reason": {"type": "string"}, "correct": {"type": "boolean"}},
+    "required": ["reason", "correct"],
+    "additionalProperties": False,
+}
+
+#: Longest response (in normalised tokens) that containment may decide; the answer prompt
+#: asks for a sentence or less, and a long answer can mention the alias among wrong claims.
+MAX_CONTAINS_TOKENS = 40
+#: Words that turn "contains the alias" into "may well be wrong": negation, alternatives,
+#: contrast, uncertainty, lists. Normalisation has already removed apostrophes ("isn't" -> "isnt").
+HEDGE_WORDS = frozenset([
+    "not", "no", "never", "neither", "nor", "none", "nobody", "nothing", "cannot", "cant",
+    "isnt", "wasnt", "arent", "werent", "dont", "doesnt", "didnt", "wont", "wouldnt", "hasnt",
+    "havent", "hadnt", "or", "either", "but", "however", "although", "though", "instead",
+    "rather", "except", "unless", "unknown", "unclear", "uncertain", "unsure", "possibly",
+    "perhaps", "maybe", "probably",
+    # lists of candidates ("X, along with Y and Z"): the alias is one of several answers
+    "and", "also", "along", "both", "between", "versus", "vs",
+])
+
+_ARTICLES = re.compile(r"\b(?:a|an|the)\b")
+_SPACE_LIKE = re.compile(r"[-\u2010-\u2015\u2212/_]")  # hyphens, dashes, minus, slash, underscore
+_NUMBER_TOKEN = re.compile(r"^\d[\d.:]*$")
+_KEEP_BETWEEN_DIGITS = {".", ":"}  # 3.5, 9:30
+_REASON_LIMIT = 500
+
+
+def normalize(text: str) -> str:
+    """SQuAD answer normalisation, plus accent folding and dashes/slashes read as spaces."""
+    text = unicodedata.normalize("NFKD", text)
+    text = "".join(c for c in text if not unicodedata.combining(c)).lower()
+    text = _SPACE_LIKE.sub(" ", text)
+    kept = []
+    for i, char in enumerate(text):
+        if char in _KEEP_BETWEEN_DIGITS and 0 < i < len(text) - 1 \
+                and text[i - 1].isdigit() and text[i + 1].isdigit():
+            kept.append(char)
+        elif char in string.punctuation or unicodedata.category(char).startswith("P"):
+            continue
+        else:
+            kept.append(char)
+    return " ".join(_ARTICLES.sub(" ", "".join(kept)).split())
+
+
+def _has_digit(text: str) -> bool:
+    return any(c.isdigit() for c in text)
+
+
+def _find_span(needle: list[str], haystack: list[str]) -> list[int]:
+    """Start positions where ``needle`` occurs in ``haystack`` as a run of whole tokens."""
+    size = len(needle)
+    return [i for i in range(len(haystack) - size + 1) if haystack[i:i + size] == needle]
+
+
+def heuristic_verdict(response: str, answers: Sequence[str], question: str = "") -> Verdict | None:
+    """A verdict when the alias match is clear, else None (the LLM judge decides)."""
+    normalized = normalize(response)
+    if not normalized:
+        return Verdict(False, "empty_response", reason="the response is empty")
+    targets = [(alias, normalize(alias)) for alias in answers]
+    targets = [(alias, norm) for alias, norm in targets if norm]  # "The" would match anything
+    for alias, norm in targets:
+        if norm == normalized:
+            return Verdict(True, "heuristic:exact", extracted=alias,
+                           reason=f"the response is the answer {alias!r}")
+    tokens = normalized.split()
+    if len(tokens) > MAX_CONTAINS_TOKENS:
+        return None
+    question_tokens = normalize(question).split()
+    # When some alias is a number or date, another number in the response competes with it.
+    expects_number = any(_has_digit(norm) for _, norm in targets)
+    known_tokens = set(question_tokens).union(*(norm.split() for _, norm in targets))
+    for alias, norm in targets:
+        alias_tokens = norm.split()
+        if _find_span(alias_tokens, question_tokens):
+            continue  # the alias is part of the question: containment proves nothing
+        for start in _find_span(alias_tokens, tokens):
+            end = start + len(alias_tokens)
+            outside = tokens[:start] + tokens[end:]
+            if HEDGE_WORDS.intersection(outside):
+                return None  # "not X", "X or Y", "X, but ...": the LLM judge reads it
+            if _has_digit(norm):
+                neighbours = tokens[max(start - 1, 0):start] + tokens[end:end + 1]
+                if any(_NUMBER_TOKEN.match(t) for t in neighbours):
+                    continue  # "18 2017", "1 2": part of a longer number or date
+            if expects_number and any(_has_digit(t) and t not in known_tokens for t in outside):
+                return None  # "won Super Bowl LII in 1960", "291 episodes, and 276 ...": which?
+            return Verdict(True, "heuristic:contains", extracted=alias,
+                           reason=f"the response contains the answer {alias!r}")
+    return None
+
+
+def parse_llm_verdict(text: str) -> tuple[bool, str] | None:
+    """``(correct, reason)`` from the judge's reply, or None when it is not the JSON asked for.
+
+    Tolerates a code fence or words around the object; ``correct`` must be a JSON boolean
+    (or the string "true"/"false").
+    """
+    candidates = [text.strip()]
+    fenced = re.search(r"```(?:json)?\s*(.*?)```", text, re.DOTALL)
+    if fenced:
+        candidates.append(fenced.group(1).strip())
+    first, last = text.find("{"), text.rfind("}")
+    if 0 <= first < last:
+        candidates.append(text[first:last + 1])
+    for candidate in candidates:
+        try:
+            data = json.loads(candidate)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(data, dict):
+            continue
+        correct = data.get("correct")
+        if isinstance(correct, str) and correct.strip().lower() in ("true", "false"):
+            correct = correct.strip().lower() == "true"
+        if isinstance(correct, bool):
+            return correct, str(data.get("reason") or "").strip()
+    return None
+
+
+@dataclass(frozen=True)
+class _GuidedSampling(SamplingSettings):
+    """SamplingSettings with a JSON schema, for as long as the base class has no such field."""
+
+    json_schema: dict[str, Any] | None = dataclasses.field(default=None, hash=False)
+
+
+def guided_sampling(max_tokens: int, schema: dict[str, Any]) -> SamplingSettings:
+    """Greedy sampling that asks the backend to constrain output to ``schema``."""
+    if "json_schema" in {f.name for f in dataclasses.fields(SamplingSettings)}:
+        return SamplingSettings(max_tokens=max_tokens, json_schema=schema)  # type: ignore[call-arg]
+    return _GuidedSampling(max_tokens=max_tokens, json_schema=schema)
+
+
+class NqJudge:
+    """``judges.get("nq", chat=backend)``; without ``chat`` the heuristic alone decides, and
+    what it cannot decide is ``heuristic:no_match`` (not correct)."""
+
+    name = "nq"
+    version = "1"
+
+    def __init__(self, chat: Backend | None = None, *, max_tokens: int = 128,
+                 prompt: PromptTemplate | None = None):
+        self.chat = chat
+        self.max_tokens = max_tokens
+        self.prompt = prompt or template("nq", "judge")
+        #: Verdicts by rule, plus llm_requests / llm_prompt_tokens / llm_completion_tokens.
+        self.usage: Counter[str] = Counter()
+
+    def settings(self) -> dict[str, Any]:
+        """What changes the verdicts besides the code: for the judge stage's cache key."""
+        return {"judge_model": self.chat.model_name if self.chat else None,
+                "judge_prompt": self.prompt.version, "judge_max_tokens": self.max_tokens,
+                "judge_schema": VERDICT_SCHEMA}
+
+    def judge(self, response: str, example: Mapping[str, Any]) -> Verdict:
+        return self.judge_many([response], [example])[0]
+
+    def judge_many(self, responses: Sequence[str | None],
+                   examples: Sequence[Mapping[str, Any]]) -> list[Verdict]:
+        """Heuristic on every row, then one batched LLM call for the rows it left open."""
+        if len(responses) != len(examples):
+            raise ValueError(f"{len(responses)} responses for {len(examples)} examples")
+        verdicts: list[Verdict | None] = []
+        for response, example in zip(responses, examples, strict=True):
+            if response is None:
+                verdicts.append(Verdict(False, "no_response", reason="generation failed"))
+            else:
+                verdicts.append(heuristic_verdict(response, row_aliases(example),
+                                                  str(example.get("question") or "")))
+        open_rows = [i for i, v in enumerate(verdicts) if v is None]
+        if open_rows:
+            if self.chat is None:
+                for i in open_rows:
+                    verdicts[i] = Verdict(False, "heuristic:no_match",
+                                          reason="no answer alias found; no LLM judge configured")
+            else:
+                llm = self._ask_llm([responses[i] for i in open_rows],  # type: ignore[misc]
+                                    [examples[i] for i in open_rows])
+                for i, verdict in zip(open_rows, llm, strict=True):
+                    verdicts[i] = verdict
+        self.usage.update(v.rule for v in verdicts)  # type: ignore[union-attr]
+        return verdicts  # type: ignore[return-value]
+
+    def _ask_llm(self, responses: list[str], examples: list[Mapping[str, Any]]) -> list[Verdict]:
+        assert self.chat is not None
+        conversations = [
+            self.prompt.messages(question=str(example.get("question") or ""),
+                                 answers=row_aliases(example), response=response)
+            for response, example in zip(responses, examples, strict=True)
+        ]
+        self.chat.start()
+        generations = self.chat.generate(conversations,
+                                         guided_sampling(self.max_tokens, VERDICT_SCHEMA))
+        self.usage["llm_requests"] += len(generations)
+        self.usage["llm_prompt_tokens"] += sum(g.prompt_tokens for g in generations)
+        self.usage["llm_completion_tokens"] += sum(g.completion_tokens for g in generations)
+        return [self._read(g) for g in generations]
+
+    @staticmethod
+    def _read(generation: Generation) -> Verdict:
+        if generation.error is not None or generation.text is None:
+            return Verdict(False, "llm_error",
+                           reason=f"the judge call failed: {generation.error or 'no text'}")
+        parsed = parse_llm_verdict(generation.text)
+        if parsed is None:
+            cut = " (cut off at the token limit)" if generation.finish_reason == "length" else ""
+            return Verdict(False, "judge_unparsed",
+                           reason=f"judge reply is not the JSON verdict asked for{cut}; not counted "
+                                  f"as correct: {generation.text[:200]!r}")
+        correct, reason = parsed
+        return Verdict(correct, "llm:correct" if correct else "llm:incorrect",
+                       reason=reason[:_REASON_LIMIT])

@@ -1,0 +1,146 @@
+"""Crash safety and caching: kill and resume, config keys, --limit reuse, row-level errors,
+and the run lock. The uninterrupted reference is the shared ``gsm8k_run`` (16 rows, 2 shards)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from pipeline.config import RunConfig
+from pipeline.runner import plan
+from pipeline.storage import RunLock
+from tests.conftest import PROJECT, data_dir, run_cli
+
+ARGS = ("--task", "gsm8k", "--limit", "16", "--shard-size", "8")
+
+
+@pytest.mark.slow
+def test_sigkill_after_first_shard_then_resume_gives_the_same_export(gsm8k_run, tmp_path):
+    out = tmp_path / "killed"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.run", *ARGS, "--out", str(out)], cwd=PROJECT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    deadline = time.monotonic() + 900
+    try:
+        while not list(out.glob("stages/generate-*/shard-00000.done.json")):
+            assert process.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline, "no generate shard finished in time"
+            time.sleep(0.2)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)  # the run and its engine processes
+        process.wait(60)
+    assert not list(out.glob("stages/generate-*/shard-00001.done.json"))
+    assert not (out / "train.parquet").exists()
+
+    resumed = run_cli(*ARGS, "--out", str(out))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    generate = summary["stages"]["generate"]
+    assert (generate["shards_computed"], generate["shards_reused"]) == (1, 1)
+    reference = pl.read_parquet(gsm8k_run["out"] / "train.parquet")
+    assert pl.read_parquet(out / "train.parquet").equals(reference)
+
+
+@pytest.mark.slow
+def test_a_smaller_limit_reuses_every_full_shard(gsm8k_run, tmp_path):
+    out = tmp_path / "copy"
+    shutil.copytree(gsm8k_run["out"], out)
+    result = run_cli("--task", "gsm8k", "--limit", "12", "--shard-size", "8", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    for stage in ("generate", "judge", "paraphrase", "select"):
+        cost = summary["stages"][stage]
+        assert (cost["shards_computed"], cost["shards_reused"]) == (1, 1), stage
+    export = pl.read_parquet(out / "train.parquet")
+    reference = pl.read_parquet(gsm8k_run["out"] / "train.parquet")
+    assert export.height == 12
+    assert export.head(8).equals(reference.head(8))
+    # Greedy decoding of the same prompts in a different batch gives the same candidates.
+    assert export["candidate"].to_list()[8:] == reference["candidate"].to_list()[8:12]
+
+
+def keys_for(**overrides) -> tuple[dict[str, str], Path]:
+    p = plan(RunConfig(**{"limit": 16, "shard_size": 8, **overrides}))
+    return p.keys, p.out_dir
+
+
+def test_config_keys_change_exactly_the_affected_stages(tmp_path, monkeypatch):
+    base, base_out = keys_for()
+    assert base_out.name.startswith("gsm8k-")
+
+    shorter, shorter_out = keys_for(max_tokens=100)
+    assert shorter["load"] == base["load"]
+    assert all(shorter[s] != base[s] for s in ("generate", "judge", "paraphrase", "select"))
+    assert shorter_out != base_out
+
+    same, same_out = keys_for(limit=40)  # --limit is not in any key: shards are reused
+    assert (same, same_out) == (base, base_out)
+
+    prompts = tmp_path / "prompts"
+    shutil.copytree(PROJECT / "prompts", prompts)
+    monkeypatch.setenv("S3FT_PROMPTS_DIR", str(prompts))
+    assert keys_for()[0] == base  # same contents, same keys
+    paraphrase_file = prompts / "gsm8k" / "paraphrase.jinja"
+    paraphrase_file.write_text(paraphrase_file.read_text() + "\nBe brief.\n")
+    reworded, reworded_out = keys_for()
+    assert (reworded["generate"], reworded["judge"]) == (base["generate"], base["judge"])
+    assert reworded["paraphrase"] != base["paraphrase"]
+    assert reworded_out != base_out
+    answer_file = prompts / "gsm8k" / "answer.jinja"
+    answer_file.write_text(answer_file.read_text() + "\nBe brief.\n")
+    assert keys_for()[0]["generate"] != base["generate"]
+
+    other_data = tmp_path / "train.jsonl"
+    other_data.write_bytes((data_dir() / "gsm8k" / "train.jsonl").read_bytes())
+    assert keys_for(data=str(other_data))[0]["load"] != base["load"]
+
+
+@pytest.mark.slow
+def test_bad_rows_become_error_rows_and_the_run_completes(gsm8k_train, tmp_path):
+    rows = [dict(r) for r in gsm8k_train[:5]]
+    rows[2]["question"] = "Count the apples. " * 400  # far over max_model_len - max_tokens
+    rows[3]["question"] = "ENGINE_FAULT " + rows[3]["question"]
+    rows[4]["question"] = "JUDGE_FAULT " + rows[4]["question"]
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "out"
+    result = run_cli("--task", "gsm8k", "--data", str(data), "--max-tokens", "48",
+                     "--out", str(out),
+                     env={"S3FT_INJECT_FAULTS": "engine=ENGINE_FAULT,judge=JUDGE_FAULT"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    export = pl.read_parquet(out / "train.parquet")
+    assert export.height == 5
+    errors = export["error"].to_list()
+    assert errors[0] is None and errors[1] is None
+    assert "generate: prompt_too_long" in errors[2]
+    assert "generate: engine_error" in errors[3]
+    assert "judge: judge_error" in errors[4]
+    assert export["candidate"][2] is None and export["candidate"][3] is None
+    assert export["judge_rule"].to_list()[2:] == ["no_response", "no_response", "judge_error"]
+    # S3FT fallback: no usable candidate and no passing paraphrase -> gold.
+    assert export["source"].to_list()[2:4] == ["gold", "gold"]
+    assert export["target"][2] == export["gold"][2]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rows_with_errors"] == 3
+    assert summary["errors_by_stage"]["generate"] >= 2 and summary["errors_by_stage"]["judge"] >= 1
+
+
+def test_a_second_run_on_a_locked_folder_is_refused(tmp_path, gsm8k_train):
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in gsm8k_train[:2]))
+    out = tmp_path / "out"
+    with RunLock(out):
+        result = run_cli("--task", "gsm8k", "--data", str(data), "--out", str(out), timeout=300)
+    assert result.returncode == 3
+    assert f"another run (pid {os.getpid()}) is using {out}" in result.stderr
+    assert not (out / "stages").exists()
