@@ -26,14 +26,12 @@ paper judges with the model being trained) or an OpenAI-compatible server.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import string
 import unicodedata
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from judges.base import Verdict
@@ -166,18 +164,9 @@ def parse_llm_verdict(text: str) -> tuple[bool, str] | None:
     return None
 
 
-@dataclass(frozen=True)
-class _GuidedSampling(SamplingSettings):
-    """SamplingSettings with a JSON schema, for as long as the base class has no such field."""
-
-    json_schema: dict[str, Any] | None = dataclasses.field(default=None, hash=False)
-
-
 def guided_sampling(max_tokens: int, schema: dict[str, Any]) -> SamplingSettings:
     """Greedy sampling that asks the backend to constrain output to ``schema``."""
-    if "json_schema" in {f.name for f in dataclasses.fields(SamplingSettings)}:
-        return SamplingSettings(max_tokens=max_tokens, json_schema=schema)  # type: ignore[call-arg]
-    return _GuidedSampling(max_tokens=max_tokens, json_schema=schema)
+    return SamplingSettings(max_tokens=max_tokens, json_schema=schema)
 
 
 class NqJudge:

@@ -41,6 +41,31 @@ class RunConfig:
         metadata={"help": "Hub id, local model folder or .gguf file. Default: the embedded "
                   "SmolLM2-135M-Instruct."},
     )
+    backend: str = field(
+        default="vllm",
+        metadata={"help": "Generation backend: vllm (in-process engine) or openai (an "
+                  "OpenAI-compatible server at --base-url; --model is then the served name)."},
+    )
+    base_url: str | None = field(
+        default=None, metadata={"help": "Server URL for --backend openai, e.g. http://host:8000/v1."}
+    )
+    api_key_env: str = field(
+        default="S3FT_API_KEY",
+        metadata={"help": "Environment variable holding the API key (then OPENAI_API_KEY)."},
+    )
+    max_concurrency: int = field(default=16, metadata={"help": "Requests in flight (openai)."})
+    request_timeout: float = field(default=120.0, metadata={"help": "Seconds per request (openai)."})
+    max_retries: int = field(default=4, metadata={"help": "Retries per request (openai)."})
+    judge_base_url: str | None = field(
+        default=None,
+        metadata={"help": "OpenAI-compatible server for the LLM judge (NQ). Default: the "
+                  "generation model judges, as in the paper."},
+    )
+    judge_model: str | None = field(default=None, metadata={"help": "Served judge model name."})
+    judge_api_key_env: str = field(
+        default="S3FT_JUDGE_API_KEY", metadata={"help": "Environment variable with the judge's key."}
+    )
+    judge_max_tokens: int = field(default=128, metadata={"help": "Max tokens of a judge verdict."})
     max_tokens: int = field(default=384, metadata={"help": "Max new tokens per generation."})
     max_model_len: int = field(
         default=2048, metadata={"help": "Context length of the engine (prompt + answer)."}
@@ -69,6 +94,14 @@ class RunConfig:
         default=False,
         metadata={"help": "Recompute every stage, ignoring finished shards (--resume, the "
                   "default, reuses them).", "negative_alias": "--resume"},
+    )
+    train: str | None = field(
+        default=None,
+        metadata={"help": "After curation, fine-tune on the export in this mode (s3ft, sft or "
+                  "sdft) with `python -m pipeline.train`; output in <out>/<mode>-lora."},
+    )
+    train_config: str | None = field(
+        default=None, metadata={"help": "YAML of training options for --train (pipeline.train --config)."}
     )
     push_to_hub: str | None = field(
         default=None, metadata={"help": "After the run, push the export to this Hub dataset repo."}

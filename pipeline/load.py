@@ -96,6 +96,8 @@ def _load_hub(task: TaskSpec, split: str) -> LoadedData:
     import datasets
 
     hub = task.hub
+    if hub is None:
+        raise FileNotFoundError(f"task {task.name!r} has no Hub dataset")
     dataset = datasets.load_dataset(hub.repo_id, hub.config, split=split)
     revision = getattr(dataset.info, "version", None)
     rows = [{**row, "_line": i} for i, row in enumerate(dataset, start=1)]
@@ -117,7 +119,8 @@ def resolve_source(task: TaskSpec, data: str | None, split: str = "train") -> Lo
     try:
         return _load_hub(task, split)
     except Exception as exc:  # offline, unknown repo, auth: all end in the same advice
-        tried.append(f"Hub dataset {task.hub.repo_id} ({type(exc).__name__}: {exc})")
+        where = task.hub.repo_id if task.hub else "(none)"
+        tried.append(f"Hub dataset {where} ({type(exc).__name__}: {exc})")
     raise DataError(
         f"no data found for task {task.name!r}. Tried, in order:\n  - " + "\n  - ".join(tried)
         + f"\nPass a local file with --data PATH, or set S3FT_DATA_DIR to a folder holding "
@@ -154,6 +157,11 @@ def load_rows(task: TaskSpec, data: str | None, limit: int | None,
     loaded = resolve_source(task, data, split)
     rows = loaded.rows
     validate(task, rows, loaded.source)
+    if task.prepare_row is not None:
+        try:
+            rows = [task.prepare_row(row) for row in rows]
+        except ValueError as exc:
+            raise DataError(f"{loaded.source}: {exc}") from None
     if task.split_of is not None:  # one file holds every split: keep the asked one
         rows = [row for row in rows if task.split_of(row) == split]
         if not rows:

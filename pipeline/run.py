@@ -7,6 +7,7 @@ Heavy libraries (vLLM, torch, transformers) load only after the arguments are pa
 from __future__ import annotations
 
 import logging
+import subprocess
 import sys
 
 from pipeline.config import RunConfig, parse_config
@@ -24,6 +25,17 @@ def main(argv: list[str] | None = None) -> int:
     except RunLockedError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
+    if config.train:
+        # A separate process: training gets a clean interpreter (no engine state, no
+        # fragmented memory) and its own TRL argument parsing.
+        command = [sys.executable, "-m", "pipeline.train", "--data",
+                   f"{summary['out']}/train.parquet", "--mode", config.train,
+                   "--out", f"{summary['out']}/{config.train}-lora"]
+        if config.train_config:
+            command += ["--config", config.train_config]
+        if subprocess.run(command).returncode != 0:
+            print(f"error: training failed: {' '.join(command)}", file=sys.stderr)
+            return 4
     if config.push_to_hub:
         from pipeline.push import push_run
 

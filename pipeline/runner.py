@@ -54,19 +54,13 @@ class Plan:
 def plan(config: RunConfig) -> Plan:
     task = get_task(config.task)
     frame, loaded = load_rows(task, config.data, config.limit, config.split)
-    model = resolve_model(config.model)
-    backend = VllmBackend(
-        model.path, model_name=model.spec, cache_root=cache_dir(), dtype=config.dtype,
-        max_model_len=config.max_model_len, seed=config.seed, kv_cache_gib=config.kv_cache_gib,
-        gpu_memory_utilization=config.gpu_memory_utilization,
-    )
-    judge: Any = judges.get(task.judge)
+    model, backend, engine_settings = _backend(config)
+    judge: Any = _judge(config, task, backend)
     sampling = SamplingSettings(max_tokens=config.max_tokens, stop=task.stop)
-    engine_settings = {"dtype": resolve_dtype(config.dtype), "max_model_len": config.max_model_len,
-                       "seed": config.seed}
+    judge_settings = judge.settings() if hasattr(judge, "settings") else {}
     stages: list[Stage] = [
         GenerateStage(task, backend, sampling, model.fingerprint, engine_settings),
-        JudgeStage(judge, judge_settings={}),
+        JudgeStage(judge, judge_settings=judge_settings),
         ParaphraseStage(task, backend, judge, sampling, config.paraphrase_all),
         SelectStage(),
     ]
@@ -79,6 +73,53 @@ def plan(config: RunConfig) -> Plan:
         upstream = keys[stage.name] = stage_key(stage, upstream)
     out_dir = Path(config.out or Path("runs") / f"{task.name}-{upstream[:8]}")
     return Plan(config, task, frame, loaded, model, backend, judge, stages, keys, out_dir)
+
+
+def _backend(config: RunConfig) -> tuple[ResolvedModel, Any, dict[str, Any]]:
+    """The generation backend, the model it serves, and the engine settings that change
+    outputs (part of the generate stage's key)."""
+    if config.backend == "openai":
+        if not config.base_url:
+            raise SystemExit("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1) "
+                             "and --model set to the served model name")
+        from pipeline.backends.openai_backend import OpenAIBackend
+
+        backend = OpenAIBackend(
+            config.base_url, config.model, api_key_env=config.api_key_env,
+            max_concurrency=config.max_concurrency, timeout=config.request_timeout,
+            max_retries=config.max_retries,
+        )
+        served = ResolvedModel(spec=config.model, path=config.base_url,
+                               fingerprint=f"openai:{config.model}")
+        return served, backend, {"backend": "openai"}
+    if config.backend != "vllm":
+        raise SystemExit(f"--backend {config.backend!r}: use vllm or openai")
+    model = resolve_model(config.model)
+    backend = VllmBackend(
+        model.path, model_name=model.spec, cache_root=cache_dir(), dtype=config.dtype,
+        max_model_len=config.max_model_len, seed=config.seed, kv_cache_gib=config.kv_cache_gib,
+        gpu_memory_utilization=config.gpu_memory_utilization,
+    )
+    settings = {"dtype": resolve_dtype(config.dtype), "max_model_len": config.max_model_len,
+                "seed": config.seed}
+    return model, backend, settings
+
+
+def _judge(config: RunConfig, task: TaskSpec, backend: Any) -> Any:
+    """The task's judge; an LLM judge asks --judge-base-url, else the generation model."""
+    if not task.llm_judge:
+        return judges.get(task.judge)
+    chat = backend
+    if config.judge_base_url:
+        from pipeline.backends.openai_backend import OpenAIBackend
+
+        if not config.judge_model:
+            raise SystemExit("--judge-base-url needs --judge-model (the served judge model name)")
+        chat = OpenAIBackend(config.judge_base_url, config.judge_model,
+                             api_key_env=config.judge_api_key_env,
+                             max_concurrency=config.max_concurrency,
+                             timeout=config.request_timeout, max_retries=config.max_retries)
+    return judges.get(task.judge, chat=chat, max_tokens=config.judge_max_tokens)
 
 
 def execute(p: Plan, until: str | None = None) -> tuple[list[Shard], dict[str, StageResult]]:
@@ -105,17 +146,37 @@ def run(config: RunConfig) -> dict[str, Any]:
     with RunLock(p.out_dir):
         _write_config(p)
         problems = _preflight(p, p.out_dir / "stages")
-        shards, results = execute(p)
+        try:
+            shards, results = execute(p)
+        finally:
+            _close(p)  # free the engine's memory before export, report or training
         table = build_train_table(shards, p.task.name)
         write_train(table, p.out_dir / "train.parquet")
         summary = summarize(table, p.task.name, results, time.perf_counter() - started,
-                            engine_starts=p.backend.engine_starts)
+                            engine_starts=getattr(p.backend, "engine_starts", 0))
+        for name, backend in (("backend_counters", p.backend),
+                              ("judge_backend_counters", getattr(p.judge, "chat", None))):
+            counters = getattr(backend, "counters", None)
+            if counters is not None:
+                summary[name] = dict(counters)
+        usage = getattr(p.judge, "usage", None)
+        if usage:
+            summary["judge_usage_this_invocation"] = dict(usage)
         summary["out"] = str(p.out_dir)
         summary["preflight_problems"] = dict(problems)
         atomic_write_json(p.out_dir / "summary.json", summary)
         _write_report(p.out_dir)
     print_summary(summary)
     return summary
+
+
+def _close(p: Plan) -> None:
+    """Close the generation backend and a separate judge backend (each once)."""
+    backends = [p.backend, getattr(p.judge, "chat", None)]
+    for backend in {id(b): b for b in backends if b is not None}.values():
+        close = getattr(backend, "close", None)
+        if callable(close):
+            close()
 
 
 def _write_report(out_dir: Path) -> None:

@@ -26,7 +26,7 @@ class TaskSpec:
     judge: str
     #: Default data file per split, relative to ``$S3FT_DATA_DIR``.
     local_files: dict[str, str]
-    hub: HubSource
+    hub: HubSource | None
     #: Fields every source row must have (non-empty).
     required_fields: tuple[str, ...]
     #: The source's own id field, if it has one; otherwise ids hash the prompt.
@@ -40,6 +40,10 @@ class TaskSpec:
     #: Checks run on the gold data before curation (e.g. MBPP references must pass their own
     #: tests): takes the judge and the rows, returns ``(row id, problem)`` for each bad row.
     preflight: Callable[[Any, list[dict[str, Any]]], list[tuple[str, str]]] | None = None
+    #: Adds derived fields to each source row at load time (e.g. NQ's ``passage``).
+    prepare_row: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    #: The judge asks a model for what its heuristic cannot decide (NQ).
+    llm_judge: bool = False
 
     @property
     def splits(self) -> list[str]:
@@ -85,6 +89,24 @@ def _mbpp_preflight(judge: Any, rows: list[dict[str, Any]]) -> list[tuple[str, s
              f"{verdict.reason}") for task_id, verdict in check_references(rows, judge)]
 
 
+def _nq_split(row: Mapping[str, Any]) -> str:
+    from pipeline.nq_data import split_of
+
+    return split_of(f"nq-{row['nq_id']}")
+
+
+def _nq_gold(row: Mapping[str, Any]) -> str:
+    from pipeline.nq_data import gold_response
+
+    return gold_response(row)
+
+
+def _nq_prepare(row: dict[str, Any]) -> dict[str, Any]:
+    from pipeline.nq_data import prepare_row
+
+    return prepare_row(row)
+
+
 TASKS: dict[str, TaskSpec] = {
     "gsm8k": TaskSpec(
         name="gsm8k",
@@ -107,6 +129,22 @@ TASKS: dict[str, TaskSpec] = {
         stop=("[DONE]",),
         split_of=_mbpp_split,
         preflight=_mbpp_preflight,
+    ),
+    # NQ-open with the gold passage (nq-open-oracle). The file has no train/test split: a
+    # fixed, salted hash of each question puts 20% of rows in "test" (pipeline/nq_data.py).
+    # No Hub copy of this oracle file is known, so it is read from S3FT_DATA_DIR or --data.
+    "nq": TaskSpec(
+        name="nq",
+        judge="nq",
+        local_files={"train": "nq/nq-open-oracle.jsonl.gz", "test": "nq/nq-open-oracle.jsonl.gz"},
+        hub=None,
+        required_fields=("question", "answers", "ctxs"),
+        id_field="nq_id",
+        gold_response=_nq_gold,
+        stop=("\n\n",),
+        split_of=_nq_split,
+        prepare_row=_nq_prepare,
+        llm_judge=True,
     ),
 }
 

@@ -5,6 +5,7 @@ to show that finished stages are reused without starting the engine.
 """
 
 import json
+import shutil
 
 import polars as pl
 import pytest
@@ -12,6 +13,7 @@ import yaml
 
 import judges
 from pipeline.config import RunConfig, load_yaml
+from tests.conftest import run_cli
 from tests.export_checks import assert_valid_s3ft_export
 
 pytestmark = pytest.mark.slow
@@ -87,3 +89,19 @@ def test_config_yaml_reproduces_the_run(gsm8k_run):
     assert "stage_keys" in path.read_text()
     assert json.loads((gsm8k_run["out"] / "summary.json").read_text())["out"] == str(
         gsm8k_run["out"])
+
+
+def test_train_after_curation_in_one_command(gsm8k_run, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(gsm8k_run["out"], out)
+    train_config = tmp_path / "train.yaml"
+    train_config.write_text("max_steps: 1\nper_device_train_batch_size: 2\nlimit: 2\n")
+    result = run_cli("--task", "gsm8k", "--limit", "16", "--shard-size", "8", "--out", str(out),
+                     "--train", "s3ft", "--train-config", str(train_config))
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["engine_starts"] == 0  # curation reused, only training ran
+    adapter = out / "s3ft-lora"
+    assert (adapter / "adapter_config.json").is_file()
+    metrics = json.loads((adapter / "train_metrics.json").read_text())
+    assert metrics["steps"] == 1

@@ -7,8 +7,8 @@ one failure becomes an error row instead of a dead run.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Protocol
+from dataclasses import asdict, dataclass, field
+from typing import Any, Protocol
 
 Messages = list[dict[str, str]]  # [{"role": "user", "content": "..."}, ...]
 
@@ -21,6 +21,8 @@ class SamplingSettings:
     temperature: float = 0.0
     top_p: float = 1.0
     stop: tuple[str, ...] = ()
+    #: Constrain the output to this JSON schema (guided decoding), e.g. for LLM-judge verdicts.
+    json_schema: dict[str, Any] | None = field(default=None, hash=False)
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -49,6 +49,20 @@ class VllmBackend:
     def start(self) -> None:
         _ = self.engine
 
+    def close(self) -> None:
+        """Release the engine (its worker processes and KV cache) if it was started."""
+        engine = self.__dict__.pop("engine", None)
+        if engine is not None:
+            import gc
+
+            # vLLM V1: LLM.llm_engine.engine_core owns the engine processes.
+            engine_core = getattr(getattr(engine, "llm_engine", None), "engine_core", None)
+            shutdown = getattr(engine_core, "shutdown", None)
+            if callable(shutdown):
+                shutdown()
+            del engine
+            gc.collect()
+
     def encode(self, conversation: Messages) -> list[int]:
         """Token ids of the conversation under the model's chat template, ready to answer."""
         return list(self.tokenizer.apply_chat_template(
@@ -58,6 +72,7 @@ class VllmBackend:
     def generate(self, conversations: list[Messages], sampling: SamplingSettings) -> list[Generation]:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
+        from vllm.sampling_params import StructuredOutputsParams
 
         results: list[Generation | None] = [None] * len(conversations)
         budget = self.max_model_len - sampling.max_tokens
@@ -80,6 +95,8 @@ class VllmBackend:
                 # Keep the stop string (e.g. MBPP's "[DONE]"): the answer stays complete as the
                 # prompt asked for it, and reads like the gold targets.
                 include_stop_str_in_output=True,
+                structured_outputs=(StructuredOutputsParams(json=sampling.json_schema)
+                                    if sampling.json_schema else None),
             )
             prompts = [TokensPrompt(prompt_token_ids=ids) for _, ids in runnable]
             for (index, ids), output in zip(runnable, self._run(prompts, params), strict=True):
