@@ -108,7 +108,7 @@ def test_config_keys_change_exactly_the_affected_stages(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_bad_rows_become_error_rows_and_the_run_completes(gsm8k_train, tmp_path):
     rows = [dict(r) for r in gsm8k_train[:5]]
-    rows[2]["question"] = "Count the apples. " * 400  # far over max_model_len - max_tokens
+    rows[2]["question"] = "Count the apples. " * 1500  # far over max_model_len - max_tokens
     rows[3]["question"] = "ENGINE_FAULT " + rows[3]["question"]
     rows[4]["question"] = "JUDGE_FAULT " + rows[4]["question"]
     data = tmp_path / "rows.jsonl"
