@@ -59,9 +59,9 @@ def main() -> None:
     figures = {"rows": args.rows, "max_tokens": args.max_tokens, "engine_startup_s": startup,
                "raw": {"seconds": raw_seconds, "tokens": raw_tokens,
                        "tok_per_s": raw_tokens / raw_seconds}}
-    print(f"engine start-up {startup:.1f}s")
+    print(f"engine start-up {startup:.1f}s", flush=True)
     print(f"raw vllm.LLM.generate: {raw_tokens} tokens in {raw_seconds:.1f}s = "
-          f"{raw_tokens / raw_seconds:.1f} tok/s")
+          f"{raw_tokens / raw_seconds:.1f} tok/s", flush=True)
 
     stage = GenerateStage(task, backend, sampling, model.fingerprint, engine_settings={})
     for shard_size in [int(s) for s in args.shard_sizes.split(",")]:
@@ -75,7 +75,7 @@ def main() -> None:
         figures[f"pipeline_shard_{shard_size}"] = {"seconds": seconds, "tokens": tokens,
                                                    "tok_per_s": tokens / seconds, "ratio": ratio}
         print(f"pipeline generate stage, shard size {shard_size}: {tokens} tokens in "
-              f"{seconds:.1f}s = {tokens / seconds:.1f} tok/s; ratio to raw {ratio:.3f}")
+              f"{seconds:.1f}s = {tokens / seconds:.1f} tok/s; ratio to raw {ratio:.3f}", flush=True)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
 
