@@ -51,11 +51,15 @@ class Plan:
     out_dir: Path
 
 
-def plan(config: RunConfig) -> Plan:
+def plan(config: RunConfig, served: tuple[ResolvedModel, Any, dict[str, Any]] | None = None,
+         judge_chat: Any = None) -> Plan:
+    """Decide a run. ``served`` (model, backend, engine settings) replaces the backend the
+    config names, and ``judge_chat`` the LLM judge's model: evaluation shares one engine
+    between several models this way."""
     task = get_task(config.task)
     frame, loaded = load_rows(task, config.data, config.limit, config.split)
-    model, backend, engine_settings = _backend(config)
-    judge: Any = _judge(config, task, backend)
+    model, backend, engine_settings = served or _backend(config)
+    judge: Any = _judge(config, task, judge_chat or backend)
     sampling = SamplingSettings(max_tokens=config.max_tokens, stop=task.stop)
     judge_settings = judge.settings() if hasattr(judge, "settings") else {}
     stages: list[Stage] = [

@@ -20,16 +20,21 @@ log = logging.getLogger(__name__)
 class VllmBackend:
     def __init__(self, model_path: str, model_name: str, *, cache_root: Path, dtype: str = "auto",
                  max_model_len: int = 2048, seed: int = 0, kv_cache_gib: int = 4,
-                 gpu_memory_utilization: float = 0.9):
+                 gpu_memory_utilization: float = 0.9, max_lora_rank: int | None = None):
         self.model_name = model_name
         self.max_model_len = max_model_len
         self._kwargs = device.engine_kwargs(
             model_path, dtype=dtype, max_model_len=max_model_len, seed=seed,
             gpu_memory_utilization=gpu_memory_utilization,
         )
+        if max_lora_rank:
+            # One engine answers for the base model and any number of its LoRA adapters
+            # (vLLM swaps them per request): evaluation compares models without a restart.
+            self._kwargs.update(enable_lora=True, max_lora_rank=max_lora_rank, max_loras=2)
         self._cache_root = cache_root
         self._kv_cache_gib = kv_cache_gib
         self.engine_starts = 0
+        self._adapter_ids: dict[str, int] = {}
 
     @cached_property
     def tokenizer(self) -> Any:
@@ -69,7 +74,17 @@ class VllmBackend:
             conversation, add_generation_prompt=True, tokenize=True, return_dict=False,
         ))
 
-    def generate(self, conversations: list[Messages], sampling: SamplingSettings) -> list[Generation]:
+    def with_adapter(self, adapter_path: str, name: str) -> AdapterView:
+        """This engine answering through a LoRA adapter (needs ``max_lora_rank`` >= its rank)."""
+        if not self._kwargs.get("enable_lora"):
+            raise ValueError("this engine was started without LoRA support: pass max_lora_rank=")
+        from vllm.lora.request import LoRARequest
+
+        lora_id = self._adapter_ids.setdefault(adapter_path, len(self._adapter_ids) + 1)
+        return AdapterView(self, name, LoRARequest(name, lora_id, adapter_path))
+
+    def generate(self, conversations: list[Messages], sampling: SamplingSettings,
+                 lora_request: Any = None) -> list[Generation]:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
         from vllm.sampling_params import StructuredOutputsParams
@@ -99,7 +114,7 @@ class VllmBackend:
                                     if sampling.json_schema else None),
             )
             prompts = [TokensPrompt(prompt_token_ids=ids) for _, ids in runnable]
-            for (index, ids), output in zip(runnable, self._run(prompts, params), strict=True):
+            for (index, ids), output in zip(runnable, self._run(prompts, params, lora_request), strict=True):
                 results[index] = output if isinstance(output, Generation) else Generation(
                     text=output.outputs[0].text,
                     finish_reason=output.outputs[0].finish_reason,
@@ -109,7 +124,7 @@ class VllmBackend:
         assert all(r is not None for r in results)
         return results  # type: ignore[return-value]
 
-    def _run(self, prompts: list[Any], params: Any) -> list[Any]:
+    def _run(self, prompts: list[Any], params: Any, lora_request: Any = None) -> list[Any]:
         """Generate a batch; if the engine rejects it, retry one by one so only bad rows fail.
 
         An engine that cannot start, or that fails every request of a batch one by one, is
@@ -119,7 +134,7 @@ class VllmBackend:
         try:
             for prompt in prompts:
                 self._inject_fault(prompt)
-            return engine.generate(prompts, params, use_tqdm=False)
+            return engine.generate(prompts, params, use_tqdm=False, lora_request=lora_request)
         except Exception as batch_error:  # vLLM raises for the whole batch on one bad request
             log.warning("batch of %d failed (%s); retrying request by request",
                         len(prompts), batch_error)
@@ -127,7 +142,8 @@ class VllmBackend:
         for prompt in prompts:
             try:
                 self._inject_fault(prompt)
-                outputs.append(engine.generate([prompt], params, use_tqdm=False)[0])
+                outputs.append(engine.generate([prompt], params, use_tqdm=False,
+                                              lora_request=lora_request)[0])
             except Exception as exc:
                 outputs.append(Generation(None, None, prompt_tokens=len(prompt["prompt_token_ids"]),
                                           error=f"engine_error: {type(exc).__name__}: {exc}"))
@@ -139,3 +155,30 @@ class VllmBackend:
     def _inject_fault(self, prompt: Any) -> None:
         if faults.marker("engine"):  # test hook; decoding is skipped when it is off
             faults.check("engine", self.tokenizer.decode(prompt["prompt_token_ids"]))
+
+
+class AdapterView:
+    """A backend that generates with a shared :class:`VllmBackend` through one LoRA adapter.
+    The base backend owns the engine: closing a view does nothing."""
+
+    def __init__(self, base: VllmBackend, model_name: str, lora_request: Any):
+        self.base = base
+        self.model_name = model_name
+        self.lora_request = lora_request
+        self.max_model_len = base.max_model_len
+
+    @property
+    def engine_starts(self) -> int:
+        return self.base.engine_starts
+
+    def start(self) -> None:
+        self.base.start()
+
+    def close(self) -> None:
+        pass
+
+    def encode(self, conversation: Messages) -> list[int]:
+        return self.base.encode(conversation)
+
+    def generate(self, conversations: list[Messages], sampling: SamplingSettings) -> list[Generation]:
+        return self.base.generate(conversations, sampling, lora_request=self.lora_request)

@@ -1,0 +1,117 @@
+"""The results table (Markdown + CSV) and bar chart of ``pipeline.evaluate`` / ``pipeline.compare``.
+
+Scores are percentages with their 95% interval and sample size, so a reader sees at once when
+two models' difference is within noise. With a baseline (``base`` in ``compare``) the last
+column is the mean change over the general benchmarks in points, the paper's "average drop".
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+
+def _models(results: dict[str, Any]) -> list[str]:
+    return list(results.get("order") or results["scores"])
+
+
+def _benchmarks(results: dict[str, Any]) -> list[str]:
+    return list(results["in_domain_tasks"]) + list(results["general_benchmarks"])
+
+
+def general_change(results: dict[str, Any], model: str, baseline: str) -> float | None:
+    """Mean over the general benchmarks of (model - baseline) accuracy, in points."""
+    scores = results["scores"]
+    deltas = [100 * (scores[model][b]["accuracy"] - scores[baseline][b]["accuracy"])
+              for b in results["general_benchmarks"]
+              if scores[model].get(b, {}).get("accuracy") is not None
+              and scores[baseline].get(b, {}).get("accuracy") is not None]
+    return sum(deltas) / len(deltas) if deltas else None
+
+
+def _cell(score: dict[str, Any] | None) -> str:
+    if not score or score.get("accuracy") is None:
+        return "–"
+    low, high = score["ci95"]
+    return f"{100 * score['accuracy']:.1f} [{100 * low:.1f}, {100 * high:.1f}] (n={score['n']})"
+
+
+def markdown_table(results: dict[str, Any], baseline: str | None) -> str:
+    benchmarks = _benchmarks(results)
+    with_delta = baseline is not None and baseline in results["scores"] and results["general_benchmarks"]
+    header = ["model", *benchmarks] + (["avg general Δ vs " + baseline + " (pts)"] if with_delta else [])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for model in _models(results):
+        scores = results["scores"][model]
+        row = [model, *(_cell(scores.get(b)) for b in benchmarks)]
+        if with_delta:
+            delta = general_change(results, model, baseline)
+            row.append("–" if delta is None else f"{delta:+.1f}")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def csv_table(results: dict[str, Any], baseline: str | None) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["model", "benchmark", "kind", "n", "accuracy", "ci95_low", "ci95_high",
+                     "change_vs_baseline_pts"])
+    for model in _models(results):
+        scores = results["scores"][model]
+        for benchmark in _benchmarks(results):
+            score = scores.get(benchmark) or {}
+            accuracy = score.get("accuracy")
+            base = (results["scores"].get(baseline, {}).get(benchmark) or {}) if baseline else {}
+            change = (100 * (accuracy - base["accuracy"])
+                      if accuracy is not None and base.get("accuracy") is not None else None)
+            low, high = score.get("ci95") or (None, None)
+            kind = "in_domain" if benchmark in results["in_domain_tasks"] else "general"
+            writer.writerow([model, benchmark, kind, score.get("n"), accuracy, low, high,
+                             "" if change is None else round(change, 3)])
+    return buffer.getvalue()
+
+
+def write_table(results: dict[str, Any], out: Path, baseline: str | None) -> str:
+    """Write ``table.md`` and ``table.csv`` under ``out``; return the Markdown."""
+    text = markdown_table(results, baseline)
+    note = (f"\n\nAccuracy in %, [95% interval], n = items scored (limit {results['limit']}); "
+            "in-domain = judged correct on the task's test split, greedy.\n")
+    (out / "table.md").write_text(text + note)
+    (out / "table.csv").write_text(csv_table(results, baseline))
+    return text
+
+
+def plot_chart(results: dict[str, Any], path: Path) -> Path:
+    """Grouped bars: one group per benchmark, one bar per model, 95% intervals as error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    benchmarks = _benchmarks(results)
+    models = _models(results)
+    width = 0.8 / max(1, len(models))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(benchmarks)), 4.0))
+    for i, model in enumerate(models):
+        xs, heights, errors = [], [], [[], []]
+        for j, benchmark in enumerate(benchmarks):
+            score = results["scores"][model].get(benchmark) or {}
+            if score.get("accuracy") is None:
+                continue
+            accuracy, (low, high) = 100 * score["accuracy"], score["ci95"]
+            xs.append(j + (i - (len(models) - 1) / 2) * width)
+            heights.append(accuracy)
+            errors[0].append(max(0.0, accuracy - 100 * low))
+            errors[1].append(max(0.0, 100 * high - accuracy))
+        ax.bar(xs, heights, width, yerr=errors, capsize=2, label=model)
+    ax.set_xticks(range(len(benchmarks)), benchmarks, rotation=15)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(f"in-domain and general benchmarks (limit {results['limit']}, 95% intervals)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
