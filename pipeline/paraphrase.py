@@ -38,6 +38,11 @@ class ParaphraseStage:
         self.sampling = sampling
         self.paraphrase_all = paraphrase_all
 
+    @property
+    def shards_per_call(self) -> int:
+        """Shards handed to the backend at once (a Ray job per group; 1 in-process)."""
+        return getattr(self.backend, "shards_per_call", 1)
+
     def settings(self) -> dict[str, Any]:
         return {"prompt": self.task.paraphrase_prompt.version, "sampling": self.sampling.as_dict(),
                 "paraphrase_all": self.paraphrase_all}

@@ -17,7 +17,7 @@ import judges
 from pipeline.backends.base import SamplingSettings
 from pipeline.backends.vllm_backend import VllmBackend
 from pipeline.config import RunConfig, stable_hash
-from pipeline.device import resolve_dtype
+from pipeline.device import engine_kwargs, resolve_dtype
 from pipeline.export import build_train_table, write_train
 from pipeline.generate import GenerateStage
 from pipeline.judge import JudgeStage
@@ -98,14 +98,28 @@ def _backend(config: RunConfig) -> tuple[ResolvedModel, Any, dict[str, Any]]:
         return served, backend, {"backend": "openai"}
     if config.backend != "vllm":
         raise SystemExit(f"--backend {config.backend!r}: use vllm or openai")
+    if config.engine not in ("local", "ray"):
+        raise SystemExit(f"--engine {config.engine!r}: use local or ray")
     model = resolve_model(config.model)
+    # Where the engine runs does not change what it answers: both engines share stage keys.
+    settings = {"dtype": resolve_dtype(config.dtype), "max_model_len": config.max_model_len,
+                "seed": config.seed}
+    if config.engine == "ray":
+        from pipeline.backends.ray_backend import RayBackend, import_ray
+
+        import_ray()  # a missing extra is reported before any engine starts
+        kwargs = engine_kwargs(model.path, dtype=config.dtype, max_model_len=config.max_model_len,
+                               seed=config.seed, gpu_memory_utilization=config.gpu_memory_utilization)
+        ray_backend = RayBackend(model.path, model.spec, engine_kwargs=kwargs, address=config.ray_address,
+                                 replicas=config.replicas, tensor_parallel_size=config.tensor_parallel_size,
+                                 shards_per_call=config.shards_per_job, kv_cache_gib=config.kv_cache_gib,
+                                 cache_root=cache_dir())
+        return model, ray_backend, settings
     backend = VllmBackend(
         model.path, model_name=model.spec, cache_root=cache_dir(), dtype=config.dtype,
         max_model_len=config.max_model_len, seed=config.seed, kv_cache_gib=config.kv_cache_gib,
         gpu_memory_utilization=config.gpu_memory_utilization,
     )
-    settings = {"dtype": resolve_dtype(config.dtype), "max_model_len": config.max_model_len,
-                "seed": config.seed}
     return model, backend, settings
 
 

@@ -80,30 +80,46 @@ def stage_key(stage: Stage, upstream_key: str) -> str:
 
 def run_stage(stage: Stage, upstream: list[Shard], upstream_key: str, stages_root: Path,
               fresh: bool = False) -> StageResult:
+    """Run ``stage`` on every shard not finished yet. A stage may take several shards per call
+    (``shards_per_call``, e.g. one Ray job for a group of shards); each shard of a group is
+    still written and marked complete on its own."""
     key = stage_key(stage, upstream_key)
     out = StageDir(stages_root / f"{stage.name}-{key}")
-    shards: list[Shard] = []
     totals: Counter = Counter()
-    computed = reused = 0
-    started = time.perf_counter()
-    for shard in tqdm(upstream, desc=stage.name, unit="shard", disable=None):
+    todo: list[Shard] = []
+    for shard in upstream:
         marker = None if fresh else out.completed(shard.index, shard.digest)
         if marker is None:
-            stats: Counter = Counter()
-            began = time.perf_counter()
-            result = stage.process(pl.read_parquet(shard.path), stats)
-            result = result.with_columns(
-                [pl.col(name).cast(dtype) for name, dtype in stage.columns.items()]
-            )
-            stats["seconds"] += time.perf_counter() - began
-            stats["rows"] += result.height
-            marker = {"stage": stage.name, "key": key, "input_digest": shard.digest,
-                      "rows": result.height, "stats": dict(stats)}
-            out.write(shard.index, result, marker)
-            computed += 1
-            log.info("%s: shard %d done (%d rows)", stage.name, shard.index, result.height)
+            todo.append(shard)
         else:
-            reused += 1
-        totals.update(marker["stats"])
-        shards.append(Shard(shard.index, out.shard_path(shard.index), shard.digest))
-    return StageResult(shards, key, totals, computed, reused, time.perf_counter() - started)
+            totals.update(marker["stats"])
+    started = time.perf_counter()
+    group_size = max(1, int(getattr(stage, "shards_per_call", 1) or 1))
+    progress = tqdm(total=len(todo), desc=stage.name, unit="shard", disable=None)
+    for start in range(0, len(todo), group_size):
+        group = todo[start:start + group_size]
+        frames = [pl.read_parquet(shard.path) for shard in group]
+        stats: Counter = Counter()
+        began = time.perf_counter()
+        result = stage.process(pl.concat(frames, how="vertical_relaxed"), stats)
+        result = result.with_columns([pl.col(name).cast(dtype) for name, dtype in stage.columns.items()])
+        stats["seconds"] += time.perf_counter() - began
+        offset = 0
+        for position, (shard, frame) in enumerate(zip(group, frames, strict=True)):
+            part = result.slice(offset, frame.height)
+            offset += frame.height
+            if part["id"].to_list() != frame["id"].to_list():
+                raise RuntimeError(f"{stage.name} changed the rows of shard {shard.index}")
+            # A group's counters are recorded once, on its first shard; the totals stay exact.
+            shard_stats = Counter(stats) if position == 0 else Counter()
+            shard_stats["rows"] = part.height
+            marker = {"stage": stage.name, "key": key, "input_digest": shard.digest,
+                      "rows": part.height, "stats": dict(shard_stats)}
+            out.write(shard.index, part, marker)
+            totals.update(marker["stats"])
+            log.info("%s: shard %d done (%d rows)", stage.name, shard.index, part.height)
+            progress.update()
+    progress.close()
+    shards = [Shard(shard.index, out.shard_path(shard.index), shard.digest) for shard in upstream]
+    return StageResult(shards, key, totals, len(todo), len(upstream) - len(todo),
+                       time.perf_counter() - started)

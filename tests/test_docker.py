@@ -122,14 +122,14 @@ def _copy_like_the_image(root: Path) -> Path:
 def test_copied_source_tree_installs_and_finds_every_prompt(tmp_path, monkeypatch):
     root = _copy_like_the_image(tmp_path)
     install = next(args for instruction, args in instructions()
-                   if instruction == "RUN" and "pip install" in args and "[gpu]" in args)
-    source_tree = re.search(r"-e '(/[^'\[]+)\[gpu\]'", install)
-    assert source_tree, f"the image must install the source tree editable with [gpu]: {install}"
+                   if instruction == "RUN" and "pip install" in args and "[gpu,ray]" in args)
+    source_tree = re.search(r"-e '(/[^'\[]+)\[gpu,ray\]'", install)
+    assert source_tree, f"the image must install the source tree editable with [gpu,ray]: {install}"
     tree = root / source_tree.group(1).lstrip("/")
     # The copied tree is a buildable project (pyproject's readme and packages are all there).
     done = subprocess.run(
         [sys.executable, "-m", "pip", "install", "--dry-run", "--no-deps", "--no-build-isolation",
-         "--no-index", "--quiet", "--report", "-", f"{tree}[gpu]"],
+         "--no-index", "--quiet", "--report", "-", f"{tree}[gpu,ray]"],
         capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr
     metadata = json.loads(done.stdout)["install"][0]["metadata"]

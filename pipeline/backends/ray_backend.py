@@ -1,0 +1,160 @@
+"""Generation fanned out over a Ray cluster with Ray Data's vLLM processor (``ray.data.llm``).
+
+Each call (a group of the pipeline's shards, see ``shards_per_call``) is one Ray Data job:
+rows → ``build_processor(vLLMEngineProcessorConfig(...))`` with ``replicas`` engine replicas →
+rows back in order. Ray Data has no checkpointing, so resume stays the pipeline's job: a group
+is written shard by shard under the usual completion markers when its job returns, and a
+killed driver loses at most the group in flight. Each job starts its engine replicas anew
+(Ray Data tears its actor pool down at the end of a job), so a group should hold several
+shards per replica.
+
+Prompts are tokenised here with the same chat template as the in-process engine (too-long
+prompts are caught before they reach the cluster) and sent as ``tokenized_prompt``, so both
+engines see the same token ids. ``should_continue_on_error`` turns a failing request into an
+error row instead of a dead job.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from functools import cached_property
+from typing import Any
+
+from pipeline import device
+from pipeline.backends.base import Generation, Messages, SamplingSettings
+
+log = logging.getLogger(__name__)
+
+#: Environment the engine replicas need (set on the driver by device.configure_environment).
+FORWARDED_ENV = ("VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_OMP_THREADS_BIND", "VLLM_CPU_NUM_OF_RESERVED_CPU",
+                 "VLLM_CACHE_ROOT", "TORCHINDUCTOR_CACHE_DIR", "HF_HUB_OFFLINE", "VLLM_CONFIGURE_LOGGING")
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+        import ray.data.llm  # noqa: F401  (fails early if ray[data] is incomplete)
+    except ImportError as exc:
+        raise SystemExit(f"--engine ray needs Ray Data: pip install 's3ft[ray]' ({exc})") from None
+    return ray
+
+
+class RayBackend:
+    def __init__(self, model_path: str, model_name: str, *, engine_kwargs: dict[str, Any],
+                 address: str | None, replicas: int, tensor_parallel_size: int = 1,
+                 shards_per_call: int | None = None, kv_cache_gib: int = 4,
+                 cache_root: Any = None, startup_timeout_s: int = 1800):
+        if replicas < 1 or tensor_parallel_size < 1:
+            raise SystemExit("--replicas and --tensor-parallel-size must be at least 1")
+        self.model_name = model_name
+        self.model_path = model_path
+        self.max_model_len = engine_kwargs["max_model_len"]
+        self.address = address
+        self.replicas = replicas
+        self.engine_kwargs = {k: v for k, v in engine_kwargs.items() if k != "model"}
+        self.engine_kwargs["tensor_parallel_size"] = tensor_parallel_size
+        self.shards_per_call = shards_per_call or 2 * replicas
+        self._cache_root = cache_root
+        self._kv_cache_gib = kv_cache_gib
+        self.startup_timeout_s = startup_timeout_s
+        self.engine_starts = 0  # Ray jobs started (each starts `replicas` engines)
+
+    @cached_property
+    def tokenizer(self) -> Any:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(self.model_path)
+
+    @cached_property
+    def ray(self) -> Any:
+        ray = import_ray()
+        if self._cache_root is not None:
+            device.configure_environment(self._cache_root, self._kv_cache_gib)
+        if not ray.is_initialized():
+            env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
+            extra = {} if self.address else {"include_dashboard": False}  # a local one-node Ray
+            ray.init(address=self.address, runtime_env={"env_vars": env}, **extra)
+        return ray
+
+    def start(self) -> None:
+        _ = self.ray  # connect; the engines start inside each job
+
+    def close(self) -> None:
+        """Disconnect from the cluster (a cluster this process started is shut down)."""
+        ray = self.__dict__.pop("ray", None)
+        if ray is not None and ray.is_initialized():
+            ray.shutdown()
+
+    def encode(self, conversation: Messages) -> list[int]:
+        return list(self.tokenizer.apply_chat_template(
+            conversation, add_generation_prompt=True, tokenize=True, return_dict=False))
+
+    def _processor(self, sampling: SamplingSettings, batch_size: int) -> Any:
+        from ray.data.llm import build_processor, vLLMEngineProcessorConfig
+
+        gpus = self.ray.cluster_resources().get("GPU", 0)
+        params: dict[str, Any] = {
+            "temperature": sampling.temperature, "top_p": sampling.top_p,
+            "max_tokens": sampling.max_tokens, "stop": list(sampling.stop) or None,
+            "include_stop_str_in_output": True,  # as the in-process backend
+        }
+        if sampling.json_schema:
+            params["structured_outputs"] = {"json": sampling.json_schema}
+        config = vLLMEngineProcessorConfig(
+            model_source=self.model_path,
+            engine_kwargs=self.engine_kwargs,
+            batch_size=batch_size,
+            # A fixed pool: an int would autoscale from 1 and may leave one engine doing it all.
+            concurrency=(self.replicas, self.replicas),
+            # One batch per replica at a time, so the first engine up cannot take every batch.
+            max_tasks_in_flight_per_actor=1,
+            should_continue_on_error=True,
+            # Engine metrics need ray[serve]; the pipeline keeps its own counters.
+            log_engine_metrics=False,
+            chat_template_stage=False, tokenize_stage=False, detokenize_stage=False,
+            # Without GPUs the engine stage must ask for a CPU, or it waits for a GPU forever.
+            placement_group_config=None if gpus else {"bundles": [{"CPU": 1}]},
+        )
+        return build_processor(config, preprocess=lambda row: {
+            "index": row["index"], "tokenized_prompt": row["ids"], "sampling_params": dict(params)})
+
+    def generate(self, conversations: list[Messages], sampling: SamplingSettings) -> list[Generation]:
+        results: list[Generation | None] = [None] * len(conversations)
+        budget = self.max_model_len - sampling.max_tokens
+        rows = []
+        for index, conversation in enumerate(conversations):
+            ids = self.encode(conversation)
+            if len(ids) > budget:
+                results[index] = Generation(None, None, prompt_tokens=len(ids), error=(
+                    f"prompt_too_long: {len(ids)} prompt tokens > {budget} allowed "
+                    f"(max_model_len {self.max_model_len} - max_tokens {sampling.max_tokens})"))
+            else:
+                rows.append({"index": index, "ids": ids})
+        if rows:
+            ray = self.ray
+            self.engine_starts += 1
+            # One batch per replica: rows spread over the engines in a few large batches.
+            batch_size = max(1, -(-len(rows) // self.replicas))
+            # Dispatch only once every replica is up (Ray's default starts with the first one
+            # ready, which then gets all the batches); a cluster that cannot host them all fails
+            # with Ray's "Timed out while starting actors" instead of running on fewer.
+            ray.data.DataContext.get_current().wait_for_min_actors_s = self.startup_timeout_s
+            dataset = ray.data.from_items(rows, override_num_blocks=self.replicas)
+            outputs = self._processor(sampling, batch_size)(dataset).take_all()
+            by_index = {int(o["index"]): o for o in outputs}
+            if len(by_index) != len(rows):
+                raise RuntimeError(f"Ray job returned {len(by_index)} rows for {len(rows)} requests")
+            for row in rows:
+                out = by_index[row["index"]]
+                error = out.get("__inference_error__") or None
+                tokens = int(out.get("num_generated_tokens") or 0)
+                results[row["index"]] = Generation(
+                    text=None if error else out["generated_text"],
+                    # The processor does not return vLLM's finish_reason: a greedy answer
+                    # that used every allowed token was cut off.
+                    finish_reason=None if error else ("length" if tokens >= sampling.max_tokens else "stop"),
+                    prompt_tokens=len(row["ids"]), completion_tokens=tokens,
+                    error=f"engine_error: {error}" if error else None)
+        assert all(r is not None for r in results)
+        return results  # type: ignore[return-value]
