@@ -5,7 +5,7 @@ in one process, so the ratio is not skewed by machine noise between runs. The pi
 measured through ``run_stage`` (tokenisation, Parquet writes and markers included), once per
 ``--shard-sizes`` value, which also shows what sharding costs next to one big batch.
 
-    python benchmarks/generate_throughput.py --rows 256 --shard-sizes 256,64
+    python benchmarks/generate_throughput.py --rows 256 --shard-sizes 256,64 --rounds 2
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +25,7 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=384)
     parser.add_argument("--shard-sizes", default="256", help="comma-separated")
     parser.add_argument("--model", default=None)
+    parser.add_argument("--rounds", type=int, default=2, help="raw/pipeline rounds, order alternating")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
 
@@ -52,34 +54,51 @@ def main() -> None:
                for row in frame.to_dicts()]
     params = SamplingParams(temperature=0.0, max_tokens=args.max_tokens)
     backend.engine.generate(prompts[:4], params, use_tqdm=False)  # warm-up, not timed
-    # Every timed pass starts from an empty prefix cache: otherwise a later pass reuses the
-    # prompts' KV blocks from an earlier one and looks faster than it is.
-    backend.engine.reset_prefix_cache()
-    began = time.perf_counter()
-    outputs = backend.engine.generate(prompts, params, use_tqdm=False)
-    raw_seconds = time.perf_counter() - began
-    raw_tokens = sum(len(o.outputs[0].token_ids) for o in outputs)
-    figures = {"rows": args.rows, "max_tokens": args.max_tokens, "engine_startup_s": startup,
-               "raw": {"seconds": raw_seconds, "tokens": raw_tokens,
-                       "tok_per_s": raw_tokens / raw_seconds}}
     print(f"engine start-up {startup:.1f}s", flush=True)
-    print(f"raw vllm.LLM.generate: {raw_tokens} tokens in {raw_seconds:.1f}s = "
-          f"{raw_tokens / raw_seconds:.1f} tok/s", flush=True)
-
     stage = GenerateStage(task, backend, sampling, model.fingerprint, engine_settings={})
-    for shard_size in [int(s) for s in args.shard_sizes.split(",")]:
+
+    def raw_pass() -> tuple[float, int]:
+        began = time.perf_counter()
+        outputs = backend.engine.generate(prompts, params, use_tqdm=False)
+        return time.perf_counter() - began, sum(len(o.outputs[0].token_ids) for o in outputs)
+
+    def pipeline_pass(shard_size: int) -> tuple[float, int]:
         with tempfile.TemporaryDirectory() as tmp:
             shards = write_shards(frame, Path(tmp), "bench", shard_size)
-            backend.engine.reset_prefix_cache()
             began = time.perf_counter()
             result = run_stage(stage, shards, "bench", Path(tmp))
-            seconds = time.perf_counter() - began
-        tokens = int(result.stats["generate_completion_tokens"])
-        ratio = (tokens / seconds) / (raw_tokens / raw_seconds)
-        figures[f"pipeline_shard_{shard_size}"] = {"seconds": seconds, "tokens": tokens,
-                                                   "tok_per_s": tokens / seconds, "ratio": ratio}
-        print(f"pipeline generate stage, shard size {shard_size}: {tokens} tokens in "
-              f"{seconds:.1f}s = {tokens / seconds:.1f} tok/s; ratio to raw {ratio:.3f}", flush=True)
+            return time.perf_counter() - began, int(result.stats["generate_completion_tokens"])
+
+    figures: dict = {"rows": args.rows, "max_tokens": args.max_tokens, "engine_startup_s": startup,
+                     "rounds": []}
+    shard_sizes = [int(s) for s in args.shard_sizes.split(",")]
+    for round_index in range(args.rounds):
+        # Alternate the order, so a machine that speeds up or slows down favours neither side.
+        passes = ["raw", *shard_sizes]
+        if round_index % 2:
+            passes.reverse()
+        measured: dict = {}
+        for which in passes:
+            # Every pass starts from an empty prefix cache: otherwise a later pass reuses the
+            # prompts' KV blocks from an earlier one and looks faster than it is.
+            backend.engine.reset_prefix_cache()
+            seconds, tokens = raw_pass() if which == "raw" else pipeline_pass(which)
+            measured[str(which)] = {"seconds": seconds, "tokens": tokens, "tok_per_s": tokens / seconds}
+        raw_rate = measured["raw"]["tok_per_s"]
+        print(f"round {round_index + 1}: raw vllm.LLM.generate {measured['raw']['tokens']} tokens in "
+              f"{measured['raw']['seconds']:.1f}s = {raw_rate:.1f} tok/s", flush=True)
+        for size in shard_sizes:
+            entry = measured[str(size)]
+            entry["ratio"] = entry["tok_per_s"] / raw_rate
+            print(f"  pipeline generate stage, shard size {size}: {entry['tokens']} tokens in "
+                  f"{entry['seconds']:.1f}s = {entry['tok_per_s']:.1f} tok/s; ratio to raw "
+                  f"{entry['ratio']:.3f}", flush=True)
+        figures["rounds"].append(measured)
+    for size in shard_sizes:
+        ratios = [r[str(size)]["ratio"] for r in figures["rounds"]]
+        figures[f"median_ratio_shard_{size}"] = statistics.median(ratios)
+        print(f"shard size {size}: median ratio to raw over {len(ratios)} rounds "
+              f"{statistics.median(ratios):.3f} (each: {', '.join(f'{r:.3f}' for r in ratios)})")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))
 
