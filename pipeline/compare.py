@@ -48,6 +48,8 @@ class CompareConfig:
         "help": "YAML of pipeline.train / TRL options for every mode (e.g. max_steps, learning_rate)."})
     paraphrase_all: bool = field(default=True, metadata={
         "help": "Paraphrase every training row, so SDFT (self-distillation) has a paraphrase for each."})
+    dtype: str = field(default="auto", metadata={
+        "help": "Model dtype for vLLM when curating and scoring (auto: bfloat16 where supported)."})
     shard_size: int = field(default=100, metadata={"help": "Rows per shard (curation and in-domain eval)."})
     max_tokens: int = field(default=384, metadata={"help": "Max new tokens when curating."})
     eval_max_tokens: int | None = field(default=None, metadata={
@@ -67,7 +69,7 @@ def _child(command: list[str], what: str) -> None:
 def curate(settings: CompareConfig, run_out: Path) -> Path:
     command = [sys.executable, "-m", "pipeline.run", "--task", settings.task, "--model", settings.model,
                "--out", str(run_out), "--shard-size", str(settings.shard_size),
-               "--max-tokens", str(settings.max_tokens),
+               "--max-tokens", str(settings.max_tokens), "--dtype", settings.dtype,
                "--paraphrase-all" if settings.paraphrase_all else "--no-paraphrase-all"]
     if settings.limit_train is not None:
         command += ["--limit", str(settings.limit_train)]
@@ -116,7 +118,7 @@ def compare(settings: CompareConfig) -> dict[str, Any]:
     models += [model_under_test(str(path), mode) for mode, path in adapters.items()]
     evaluation = EvaluateConfig(limit=settings.limit_eval, shard_size=settings.shard_size,
                                 max_tokens=settings.eval_max_tokens or settings.max_tokens,
-                                fresh=settings.fresh)
+                                dtype=settings.dtype, fresh=settings.fresh)
     results = evaluate_models(models, benchmarks, evaluation, out)
     print(write_table(results, out, baseline="base"))
     plot_chart(results, out / "chart.png")

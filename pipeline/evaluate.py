@@ -50,6 +50,8 @@ class EvaluateConfig:
         "help": "An adapter's base model, when the path in its adapter_config.json is not here."})
     max_tokens: int = field(default=384, metadata={"help": "Max new tokens per in-domain answer."})
     max_model_len: int = field(default=2048, metadata={"help": "Engine context length."})
+    dtype: str = field(default="auto", metadata={
+        "help": "Model dtype for vLLM (auto: bfloat16 where the CPU/GPU has it, else float32)."})
     kv_cache_gib: int = field(default=4, metadata={"help": "KV cache size on CPU (GiB)."})
     shard_size: int = field(default=100, metadata={"help": "Rows per in-domain shard (resume unit)."})
     num_fewshot: int = field(default=0, metadata={"help": "MMLU few-shot examples (others run 0-shot)."})
@@ -141,10 +143,10 @@ def evaluate_in_domain(models: list[ModelUnderTest], tasks: list[str], settings:
         resolved, base = resolved_of[group[0].name], group[0].base  # any member: same folder
         rank = max((m.rank for m in group if m.adapter), default=0)
         backend = VllmBackend(
-            resolved.path, model_name=resolved.spec, cache_root=cache_dir(),
+            resolved.path, model_name=resolved.spec, cache_root=cache_dir(), dtype=settings.dtype,
             max_model_len=settings.max_model_len, kv_cache_gib=settings.kv_cache_gib,
             max_lora_rank=next((r for r in VLLM_LORA_RANKS if r >= rank), rank) if rank else None)
-        engine_settings = {"dtype": resolve_dtype("auto"), "max_model_len": settings.max_model_len,
+        engine_settings = {"dtype": resolve_dtype(settings.dtype), "max_model_len": settings.max_model_len,
                            "seed": 0}
         try:
             for m in group:
@@ -158,7 +160,8 @@ def evaluate_in_domain(models: list[ModelUnderTest], tasks: list[str], settings:
                     config = RunConfig(task=task, split=IN_DOMAIN_SPLIT, limit=settings.limit,
                                        model=base, out=str(out / m.name / task),
                                        max_tokens=settings.max_tokens, shard_size=settings.shard_size,
-                                       max_model_len=settings.max_model_len, fresh=settings.fresh)
+                                       max_model_len=settings.max_model_len, dtype=settings.dtype,
+                                       fresh=settings.fresh)
                     # The judge's LLM (NQ) is the base model, whichever model is being scored.
                     p = plan(config, served=(model, served, engine_settings), judge_chat=backend)
                     with RunLock(p.out_dir):
@@ -197,7 +200,8 @@ def evaluate_general(models: list[ModelUnderTest], benchmarks: list[str], settin
         for benchmark in benchmarks:
             key = stable_hash({"model": base.fingerprint, "adapter": m.adapter_fingerprint,
                                "benchmark": benchmark, "limit": settings.limit,
-                               "num_fewshot": settings.num_fewshot})
+                               "num_fewshot": settings.num_fewshot,
+                               "dtype": _lm_eval_dtype(settings.dtype)})
             saved = out / m.name / "general" / f"{benchmark}-{key}.json"
             items_path = saved.with_suffix(".parquet")
             if saved.is_file() and items_path.is_file() and not settings.fresh:
@@ -207,8 +211,8 @@ def evaluate_general(models: list[ModelUnderTest], benchmarks: list[str], settin
             else:
                 scored = score_benchmarks(m.adapter or base.path, [benchmark], settings.limit,
                                           base_model=base.path if m.adapter else None,
-                                          num_fewshot=settings.num_fewshot,
-                                          batch_size=settings.batch_size)[benchmark]
+                                          num_fewshot=settings.num_fewshot, batch_size=settings.batch_size,
+                                          dtype=_lm_eval_dtype(settings.dtype))[benchmark]
                 summary = {k: v for k, v in scored.items() if k not in ("items", "lm_eval_results")}
                 items = items_frame({benchmark: scored})
                 saved.parent.mkdir(parents=True, exist_ok=True)
@@ -217,6 +221,12 @@ def evaluate_general(models: list[ModelUnderTest], benchmarks: list[str], settin
             results[m.name][benchmark] = summary
             frames.append(items.select(pl.lit(m.name).alias("model"), pl.all()))
     return results, (pl.concat(frames) if frames else None)
+
+
+def _lm_eval_dtype(dtype: str) -> str:
+    # lm-eval's HF backend on CPU: float32 unless a dtype is asked for (bf16 log-likelihoods are
+    # coarse, and the general-benchmark scores would move with the hardware).
+    return "float32" if dtype == "auto" else dtype
 
 
 def evaluate_models(models: list[ModelUnderTest], benchmarks: str, settings: EvaluateConfig,

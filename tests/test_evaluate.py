@@ -109,7 +109,8 @@ def compared(gsm8k_run, tmp_path_factory) -> dict:
     train_config = root / "train.yaml"
     # A large learning rate on purpose: two steps must move the adapter's greedy answers.
     train_config.write_text("max_steps: 2\nper_device_train_batch_size: 4\nlimit: 8\nlearning_rate: 5.0e-3\n")
-    args = ("--task", "gsm8k", "--limit-train", "16", "--shard-size", "8", "--no-paraphrase-all",
+    args = ("--task", "gsm8k", "--limit-train", "16", "--shard-size", "8", "--dtype", "float32",
+            "--no-paraphrase-all",
             "--run-out", str(curation), "--train-config", str(train_config), "--limit-eval", "4",
             "--eval-max-tokens", "96", "--benchmarks", "arc_challenge", "--out", str(root / "out"))
     first = _run("pipeline.compare", *args)
@@ -171,7 +172,7 @@ def test_evaluate_cli_scores_one_adapter(compared, tmp_path):
     shutil.copytree(compared["out"] / "s3ft", out / "s3ft")
     result = _run("pipeline.evaluate", "--model", str(compared["out"] / "train" / "s3ft-lora"),
                   "--name", "s3ft", "--benchmarks", "gsm8k,arc", "--limit", "4", "--max-tokens", "96",
-                  "--shard-size", "8", "--out", str(out))
+                  "--shard-size", "8", "--dtype", "float32", "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "starting the vLLM engine" not in result.stderr
     scores = json.loads((out / "results.json").read_text())["scores"]

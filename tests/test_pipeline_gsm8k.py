@@ -13,7 +13,7 @@ import yaml
 
 import judges
 from pipeline.config import RunConfig, load_yaml
-from tests.conftest import run_cli
+from tests.conftest import GSM8K_ARGS, run_cli
 from tests.export_checks import assert_valid_s3ft_export
 
 pytestmark = pytest.mark.slow
@@ -96,7 +96,7 @@ def test_train_after_curation_in_one_command(gsm8k_run, tmp_path):
     shutil.copytree(gsm8k_run["out"], out)
     train_config = tmp_path / "train.yaml"
     train_config.write_text("max_steps: 1\nper_device_train_batch_size: 2\nlimit: 2\n")
-    result = run_cli("--task", "gsm8k", "--limit", "16", "--shard-size", "8", "--out", str(out),
+    result = run_cli(*GSM8K_ARGS, "--out", str(out),
                      "--train", "s3ft", "--train-config", str(train_config))
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.stage import Shard, run_stage
-from tests.conftest import run_cli
+from tests.conftest import GSM8K_ARGS, run_cli
 
 
 class DoublingStage:
@@ -104,7 +104,7 @@ def ray_cluster():
 def test_ray_run_equals_the_in_process_run(ray_cluster, gsm8k_run, tmp_path):
     cluster, _ = ray_cluster
     out = tmp_path / "ray"
-    result = run_cli("--task", "gsm8k", "--limit", "16", "--shard-size", "8", "--out", str(out),
+    result = run_cli(*GSM8K_ARGS, "--out", str(out),
                      "--engine", "ray", "--ray-address", cluster.address, "--replicas", "2",
                      "--kv-cache-gib", "1")
     assert result.returncode == 0, result.stderr[-4000:]

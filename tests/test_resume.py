@@ -18,9 +18,9 @@ import pytest
 from pipeline.config import RunConfig
 from pipeline.runner import plan
 from pipeline.storage import RunLock
-from tests.conftest import PROJECT, data_dir, run_cli
+from tests.conftest import GSM8K_ARGS, PROJECT, data_dir, run_cli
 
-ARGS = ("--task", "gsm8k", "--limit", "16", "--shard-size", "8")
+ARGS = GSM8K_ARGS
 
 
 @pytest.mark.slow
@@ -55,7 +55,7 @@ def test_sigkill_after_first_shard_then_resume_gives_the_same_export(gsm8k_run, 
 def test_a_smaller_limit_reuses_every_full_shard(gsm8k_run, tmp_path):
     out = tmp_path / "copy"
     shutil.copytree(gsm8k_run["out"], out)
-    result = run_cli("--task", "gsm8k", "--limit", "12", "--shard-size", "8", "--out", str(out))
+    result = run_cli(*GSM8K_ARGS, "--limit", "12", "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     summary = json.loads((out / "summary.json").read_text())
     for stage in ("generate", "judge", "paraphrase", "select"):

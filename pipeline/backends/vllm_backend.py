@@ -131,6 +131,12 @@ class VllmBackend:
         broken rather than fed a bad row: that raises and stops the run (finished shards stay).
         """
         engine = self.engine  # start-up errors propagate: they are not a row's fault
+        # Each call starts from an empty prefix cache. On CPU in fp32, a prompt whose prefix
+        # comes from the cache can decode differently from one computed afresh, so without
+        # this a shard's answers would depend on what the engine ran before it: a resumed run
+        # (or one spread over Ray) would not reproduce an uninterrupted one. Prefixes are
+        # still shared within the call (one shard, or one group of shards).
+        engine.reset_prefix_cache()
         try:
             for prompt in prompts:
                 self._inject_fault(prompt)
