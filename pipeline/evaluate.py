@@ -129,9 +129,8 @@ def evaluate_in_domain(models: list[ModelUnderTest], tasks: list[str], settings:
 
     from pipeline.backends.vllm_backend import VllmBackend
     from pipeline.config import RunConfig
-    from pipeline.device import resolve_dtype
     from pipeline.model import ResolvedModel, cache_dir, resolve_model
-    from pipeline.runner import execute, plan
+    from pipeline.runner import engine_settings, execute, plan
     from pipeline.storage import RunLock
 
     results: dict[str, dict[str, Any]] = {m.name: {} for m in models}
@@ -146,8 +145,7 @@ def evaluate_in_domain(models: list[ModelUnderTest], tasks: list[str], settings:
             resolved.path, model_name=resolved.spec, cache_root=cache_dir(), dtype=settings.dtype,
             max_model_len=settings.max_model_len, kv_cache_gib=settings.kv_cache_gib,
             max_lora_rank=next((r for r in VLLM_LORA_RANKS if r >= rank), rank) if rank else None)
-        engine_settings = {"dtype": resolve_dtype(settings.dtype), "max_model_len": settings.max_model_len,
-                           "seed": 0}
+        served_settings = engine_settings(settings.dtype, settings.max_model_len, seed=0)
         try:
             for m in group:
                 served = backend.with_adapter(m.adapter, m.name) if m.adapter else backend
@@ -163,7 +161,7 @@ def evaluate_in_domain(models: list[ModelUnderTest], tasks: list[str], settings:
                                        max_model_len=settings.max_model_len, dtype=settings.dtype,
                                        fresh=settings.fresh)
                     # The judge's LLM (NQ) is the base model, whichever model is being scored.
-                    p = plan(config, served=(model, served, engine_settings), judge_chat=backend)
+                    p = plan(config, served=(model, served, served_settings), judge_chat=backend)
                     with RunLock(p.out_dir):
                         shards, _ = execute(p, until="judge")
                     frame = pl.concat([pl.read_parquet(s.path) for s in shards], how="diagonal_relaxed")

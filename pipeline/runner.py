@@ -58,12 +58,12 @@ def plan(config: RunConfig, served: tuple[ResolvedModel, Any, dict[str, Any]] | 
     between several models this way."""
     task = get_task(config.task)
     frame, loaded = load_rows(task, config.data, config.limit, config.split)
-    model, backend, engine_settings = served or _backend(config)
+    model, backend, engine = served or _backend(config)
     judge: Any = _judge(config, task, judge_chat or backend)
     sampling = SamplingSettings(max_tokens=config.max_tokens, stop=task.stop)
     judge_settings = judge.settings() if hasattr(judge, "settings") else {}
     stages: list[Stage] = [
-        GenerateStage(task, backend, sampling, model.fingerprint, engine_settings),
+        GenerateStage(task, backend, sampling, model.fingerprint, engine),
         JudgeStage(judge, judge_settings=judge_settings),
         ParaphraseStage(task, backend, judge, sampling, config.paraphrase_all),
         SelectStage(),
@@ -77,6 +77,12 @@ def plan(config: RunConfig, served: tuple[ResolvedModel, Any, dict[str, Any]] | 
         upstream = keys[stage.name] = stage_key(stage, upstream)
     out_dir = Path(config.out or Path("runs") / f"{task.name}-{upstream[:8]}")
     return Plan(config, task, frame, loaded, model, backend, judge, stages, keys, out_dir)
+
+
+def engine_settings(dtype: str, max_model_len: int, seed: int) -> dict[str, Any]:
+    """The vLLM engine settings that change answers: part of the generate stage's key for a
+    curation run and for evaluation alike, so both find each other's shards."""
+    return {"dtype": resolve_dtype(dtype), "max_model_len": max_model_len, "seed": seed}
 
 
 def _backend(config: RunConfig) -> tuple[ResolvedModel, Any, dict[str, Any]]:
@@ -102,8 +108,7 @@ def _backend(config: RunConfig) -> tuple[ResolvedModel, Any, dict[str, Any]]:
         raise SystemExit(f"--engine {config.engine!r}: use local or ray")
     model = resolve_model(config.model)
     # Where the engine runs does not change what it answers: both engines share stage keys.
-    settings = {"dtype": resolve_dtype(config.dtype), "max_model_len": config.max_model_len,
-                "seed": config.seed}
+    settings = engine_settings(config.dtype, config.max_model_len, config.seed)
     if config.engine == "ray":
         from pipeline.backends.ray_backend import RayBackend, import_ray
 

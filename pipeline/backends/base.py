@@ -48,3 +48,29 @@ class Backend(Protocol):
     def generate(self, conversations: list[Messages], sampling: SamplingSettings) -> list[Generation]:
         """One :class:`Generation` per conversation, same order."""
         ...
+
+
+def chat_token_ids(tokenizer: Any, conversation: Messages) -> list[int]:
+    """Token ids of the conversation under the model's chat template, ready to answer."""
+    return list(tokenizer.apply_chat_template(
+        conversation, add_generation_prompt=True, tokenize=True, return_dict=False))
+
+
+def tokenize_within_context(tokenizer: Any, conversations: list[Messages], max_model_len: int,
+                            max_tokens: int) -> tuple[list[Generation | None], list[tuple[int, list[int]]]]:
+    """Tokenise every conversation; one whose prompt leaves no room for ``max_tokens`` becomes
+    an error :class:`Generation` here, with the tokenizer, instead of the engine failing the
+    whole batch. Returns (results with those errors filled in, [(index, ids)] to generate)."""
+    results: list[Generation | None] = [None] * len(conversations)
+    runnable: list[tuple[int, list[int]]] = []
+    budget = max_model_len - max_tokens
+    for index, conversation in enumerate(conversations):
+        ids = chat_token_ids(tokenizer, conversation)
+        if len(ids) > budget:
+            results[index] = Generation(
+                None, None, prompt_tokens=len(ids),
+                error=f"prompt_too_long: {len(ids)} prompt tokens > {budget} allowed "
+                      f"(max_model_len {max_model_len} - max_tokens {max_tokens})")
+        else:
+            runnable.append((index, ids))
+    return results, runnable

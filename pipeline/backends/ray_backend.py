@@ -22,7 +22,13 @@ from functools import cached_property
 from typing import Any
 
 from pipeline import device
-from pipeline.backends.base import Generation, Messages, SamplingSettings
+from pipeline.backends.base import (
+    Generation,
+    Messages,
+    SamplingSettings,
+    chat_token_ids,
+    tokenize_within_context,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +93,7 @@ class RayBackend:
             ray.shutdown()
 
     def encode(self, conversation: Messages) -> list[int]:
-        return list(self.tokenizer.apply_chat_template(
-            conversation, add_generation_prompt=True, tokenize=True, return_dict=False))
+        return chat_token_ids(self.tokenizer, conversation)
 
     def _processor(self, sampling: SamplingSettings, batch_size: int) -> Any:
         from ray.data.llm import build_processor, vLLMEngineProcessorConfig
@@ -120,17 +125,9 @@ class RayBackend:
             "index": row["index"], "tokenized_prompt": row["ids"], "sampling_params": dict(params)})
 
     def generate(self, conversations: list[Messages], sampling: SamplingSettings) -> list[Generation]:
-        results: list[Generation | None] = [None] * len(conversations)
-        budget = self.max_model_len - sampling.max_tokens
-        rows = []
-        for index, conversation in enumerate(conversations):
-            ids = self.encode(conversation)
-            if len(ids) > budget:
-                results[index] = Generation(None, None, prompt_tokens=len(ids), error=(
-                    f"prompt_too_long: {len(ids)} prompt tokens > {budget} allowed "
-                    f"(max_model_len {self.max_model_len} - max_tokens {sampling.max_tokens})"))
-            else:
-                rows.append({"index": index, "ids": ids})
+        results, runnable = tokenize_within_context(
+            self.tokenizer, conversations, self.max_model_len, sampling.max_tokens)
+        rows = [{"index": index, "ids": ids} for index, ids in runnable]
         if rows:
             ray = self.ray
             self.engine_starts += 1

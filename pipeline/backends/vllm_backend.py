@@ -12,7 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import device, faults
-from pipeline.backends.base import Generation, Messages, SamplingSettings
+from pipeline.backends.base import (
+    Generation,
+    Messages,
+    SamplingSettings,
+    chat_token_ids,
+    tokenize_within_context,
+)
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +76,7 @@ class VllmBackend:
 
     def encode(self, conversation: Messages) -> list[int]:
         """Token ids of the conversation under the model's chat template, ready to answer."""
-        return list(self.tokenizer.apply_chat_template(
-            conversation, add_generation_prompt=True, tokenize=True, return_dict=False,
-        ))
+        return chat_token_ids(self.tokenizer, conversation)
 
     def with_adapter(self, adapter_path: str, name: str) -> AdapterView:
         """This engine answering through a LoRA adapter (needs ``max_lora_rank`` >= its rank)."""
@@ -89,20 +93,8 @@ class VllmBackend:
         from vllm.inputs import TokensPrompt
         from vllm.sampling_params import StructuredOutputsParams
 
-        results: list[Generation | None] = [None] * len(conversations)
-        budget = self.max_model_len - sampling.max_tokens
-        runnable: list[tuple[int, list[int]]] = []
-        for index, conversation in enumerate(conversations):
-            ids = self.encode(conversation)
-            if len(ids) > budget:
-                # Caught here with the tokenizer, not by the engine failing the whole batch.
-                results[index] = Generation(
-                    None, None, prompt_tokens=len(ids),
-                    error=f"prompt_too_long: {len(ids)} prompt tokens > {budget} allowed "
-                          f"(max_model_len {self.max_model_len} - max_tokens {sampling.max_tokens})",
-                )
-            else:
-                runnable.append((index, ids))
+        results, runnable = tokenize_within_context(
+            self.tokenizer, conversations, self.max_model_len, sampling.max_tokens)
         if runnable:
             params = SamplingParams(
                 temperature=sampling.temperature, top_p=sampling.top_p,
