@@ -90,6 +90,11 @@ def main() -> None:
         shares = "/".join(f"{v:.1f}" for v in r["shares_pct"].values())
         print(f"{r['rows']:>6} {r['wall_s']:>8} {r['stage_seconds_total'] / r['rows']:>7.2f} "
               f"{r['tokens_per_s']!s:>7} {r['peak_rss_gib']:>9}  {shares}")
+    for r in results:
+        stages = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in r["stage_seconds"].items())
+        print(f"{r['rows']:>6} rows: {stages}; whole run / engine time of the generation passes "
+              f"= {r['wall_s'] / r['engine_seconds']:.3f}" if r["engine_seconds"] else "")
+    (args.runs / "results.json").write_text(json.dumps(results, indent=1))
     if len(results) > 1:
         last = results[-1]
         growth = (last["stage_seconds_total"] / base["stage_seconds_total"]) / (last["rows"] / base["rows"])

@@ -4,17 +4,22 @@ replicas through Ray Data's vLLM processor) checked against the in-process engin
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
+import subprocess
 import sys
+import time
 from collections import Counter
 
 import polars as pl
+import psutil
 import pyarrow.parquet as pq
 import pytest
 
 from pipeline.stage import Shard, run_stage
-from tests.conftest import GSM8K_ARGS, run_cli
+from tests.conftest import GSM8K_ARGS, PROJECT, run_cli
 
 
 class DoublingStage:
@@ -118,3 +123,71 @@ def test_ray_run_equals_the_in_process_run(ray_cluster, gsm8k_run, tmp_path):
     # Greedy on the same token ids: the same answers as the in-process engine.
     assert all(same), [r["id"] for r, ok in zip(ray_table, same, strict=True) if not ok]
     assert ray_table == local_table
+
+
+def _engine_processes(node, pattern: str = r"vLLMEngineStage|EngineCore") -> list[psutil.Process]:
+    """vLLM processes (Ray Data's engine actors, their engine cores) under a node's raylet."""
+    raylet = psutil.Process(node.all_processes["raylet"][0].process.pid)
+    found = []
+    for process in raylet.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if re.search(pattern, " ".join(process.cmdline())):
+                found.append(process)
+    return found
+
+
+@pytest.mark.slow
+def test_a_worker_node_killed_mid_run_loses_only_shards_in_flight(ray_cluster, gsm8k_run, tmp_path):
+    """Kill the worker node running an engine of the second job (one shard per job): the run
+    finishes on what is left, or fails with a clear message; the rerun completes without
+    regenerating finished shards, and the export equals the in-process one. Runs last in this
+    module: the cluster loses a node."""
+    cluster, workers = ray_cluster
+    out = tmp_path / "ray-kill"
+    args = [*GSM8K_ARGS, "--out", str(out), "--engine", "ray", "--ray-address", cluster.address,
+            "--replicas", "2", "--shards-per-job", "1", "--kv-cache-gib", "1"]
+    log_path = tmp_path / "first.log"  # a file, not a pipe: a full pipe would stall the run
+    first = subprocess.Popen([sys.executable, "-m", "pipeline.run", *args], cwd=PROJECT,
+                             stdout=subprocess.DEVNULL, stderr=log_path.open("w"))
+    strays: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 900
+        while not list(out.glob("stages/generate-*/shard-00000.done.json")):
+            assert first.poll() is None, log_path.read_text()[-4000:]
+            assert time.monotonic() < deadline, "the first Ray job did not finish in 15 min"
+            time.sleep(0.5)
+        # Engines of the first job may still be shutting down: wait for an engine core (the
+        # process vLLM starts once the model loads) of the second job, and kill its node.
+        done_engines = {p.pid for node in workers for p in _engine_processes(node, "EngineCore")}
+        victim = None
+        while victim is None:
+            assert first.poll() is None, "the run ended before its second job started an engine"
+            assert time.monotonic() < deadline, "the second Ray job started no engine"
+            victim = next((node for node in workers if {
+                p.pid for p in _engine_processes(node, "EngineCore")} - done_engines), None)
+            time.sleep(0.2)
+        assert not list(out.glob("stages/generate-*/shard-00001.done.json"))
+        strays = _engine_processes(victim)
+        assert strays  # the node dies with an engine of the job in flight
+        cluster.remove_node(victim)  # the node's raylet and Ray processes, killed mid-job
+        first.wait(timeout=900)
+    finally:
+        if first.poll() is None:
+            first.kill()
+        _, leftover = psutil.wait_procs(strays, timeout=60)
+        for process in leftover:  # an engine core orphaned by its node's death: stop it
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+    stderr = log_path.read_text()
+    if first.returncode != 0:  # allowed, if the message says what happened
+        assert re.search(r"(?i)ray|node|actor|worker", stderr.splitlines()[-1]), stderr[-4000:]
+    second = run_cli(*args)
+    assert second.returncode == 0, second.stderr[-4000:]
+    summary = json.loads((out / "summary.json").read_text())
+    generate = summary["stages"]["generate"]
+    # Shard 0 was finished before the kill: never generated again.
+    assert generate["shards_reused"] >= 1, generate
+    if first.returncode == 0:
+        assert (generate["shards_computed"], summary["engine_starts"]) == (0, 0), summary
+    assert pq.read_table(out / "train.parquet").to_pylist() == \
+        pq.read_table(gsm8k_run["out"] / "train.parquet").to_pylist()
