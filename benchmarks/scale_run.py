@@ -2,8 +2,11 @@
 
 Each size runs ``python -m pipeline.run`` in a subprocess, exactly as a user would, while a
 sampler sums the RSS of the whole process tree (the CLI plus vLLM's engine and worker
-processes) every half second. Runs resume: an interrupted size continues where it stopped
-when the script is started again (its output folder is kept under ``--runs``).
+processes) every half second. RSS counts pages shared between those processes (torch's
+libraries, mapped model files) once per process; PSS splits them, so the PSS sum is the
+tree's real footprint. Both are reported, with each process's share at the RSS peak.
+Runs resume: an interrupted size continues where it stopped when the script is started
+again (its output folder is kept under ``--runs``).
 
     python benchmarks/scale_run.py --sizes 64,512,7473 --runs runs/scale
 """
@@ -24,12 +27,14 @@ import psutil
 PROJECT = Path(__file__).resolve().parents[1]
 
 
-def tree_rss(root: psutil.Process) -> int:
-    total = 0
+def tree_memory(root: psutil.Process) -> dict[str, tuple[int, int]]:
+    """(RSS, PSS) in bytes of each process of the tree, keyed by "pid name"."""
+    sizes = {}
     for process in [root, *root.children(recursive=True)]:
         with contextlib.suppress(psutil.Error):  # a process may exit while we look
-            total += process.memory_info().rss
-    return total
+            info = process.memory_full_info()
+            sizes[f"{process.pid} {process.name()}"] = (info.rss, info.pss)
+    return sizes
 
 
 def run_size(size: int, runs: Path, task: str, extra: list[str]) -> dict:
@@ -39,14 +44,18 @@ def run_size(size: int, runs: Path, task: str, extra: list[str]) -> dict:
     began = time.perf_counter()
     process = subprocess.Popen(command, cwd=PROJECT, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
-    peak = 0
+    peak_rss, peak_pss, at_peak = 0, 0, {}
     done = threading.Event()
 
     def sample() -> None:
-        nonlocal peak
+        nonlocal peak_rss, peak_pss, at_peak
         root = psutil.Process(process.pid)
         while not done.is_set():
-            peak = max(peak, tree_rss(root))
+            sizes = tree_memory(root)
+            rss = sum(r for r, _ in sizes.values())
+            if rss > peak_rss:
+                peak_rss, at_peak = rss, sizes
+            peak_pss = max(peak_pss, sum(p for _, p in sizes.values()))
             time.sleep(0.5)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -62,7 +71,9 @@ def run_size(size: int, runs: Path, task: str, extra: list[str]) -> dict:
     engine = sum(stages[s].get("engine_seconds", 0.0) for s in ("generate", "paraphrase"))
     return {
         "rows": size, "wall_s": round(time.perf_counter() - began, 1),
-        "peak_rss_gib": round(peak / 2**30, 2),
+        "peak_rss_gib": round(peak_rss / 2**30, 2), "peak_pss_gib": round(peak_pss / 2**30, 2),
+        "rss_pss_gib_at_peak": {name: [round(r / 2**30, 2), round(p / 2**30, 2)]
+                                for name, (r, p) in at_peak.items()},
         "stage_seconds": {name: cost["seconds"] for name, cost in stages.items()},
         "generated_tokens": generated, "engine_seconds": round(engine, 1),
         "tokens_per_s": round(generated / engine, 1) if engine else None,
@@ -85,15 +96,19 @@ def main() -> None:
         results.append(result)
         print(json.dumps(result))
     base = results[0]
-    print(f"\n{'rows':>6} {'wall s':>8} {'s/row':>7} {'tok/s':>7} {'peak GiB':>9}  shares m/p/g %")
+    print(f"\n{'rows':>6} {'wall s':>8} {'s/row':>7} {'tok/s':>7} {'peak RSS':>9} {'peak PSS':>9}"
+          "  shares m/p/g %   (memory in GiB)")
     for r in results:
-        shares = "/".join(f"{v:.1f}" for v in r["shares_pct"].values())
+        shares = "/".join(f"{r['shares_pct'].get(s, 0.0):.1f}" for s in ("model", "paraphrase", "gold"))
         print(f"{r['rows']:>6} {r['wall_s']:>8} {r['stage_seconds_total'] / r['rows']:>7.2f} "
-              f"{r['tokens_per_s']!s:>7} {r['peak_rss_gib']:>9}  {shares}")
+              f"{r['tokens_per_s']!s:>7} {r['peak_rss_gib']:>9} {r['peak_pss_gib']:>9}  {shares}")
     for r in results:
         stages = ", ".join(f"{name} {seconds:.0f} s" for name, seconds in r["stage_seconds"].items())
-        print(f"{r['rows']:>6} rows: {stages}; whole run / engine time of the generation passes "
-              f"= {r['wall_s'] / r['engine_seconds']:.3f}" if r["engine_seconds"] else "")
+        # Stage and engine seconds are both summed over shards, so the ratio stays right for a
+        # run that was killed and resumed (the wall time above is this invocation's only).
+        ratio = r["stage_seconds_total"] / r["engine_seconds"] if r["engine_seconds"] else float("nan")
+        print(f"{r['rows']:>6} rows: {stages}; all stages / engine time of the generation passes "
+              f"= {ratio:.3f}")
     (args.runs / "results.json").write_text(json.dumps(results, indent=1))
     if len(results) > 1:
         last = results[-1]
