@@ -52,7 +52,7 @@ class EvaluateConfig:
     max_model_len: int = field(default=2048, metadata={"help": "Engine context length."})
     dtype: str = field(default="auto", metadata={
         "help": "Model dtype for vLLM (auto: bfloat16 where the CPU/GPU has it, else float32)."})
-    kv_cache_gib: int = field(default=4, metadata={"help": "KV cache size on CPU (GiB)."})
+    kv_cache_gib: int = field(default=2, metadata={"help": "KV cache size on CPU (GiB)."})
     shard_size: int = field(default=100, metadata={"help": "Rows per in-domain shard (resume unit)."})
     num_fewshot: int = field(default=0, metadata={"help": "MMLU few-shot examples (others run 0-shot)."})
     batch_size: int = field(default=16, metadata={"help": "lm-eval batch size."})
