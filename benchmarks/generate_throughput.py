@@ -34,6 +34,7 @@ def main() -> None:
 
     from pipeline.backends.base import SamplingSettings
     from pipeline.backends.vllm_backend import VllmBackend
+    from pipeline.config import RunConfig
     from pipeline.generate import GenerateStage
     from pipeline.load import load_rows, write_shards
     from pipeline.model import DEFAULT_MODEL, cache_dir, resolve_model
@@ -43,7 +44,8 @@ def main() -> None:
     task = get_task("gsm8k")
     frame, _ = load_rows(task, None, limit=args.rows)
     model = resolve_model(args.model or DEFAULT_MODEL)
-    backend = VllmBackend(model.path, model.spec, cache_root=cache_dir())
+    backend = VllmBackend(model.path, model.spec, cache_root=cache_dir(),
+                          kv_cache_gib=RunConfig.kv_cache_gib)
     sampling = SamplingSettings(max_tokens=args.max_tokens)
     began = time.perf_counter()
     backend.start()

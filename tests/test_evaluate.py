@@ -90,7 +90,7 @@ def test_table_shows_scores_intervals_and_average_general_change(tmp_path):
 def test_adapter_needs_a_lora_engine(tmp_path):
     from pipeline.backends.vllm_backend import VllmBackend
 
-    backend = VllmBackend(str(tmp_path), "m", cache_root=tmp_path)  # no engine starts here
+    backend = VllmBackend(str(tmp_path), "m", cache_root=tmp_path, kv_cache_gib=1)  # no engine starts here
     with pytest.raises(ValueError, match="max_lora_rank"):
         backend.with_adapter(str(tmp_path), "a")
 

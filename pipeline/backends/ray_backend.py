@@ -49,7 +49,7 @@ def import_ray() -> Any:
 class RayBackend:
     def __init__(self, model_path: str, model_name: str, *, engine_kwargs: dict[str, Any],
                  address: str | None, replicas: int, tensor_parallel_size: int = 1,
-                 shards_per_call: int | None = None, kv_cache_gib: int = 2,
+                 shards_per_call: int | None = None, kv_cache_gib: int,
                  cache_root: Any = None, startup_timeout_s: int = 1800):
         if replicas < 1 or tensor_parallel_size < 1:
             raise SystemExit("--replicas and --tensor-parallel-size must be at least 1")

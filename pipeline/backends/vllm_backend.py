@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 class VllmBackend:
     def __init__(self, model_path: str, model_name: str, *, cache_root: Path, dtype: str = "auto",
-                 max_model_len: int = 2048, seed: int = 0, kv_cache_gib: int = 2,
+                 max_model_len: int = 2048, seed: int = 0, kv_cache_gib: int,
                  gpu_memory_utilization: float = 0.9, max_lora_rank: int | None = None):
         self.model_name = model_name
         self.max_model_len = max_model_len
