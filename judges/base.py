@@ -3,13 +3,29 @@
 A judge decides whether a model response answers a task row correctly. It never raises for
 a bad response (an empty or garbled answer is simply wrong, with a rule saying why); the
 pipeline still guards every call, so a judge bug becomes an error row, not a dead run.
+
+Besides correctness, a judge knows what a *training target* of its task must look like; the
+admission step (:mod:`pipeline.admission`) asks it through the methods below, so a task's
+rules live in one class:
+
+* :meth:`Judge.judge_paraphrase`: a paraphrase of the gold must be correct *and* faithful
+  (GSM8K keeps the worked steps, NQ states a gold alias, ...). Default: :meth:`Judge.judge`.
+* :meth:`Judge.check_target`: a correct text can still be a bad target (no ``#### N`` line,
+  broken arithmetic on the way to the right number). Default: no check.
+* :meth:`Judge.is_copy_of_gold`: a "paraphrase" that is the gold itself, or the gold
+  repeated. Default: equal after normalising case and white space, or nearly so (a
+  difflib ratio of ``NEAR_COPY_RATIO``).
+* :meth:`Judge.format_target`: the one format every target of the task is written in
+  (model, paraphrase and gold alike). Default: the text unchanged.
 """
 
 from __future__ import annotations
 
+import re
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -29,13 +45,96 @@ class Verdict:
     reason: str = ""
 
 
-class Judge(Protocol):
-    """What ``judges.get(name)`` returns."""
+@dataclass(frozen=True)
+class TargetProblem:
+    """Why a correct text is still not a usable training target: ``rule`` is recorded per
+    row (e.g. ``format:no_final_line``, ``arithmetic``), ``reason`` says what was seen."""
+
+    rule: str
+    reason: str
+
+
+_SPACES = re.compile(r"\s+")
+
+
+def normalize_text(text: str) -> str:
+    """Case and white space folded: what "the same text" means for copy detection."""
+    return _SPACES.sub(" ", text.replace("\r\n", "\n")).strip().lower()
+
+
+#: Texts this similar (difflib ratio after normalising) are the same text with a typo: a
+#: paraphrase that changes one word in ten is a copy, not the model's own words.
+NEAR_COPY_RATIO = 0.9
+
+
+def is_near_copy(text: str, original: str) -> bool:
+    """``text`` is ``original`` with at most a few characters changed."""
+    from difflib import SequenceMatcher
+
+    text, original = normalize_text(text), normalize_text(original)
+    if not text or not original:
+        return False
+    return SequenceMatcher(None, text, original, autojunk=False).ratio() >= NEAR_COPY_RATIO
+
+
+def is_repetition_of(text: str, original: str) -> bool:
+    """``text`` is ``original`` itself or ``original`` written out several times in a row."""
+    text, original = normalize_text(text), normalize_text(original)
+    if not original:
+        return False
+    if text == original:
+        return True
+    pieces = [p.strip() for p in text.split(original)]
+    return text.count(original) >= 2 and all(not p for p in pieces)
+
+
+class Judge(ABC):
+    """What ``judges.get(name)`` returns. Subclasses set ``name`` and ``version``."""
 
     name: str
     #: Bump when the judge's behaviour changes, so cached verdicts are recomputed.
     version: str
 
+    @abstractmethod
     def judge(self, response: str, example: Mapping[str, Any]) -> Verdict:
         """Judge ``response`` against ``example``, the task row with its source field names."""
-        ...
+
+    def judge_many(self, responses: list[str], examples: list[Mapping[str, Any]]) -> list[Verdict]:
+        """Judge a batch (a judge that can batch or parallelise overrides this)."""
+        return [self.judge(r, e) for r, e in zip(responses, examples, strict=True)]
+
+    def judge_paraphrase(self, text: str, example: Mapping[str, Any]) -> Verdict:
+        """Is ``text``, a paraphrase of the gold, correct and faithful to it?"""
+        return self.judge(text, example)
+
+    def judge_paraphrases(self, texts: list[str],
+                          examples: list[Mapping[str, Any]]) -> list[Verdict]:
+        return [self.judge_paraphrase(t, e) for t, e in zip(texts, examples, strict=True)]
+
+    def check_target(self, text: str, verdict: Verdict,
+                     example: Mapping[str, Any]) -> TargetProblem | None:
+        """Why a correct ``text`` is not a usable target, or None when it is."""
+        return None
+
+    def is_copy_of_gold(self, text: str, example: Mapping[str, Any], gold: str) -> bool:
+        """``text`` is the gold answer (``gold``, the target form) copied, maybe repeated."""
+        return is_repetition_of(text, gold) or is_near_copy(text, gold)
+
+    def format_target(self, text: str, verdict: Verdict | None, example: Mapping[str, Any]) -> str:
+        """``text`` written in the task's one target format."""
+        return text
+
+    def settings(self) -> dict[str, Any]:
+        """What changes the verdicts besides the code: part of the judge stage's key."""
+        return {}
+
+    #: Set by a judge that asks an LLM; such a judge must prove itself (see
+    #: :mod:`judges.calibration`) before it decides rows.
+    uses_llm: bool = False
+    #: The LLM judge's calibration (None: rule-based, or not proven yet).
+    calibration: Any = None
+
+    def calibrate(self, examples: list[Mapping[str, Any]],
+                  responses: list[str | None]) -> Any:
+        """Score an LLM judge on known answers from these rows; None for rule judges."""
+        return None

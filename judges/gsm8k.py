@@ -1,34 +1,71 @@
 """GSM8K judge: read the final number out of a response and compare it with the gold one.
 
 Extraction is strict first, flexible second (as in lm-evaluation-harness), and the verdict
-records which rule matched. Equivalence (``1200`` vs ``1,200.00``, ``0.5`` vs ``1/2``) is
-decided by Math-Verify, not a hand-written comparator.
+records which rule matched: ``strict:hash`` (``#### N``), ``strict:answer_is``,
+``strict:boxed`` (balanced braces, so ``\\boxed{\\frac{1}{2}}`` reads whole), then
+``flexible:last_number``. A strict rule reads a plain number first and otherwise hands its
+span to Math-Verify, which reads LaTeX (``\\frac{3}{4}``, ``\\dfrac``, ``$...$``).
+Typographic characters (Unicode minus and dashes, thin and non-breaking spaces, full-width
+digits) are normalised before any rule runs. Equivalence (``1200`` vs ``1,200.00``, ``0.5``
+vs ``1/2``) is decided by Math-Verify, not a hand-written comparator.
+
+A training target needs more than the right number (:meth:`Gsm8kJudge.check_target`):
+
+* ``format:no_final_line``: its last line is ``#### <number>``, as the prompts ask;
+* ``arithmetic``: every written-out calculation ``a op b = c`` in it is right (a solution
+  that reaches the right number through ``5 x 3 = 16`` teaches broken arithmetic).
+
+A paraphrase of the gold must also keep the gold's worked steps
+(:meth:`Gsm8kJudge.judge_paraphrase`): ``fidelity:too_short`` under ``MIN_LENGTH_RATIO`` of
+the gold's length, ``fidelity:missing_steps`` when it works out (states after an "=", in a calculation that
+is not wrong) fewer than ``MIN_STEP_COVERAGE`` of the results the gold computes (its
+``<<...=r>>`` annotations, with multiplicity): "Carlos memorized 4 digits" states a result
+without working it out.
+The thresholds and why they are what they are: README, "What is admitted".
 """
 
 from __future__ import annotations
 
 import re
 import threading
+import unicodedata
+from collections import Counter
 from collections.abc import Mapping
+from fractions import Fraction
 from typing import Any
 
-from judges.base import Verdict
+from judges.base import Judge, TargetProblem, Verdict
 
 # A number as people write it: optional sign, thousands separators, decimals, or a fraction.
 _NUMBER = r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?|-?\.\d+"
 _NUMBER_RE = re.compile(_NUMBER)
 _PREFIX = r"[\s:*$\\]*"  # markdown bold, a colon, a dollar sign (escaped or not) before the number
+_LEADING_NUMBER = re.compile(r"[\s:*$]*(?:\\\$)?[\s$]*(" + _NUMBER + r")(?![\d^{}\\])")
 
-# Strict rules, tried in order; within a rule the last occurrence wins (a model may restate
-# an intermediate "answer is" before the final one).
-_STRICT_RULES: list[tuple[str, re.Pattern[str]]] = [
-    ("strict:hash", re.compile(r"####" + _PREFIX + f"({_NUMBER})")),
-    (
-        "strict:answer_is",
-        re.compile(r"(?:final\s+)?answer\s*(?:is|:|=)" + _PREFIX + f"({_NUMBER})", re.IGNORECASE),
-    ),
-    ("strict:boxed", re.compile(r"\\boxed\{" + _PREFIX + f"({_NUMBER})" + r"[^{}]*\}")),
-]
+# Where a strict rule's answer starts; within a rule the last occurrence wins (a model may
+# restate an intermediate "answer is" before the final one).
+_HASH = re.compile(r"####")
+_ANSWER_IS = re.compile(r"(?:final\s+)?answer\s*(?:is|:|=)", re.IGNORECASE)
+_BOXED = re.compile(r"\\boxed\s*\{")
+
+#: Paraphrase fidelity (see the module docstring and the README).
+MIN_LENGTH_RATIO = 0.5
+MIN_STEP_COVERAGE = 0.75
+
+_TYPOGRAPHY = {
+    "\u2212": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2010": "-", "\u2011": "-",
+    "\u00a0": " ", "\u2009": " ", "\u202f": " ", "\u2007": " ", "\u200b": "",
+    "\u00d7": "*", "\u00f7": "/", "\u2215": "/", "\u2044": "/",
+}
+_TYPOGRAPHY_RE = re.compile("|".join(map(re.escape, _TYPOGRAPHY)))
+_DIGIT_GROUP_SPACE = re.compile(r"(?<=\d) (?=\d{3}\b)")  # "1 200" (a thin space once)
+
+
+def normalize_typography(text: str) -> str:
+    """Unicode minus/dashes -> ``-``, odd spaces -> `` ``, ``×`` -> ``*``, full-width digits
+    -> ASCII (NFKC), so the rules below see numbers the way they are meant."""
+    text = unicodedata.normalize("NFKC", text)
+    return _TYPOGRAPHY_RE.sub(lambda m: _TYPOGRAPHY[m.group(0)], text)
 
 
 def normalize_number(text: str) -> str:
@@ -40,43 +77,250 @@ def normalize_number(text: str) -> str:
 
 def extract_gold(answer: str) -> str | None:
     """The number after ``####`` in a GSM8K gold solution."""
-    match = re.search(r"####\s*(.+?)\s*$", answer.strip())
+    match = re.search(r"####\s*(.+?)\s*$", normalize_typography(answer).strip())
     if not match:
         return None
     number = _NUMBER_RE.search(match.group(1))
     return normalize_number(number.group(0)) if number else None
 
 
+def _latex_value(span: str) -> str | None:
+    """What Math-Verify reads in ``span`` (LaTeX or a plain expression), as a string it can
+    parse again, or None."""
+    from math_verify import parse
+
+    timeout = 5 if threading.current_thread() is threading.main_thread() else None
+    span = span.strip()
+    if not span:
+        return None
+    if "\\" in span and "$" not in span:
+        span = f"${span}$"
+    parsed = parse(span, parsing_timeout=timeout)
+    return str(parsed[1]) if len(parsed) >= 2 and str(parsed[1]).strip() else None
+
+
+def _read_span(span: str) -> str | None:
+    """The answer a strict rule's span starts with: a plain number, else LaTeX."""
+    match = _LEADING_NUMBER.match(span)
+    if match:
+        return normalize_number(match.group(1))
+    if "\\" in span:  # \frac{1}{2}, \dfrac, $\frac..$: Math-Verify reads it
+        return _latex_value(span.split("\n", 1)[0])
+    return None
+
+
+def _braced(text: str, start: int) -> str | None:
+    """The contents of the brace group opening at ``text[start - 1]`` (balanced), or None."""
+    depth = 1
+    for position in range(start, len(text)):
+        if text[position] == "{":
+            depth += 1
+        elif text[position] == "}":
+            depth -= 1
+            if depth == 0:
+                return text[start:position]
+    return None
+
+
+def _strict(text: str) -> tuple[str | None, str | None]:
+    for rule, pattern in (("strict:hash", _HASH), ("strict:answer_is", _ANSWER_IS)):
+        for match in reversed(list(pattern.finditer(text))):
+            span = text[match.end():].split("\n", 1)[0]
+            if rule == "strict:answer_is" and span.lstrip(" :*$").startswith("\\boxed"):
+                continue  # "The answer is \boxed{42}": the boxed rule reads it
+            value = _read_span(span)
+            if value:
+                return value, rule
+    for match in reversed(list(_BOXED.finditer(text))):
+        content = _braced(text, match.end())
+        if content is None:
+            continue
+        plain = _LEADING_NUMBER.fullmatch(content.strip())
+        value = normalize_number(plain.group(1)) if plain else _latex_value(f"\\boxed{{{content}}}")
+        if value:
+            return value, "strict:boxed"
+    return None, None
+
+
 def extract_answer(response: str) -> tuple[str | None, str]:
     """Return ``(number, rule)``; ``number`` is None when no rule found one."""
     if not response or not response.strip():
         return None, "empty_response"
-    for rule, pattern in _STRICT_RULES:
-        matches = pattern.findall(response)
-        if matches:
-            return normalize_number(matches[-1]), rule
-    numbers = _NUMBER_RE.findall(response)
+    text = normalize_typography(response)
+    value, rule = _strict(text)
+    if value is not None and rule is not None:
+        return value, rule
+    numbers = _NUMBER_RE.findall(text)
     if numbers:
         return normalize_number(numbers[-1]), "flexible:last_number"
     return None, "no_answer"
 
 
 def equivalent(gold: str, predicted: str) -> bool:
-    """Math-Verify equivalence of two normalized numbers."""
+    """Math-Verify equivalence of two normalized numbers (or a number and LaTeX)."""
     from math_verify import parse, verify
 
     # Math-Verify's timeouts use SIGALRM, which only works on the main thread.
     timeout = 5 if threading.current_thread() is threading.main_thread() else None
     gold_parsed = parse(gold, parsing_timeout=timeout)
-    predicted_parsed = parse(predicted, parsing_timeout=timeout)
+    predicted_parsed = parse(predicted if "\\" not in predicted or "$" in predicted
+                             else f"${predicted}$", parsing_timeout=timeout)
     if not gold_parsed or not predicted_parsed:
         return False
     return bool(verify(gold_parsed, predicted_parsed, timeout_seconds=timeout))
 
 
-class Gsm8kJudge:
+# ---------------------------------------------------------------- what a target must be
+
+_FINAL_LINE = re.compile(r"^\s*####\s*\$?\s*(" + _NUMBER + r")\s*\.?\s*$")
+# A written-out calculation is checked only when both sides of its "=" are plain arithmetic
+# (digits, operators, parentheses, "$"): "60 students x 2/3 = 40" (the run starts with an
+# operator: a quantity in words), "20% of 50 = 10", "= 5A/5", "1 1/2" are never checked, so
+# the check errs towards passing, never towards failing a right solution.
+_RUN_CHARS = r"[\d.,$()\s+\-*/x]"
+_LEFT_RUN = re.compile(_RUN_CHARS + r"*$")
+_RIGHT_RUN = re.compile(r"^" + _RUN_CHARS + r"*")
+_MIXED_NUMBER_BEFORE = re.compile(r"\d\s+(?:and)?\s*$")
+
+
+def final_line_value(text: str) -> str | None:
+    """The number on a ``#### N`` last line, or None when the last line is something else."""
+    lines = [line for line in normalize_typography(text).splitlines() if line.strip()]
+    match = _FINAL_LINE.match(lines[-1]) if lines else None
+    return normalize_number(match.group(1)) if match else None
+
+
+def _evaluate(expression: str) -> Fraction | None:
+    """Exact value of ``1,200 * 3 / (4 + 1)``; None for anything that is not plain arithmetic."""
+    expression = expression.replace(",", "").replace("$", "").replace("x", "*")
+    if not re.fullmatch(r"[\d.\s()+\-*/]+", expression) or "**" in expression \
+            or re.search(r"\d\s+\d", expression):  # "1 1/2", "0 900": not one number
+        return None
+    tokens = re.findall(r"\d*\.\d+|\d+|[-+*/()]", expression)
+    position = 0
+
+    def atom() -> Fraction:
+        nonlocal position
+        token = tokens[position]
+        position += 1
+        if token == "(":
+            value = sum_()
+            position += 1  # ")"
+            return value
+        if token == "-":
+            return -atom()
+        return Fraction(token)
+
+    def product() -> Fraction:
+        nonlocal position
+        value = atom()
+        while position < len(tokens) and tokens[position] in "*/":
+            operator = tokens[position]
+            position += 1
+            right = atom()
+            value = value * right if operator == "*" else value / right
+        return value
+
+    def sum_() -> Fraction:
+        nonlocal position
+        value = product()
+        while position < len(tokens) and tokens[position] in "+-":
+            operator = tokens[position]
+            position += 1
+            right = product()
+            value = value + right if operator == "+" else value - right
+        return value
+
+    try:
+        value = sum_()
+    except (IndexError, ValueError, ZeroDivisionError):
+        return None
+    return value if position == len(tokens) else None
+
+
+def _calculation_sides(left_text: str, right_text: str) -> tuple[str, str] | None:
+    """The arithmetic just left and just right of one "=", or None when either side is not
+    a whole plain-arithmetic expression."""
+    left = _LEFT_RUN.search(left_text).group(0)  # type: ignore[union-attr]
+    before = left_text[:len(left_text) - len(left)]
+    left = left.strip()
+    right_run = _RIGHT_RUN.match(right_text).group(0)  # type: ignore[union-attr]
+    after = right_text[len(right_run):]
+    right = right_run.strip().rstrip(".,")
+    if not left or not right or left[0] in "+-*/x" or not re.search(r"\d\s*[-+*/x]\s*[\d($]", left):
+        return None
+    if _MIXED_NUMBER_BEFORE.search(before) or before.rstrip().endswith(("/", "*", "^")):
+        return None
+    glued = not right_run[-1:].isspace() and (after[:1].isalnum() or after[:1] == ":")
+    if glued or after.lstrip()[:1] == "%" or before.rstrip()[-1:] in ("%", "^", ":"):
+        return None  # "= 5A/5", "= 6:48", "= 50%", "x^2", "6:00 + 48"
+    return left, right
+
+
+def calculations(text: str) -> list[tuple[str, Fraction, bool]]:
+    """Every written-out calculation ``a op b = c`` in ``text`` (chains ``a + b = c + d = e``
+    included) as ``(text, value of the right side, is it right?)``; 1 % tolerance, for
+    rounded divisions such as ``10 / 3 = 3.33``."""
+    found = []
+    for line in normalize_typography(text).splitlines():
+        parts = line.split("=")
+        for left_text, right_text in zip(parts, parts[1:], strict=False):
+            sides = _calculation_sides(left_text, right_text)
+            if sides is None:
+                continue
+            left, right = (_evaluate(side) for side in sides)
+            if left is None or right is None:
+                continue
+            ok = abs(left - right) <= Fraction(1, 100) * max(1, abs(right))
+            found.append((f"{sides[0]} = {sides[1]}", right, ok))
+    return found
+
+
+def arithmetic_errors(text: str) -> list[str]:
+    """The written-out calculations in ``text`` whose result is wrong."""
+    return [shown for shown, _, ok in calculations(text) if not ok]
+
+
+def _results(text: str) -> Counter[Fraction]:
+    """The results ``text`` states after an "=" (``... x 8 large paintings = $480``
+    counts), with multiplicity; a result of a calculation checked as wrong does not."""
+    found: Counter[Fraction] = Counter()
+    for line in normalize_typography(text).splitlines():
+        parts = line.split("=")
+        for left_text, right_text in zip(parts, parts[1:], strict=False):
+            match = re.match(r"\s*\$?\s*(" + _NUMBER + ")", right_text)
+            if not match or "/" in match.group(1):
+                continue
+            sides = _calculation_sides(left_text, right_text)
+            if sides is not None:
+                left, right = _evaluate(sides[0]), _evaluate(sides[1])
+                if left is not None and right is not None and \
+                        abs(left - right) > Fraction(1, 100) * max(1, abs(right)):
+                    continue
+            found[Fraction(normalize_number(match.group(1)))] += 1
+    return found
+
+
+def worked_steps(gold: str) -> Counter[Fraction]:
+    """The results the gold solution computes, with multiplicity: its ``<<a*b=c>>``
+    calculator annotations, else its written-out calculations."""
+    steps: Counter[Fraction] = Counter()
+    for result in re.findall(r"<<[^<>=]*=([^<>]*)>>", gold.split("####")[0]):
+        try:
+            steps[Fraction(normalize_number(result))] += 1
+        except (ValueError, ZeroDivisionError):
+            continue
+    return steps or _results(_body(gold))
+
+
+def _body(text: str) -> str:
+    """The solution without calculator annotations and without its ``####`` line."""
+    return re.sub(r"<<[^<>]*>>", "", text.split("####")[0]).strip()
+
+
+class Gsm8kJudge(Judge):
     name = "gsm8k"
-    version = "1"
+    version = "2"
 
     def judge(self, response: str, example: Mapping[str, Any]) -> Verdict:
         gold = extract_gold(str(example["answer"]))
@@ -88,3 +332,33 @@ class Gsm8kJudge:
         correct = equivalent(gold, predicted)
         reason = "" if correct else f"expected {gold}, got {predicted}"
         return Verdict(correct, rule, extracted=predicted, reason=reason)
+
+    def judge_paraphrase(self, text: str, example: Mapping[str, Any]) -> Verdict:
+        verdict = self.judge(text, example)
+        if not verdict.correct:
+            return verdict
+        gold = str(example["answer"])
+        gold_body, own_body = _body(gold), _body(text)
+        if len(own_body) < MIN_LENGTH_RATIO * len(gold_body):
+            return Verdict(False, "fidelity:too_short", verdict.extracted,
+                           f"the worked solution is {len(own_body)} characters against the "
+                           f"gold's {len(gold_body)} (needs {MIN_LENGTH_RATIO:.0%})")
+        steps = worked_steps(gold)
+        kept = sum((steps & _results(own_body)).values())
+        if steps and kept < MIN_STEP_COVERAGE * sum(steps.values()):
+            missing = ", ".join(str(v) for v in sorted(steps - _results(own_body))[:6])
+            return Verdict(False, "fidelity:missing_steps", verdict.extracted,
+                           f"works out {kept} of the gold's {sum(steps.values())} steps (needs "
+                           f"{MIN_STEP_COVERAGE:.0%}); not worked out: {missing}")
+        return Verdict(True, "fidelity:" + verdict.rule, verdict.extracted,
+                       f"right answer; {kept}/{sum(steps.values())} of the gold's steps worked out")
+
+    def check_target(self, text: str, verdict: Verdict,
+                     example: Mapping[str, Any]) -> TargetProblem | None:
+        if final_line_value(text) is None:
+            return TargetProblem("format:no_final_line",
+                                 "the last line is not '#### <number>' (the answer prompt's form)")
+        errors = arithmetic_errors(text)
+        if errors:
+            return TargetProblem("arithmetic", "wrong calculation: " + "; ".join(errors[:3]))
+        return None

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from judges.base import Verdict
+from judges.base import Judge, Verdict
 from judges.sandbox import SandboxResult, run_python
 
 __all__ = [
@@ -34,7 +34,7 @@ __all__ = [
 ]
 
 #: Bump whenever extraction or judging changes, so cached verdicts are recomputed.
-VERSION = "1"
+VERSION = "2"
 
 #: Wall-clock floor per program. Each task's limit is max(floor, factor x the reference
 #: solution's own runtime on this machine), as evalplus does (4 s, 4x); the floor is a
@@ -63,8 +63,34 @@ _FENCE_LANGS = {"", "python", "python3", "py", "py3"}
 
 
 def gold_response(example: Mapping[str, Any]) -> str:
-    """The reference solution wrapped the way the prompt asks the model to answer."""
-    return f"{_BEGIN}\n{example['code']}\n{_DONE}"
+    """The reference solution wrapped the way the prompt asks the model to answer, in the
+    one target format (:func:`code_target`)."""
+    return code_target(str(example["code"]))
+
+
+def code_target(code: str) -> str:
+    """The one format of every MBPP target, model, paraphrase and gold alike: the program
+    between ``[BEGIN]`` and ``[DONE]`` lines (what the answer prompt asks for), ``\\n`` line
+    ends, no trailing white space."""
+    return f"{_BEGIN}\n{_normalise(code)}\n{_DONE}"
+
+
+def _statements(code: str) -> list[str] | None:
+    """The program's top-level statements as AST dumps (formatting and comments ignored)."""
+    try:
+        tree = ast.parse(_normalise(code))
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return None
+    return [ast.dump(node) for node in tree.body]
+
+
+def is_copy_of_code(code: str, reference: str) -> bool:
+    """``code`` is ``reference`` again: the same statements (layout and comments aside),
+    maybe pasted several times, and nothing of its own."""
+    own, gold = _statements(code), _statements(reference)
+    if own is None or gold is None:
+        return _normalise(code) == _normalise(reference)
+    return bool(own) and set(own) <= set(gold)
 
 
 def program_source(code: str, example: Mapping[str, Any]) -> str:
@@ -151,7 +177,7 @@ def _is_program(text: str) -> bool:
     return any(not isinstance(node, ast.Expr) for node in tree.body)
 
 
-class MbppJudge:
+class MbppJudge(Judge):
     """Judges MBPP responses by running the task's asserts in the sandbox.
 
     Verdict rules: ``pass``, ``fail`` (an assert was false; the reason quotes it),
@@ -210,6 +236,20 @@ class MbppJudge:
         limit = self.time_limit(example)
         result = self._run(code, example, limit)
         return _verdict(result, self.tests_for(example), code, rule, limit)
+
+    def is_copy_of_gold(self, text: str, example: Mapping[str, Any], gold: str) -> bool:
+        code, _ = extract_code(text)
+        return code is not None and is_copy_of_code(code, str(example["code"]))
+
+    def format_target(self, text: str, verdict: Verdict | None, example: Mapping[str, Any]) -> str:
+        code = verdict.extracted if verdict is not None and verdict.extracted else None
+        if code is None:
+            code, _ = extract_code(text)
+        return code_target(code) if code else text
+
+    def judge_paraphrases(self, texts: list[str],
+                          examples: list[Mapping[str, Any]]) -> list[Verdict]:
+        return self.judge_many(texts, examples)
 
     def judge_many(
         self, responses: Sequence[str], examples: Sequence[Mapping[str, Any]]

@@ -16,9 +16,18 @@
 2. LLM judge, in ONE batched call per ``judge_many``: ``prompts/nq/judge.jinja`` asks for
    JSON ``{"reason": str, "correct": bool}``, with JSON-schema guided decoding where the
    backend supports it. ``reason`` comes first so the model explains before it decides.
-   Rules: ``llm:correct``, ``llm:incorrect``; a reply that does not parse is
-   ``judge_unparsed`` (counted as not correct, and says so); a request that failed after
-   the backend's retries is ``llm_error``.
+   Rules: ``llm:correct``, ``llm:incorrect``; a reply that does not parse, or that was cut
+   at the token limit (a looping reply), is ``judge_unparsed``; a reply whose reason says
+   the opposite of its flag ("The answer is incorrect", correct: true) is
+   ``judge_inconsistent``; a request that failed after the backend's retries is
+   ``llm_error``. None of them counts as correct.
+3. Trust. Before the LLM decides any row, :meth:`NqJudge.calibrate` scores it on known
+   answers (:mod:`judges.calibration`); an untrusted judge decides nothing: the rows it
+   would have decided get ``judge_untrusted`` (not correct) and no request is sent.
+
+A paraphrase of the gold (:meth:`NqJudge.judge_paraphrase`) must state a gold alias by the
+heuristic: the model was given the answer, so a restatement the heuristic cannot match is
+not trusted, whatever an LLM says.
 
 The LLM is any :class:`pipeline.backends.base.Backend`: the in-process vLLM engine (the
 paper judges with the model being trained) or an OpenAI-compatible server.
@@ -34,7 +43,8 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from judges.base import Verdict
+from judges.base import Judge, Verdict
+from judges.calibration import CALIBRATION_SIZE, MIN_TNR, MIN_TPR, Calibration
 from pipeline.backends.base import Backend, Generation, SamplingSettings
 from pipeline.nq_data import aliases as row_aliases
 from pipeline.prompts import PromptTemplate, template
@@ -69,6 +79,11 @@ _SPACE_LIKE = re.compile(r"[-\u2010-\u2015\u2212/_]")  # hyphens, dashes, minus,
 _NUMBER_TOKEN = re.compile(r"^\d[\d.:]*$")
 _KEEP_BETWEEN_DIGITS = {".", ":"}  # 3.5, 9:30
 _REASON_LIMIT = 500
+#: A reason that says "wrong" while the flag says correct (and the reverse): the reply
+#: contradicts itself, so neither half is evidence.
+_SAYS_WRONG = re.compile(r"\b(?:incorrect|not correct|wrong|does not match|doesn't match|"
+                         r"do not match|is not the same|different answer|no answer)\b", re.I)
+_SAYS_RIGHT = re.compile(r"\b(?:is correct|are correct|matches|same answer|is the same)\b", re.I)
 
 
 def normalize(text: str) -> str:
@@ -169,18 +184,23 @@ def guided_sampling(max_tokens: int, schema: dict[str, Any]) -> SamplingSettings
     return SamplingSettings(max_tokens=max_tokens, json_schema=schema)
 
 
-class NqJudge:
+class NqJudge(Judge):
     """``judges.get("nq", chat=backend)``; without ``chat`` the heuristic alone decides, and
     what it cannot decide is ``heuristic:no_match`` (not correct)."""
 
     name = "nq"
-    version = "1"
+    version = "2"
 
     def __init__(self, chat: Backend | None = None, *, max_tokens: int = 128,
-                 prompt: PromptTemplate | None = None):
+                 prompt: PromptTemplate | None = None, min_tpr: float = MIN_TPR,
+                 min_tnr: float = MIN_TNR):
         self.chat = chat
         self.max_tokens = max_tokens
         self.prompt = prompt or template("nq", "judge")
+        self.min_tpr = min_tpr
+        self.min_tnr = min_tnr
+        #: Set by :meth:`calibrate` (or from a saved record); None: not proven yet.
+        self.calibration: Calibration | None = None
         #: Verdicts by rule, plus llm_requests / llm_prompt_tokens / llm_completion_tokens.
         self.usage: Counter[str] = Counter()
 
@@ -188,7 +208,38 @@ class NqJudge:
         """What changes the verdicts besides the code: for the judge stage's cache key."""
         return {"judge_model": self.chat.model_name if self.chat else None,
                 "judge_prompt": self.prompt.version, "judge_max_tokens": self.max_tokens,
-                "judge_schema": VERDICT_SCHEMA}
+                "judge_schema": VERDICT_SCHEMA, "min_tpr": self.min_tpr, "min_tnr": self.min_tnr}
+
+    @property
+    def uses_llm(self) -> bool:
+        return self.chat is not None
+
+    def judge_paraphrase(self, text: str, example: Mapping[str, Any]) -> Verdict:
+        verdict = heuristic_verdict(text or "", row_aliases(example),
+                                    str(example.get("question") or ""))
+        if verdict is None:
+            return Verdict(False, "heuristic:no_match",
+                           reason="a paraphrase must state a gold alias so that the alias "
+                                  "heuristic finds it; this one does not")
+        return verdict
+
+    def calibrate(self, examples: Sequence[Mapping[str, Any]],
+                  responses: Sequence[str | None]) -> Calibration | None:
+        """Score the LLM judge on known-right and known-wrong answers from these rows, and
+        trust it or not from now on. None (nothing to prove) without an LLM."""
+        if self.chat is None:
+            return None
+        cases = calibration_cases(examples, responses)
+        verdicts = self._ask_llm([c[0] for c in cases], [c[1] for c in cases]) if cases else []
+        positives = [v for v, c in zip(verdicts, cases, strict=True) if c[2]]
+        negatives = [v for v, c in zip(verdicts, cases, strict=True) if not c[2]]
+        self.calibration = Calibration(
+            judge_model=self.chat.model_name, positives=len(positives), negatives=len(negatives),
+            true_positives=sum(v.correct for v in positives),
+            true_negatives=sum(v.rule == "llm:incorrect" for v in negatives),
+            unparsed=sum(not v.rule.startswith("llm:") for v in verdicts),
+            min_tpr=self.min_tpr, min_tnr=self.min_tnr)
+        return self.calibration
 
     def judge(self, response: str, example: Mapping[str, Any]) -> Verdict:
         return self.judge_many([response], [example])[0]
@@ -207,7 +258,13 @@ class NqJudge:
                                                   str(example.get("question") or "")))
         open_rows = [i for i, v in enumerate(verdicts) if v is None]
         if open_rows:
-            if self.chat is None:
+            if self.chat is not None and self.calibration is not None \
+                    and not self.calibration.trusted:
+                for i in open_rows:
+                    verdicts[i] = Verdict(False, "judge_untrusted",
+                                          reason="no alias matched, and the LLM judge failed its "
+                                                 "calibration: " + self.calibration.describe())
+            elif self.chat is None:
                 for i in open_rows:
                     verdicts[i] = Verdict(False, "heuristic:no_match",
                                           reason="no answer alias found; no LLM judge configured")
@@ -240,11 +297,47 @@ class NqJudge:
             return Verdict(False, "llm_error",
                            reason=f"the judge call failed: {generation.error or 'no text'}")
         parsed = parse_llm_verdict(generation.text)
-        if parsed is None:
+        if parsed is None or generation.finish_reason == "length":
             cut = " (cut off at the token limit)" if generation.finish_reason == "length" else ""
             return Verdict(False, "judge_unparsed",
                            reason=f"judge reply is not the JSON verdict asked for{cut}; not counted "
                                   f"as correct: {generation.text[:200]!r}")
         correct, reason = parsed
+        if (correct and _SAYS_WRONG.search(reason)) or (not correct and _SAYS_RIGHT.search(reason)
+                                                         and not _SAYS_WRONG.search(reason)):
+            return Verdict(False, "judge_inconsistent",
+                           reason=f"the reply's flag (correct: {str(correct).lower()}) contradicts "
+                                  f"its reason: {reason[:_REASON_LIMIT]!r}")
         return Verdict(correct, "llm:correct" if correct else "llm:incorrect",
                        reason=reason[:_REASON_LIMIT])
+
+
+def calibration_cases(examples: Sequence[Mapping[str, Any]], responses: Sequence[str | None],
+                      size: int = CALIBRATION_SIZE) -> list[tuple[str, Mapping[str, Any], bool]]:
+    """``(response, example, is_right)`` cases whose verdict is known without any label.
+
+    Rows are taken in a fixed order (by a hash of the question), so the set does not depend
+    on sharding. Positives: a model answer the heuristic matched, else the row's gold alias.
+    Negatives: row i's answer (else its gold) asked against row i+1's question and aliases,
+    kept only when none of row i+1's aliases appears in it at all.
+    """
+    import hashlib
+
+    order = sorted(range(len(examples)), key=lambda i: hashlib.sha256(
+        str(examples[i].get("question")).encode()).hexdigest())[:size + 1]
+    cases: list[tuple[str, Mapping[str, Any], bool]] = []
+    for position, index in enumerate(order[:size]):
+        example, response = examples[index], responses[index]
+        question = str(example.get("question") or "")
+        matched = response is not None and bool(
+            (v := heuristic_verdict(response, row_aliases(example), question)) and v.correct)
+        cases.append((response if matched else row_aliases(example)[0], example, True))
+        if len(order) < 2:
+            continue
+        other = examples[order[(position + 1) % len(order)]]
+        wrong = response if response and response.strip() else row_aliases(example)[0]
+        tokens = normalize(wrong).split()
+        if not any(_find_span(normalize(a).split(), tokens) for a in row_aliases(other)
+                   if normalize(a)):  # none of the other row's aliases anywhere in it
+            cases.append((wrong, other, False))
+    return cases

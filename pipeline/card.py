@@ -46,7 +46,8 @@ DATA_FILE = "data/train-00000-of-00001.parquet"
 # Columns the card and the report read; an older or foreign train.parquet without them is
 # refused with a message instead of failing half-way through.
 REQUIRED_COLUMNS = ("id", "prompt", "completion", "source", "target", "gold", "candidate", "verdict",
-                    "judge_rule", "paraphrase", "paraphrase_verdict", "paraphrase_judge_rule",
+                    "judge_rule", "admitted", "admission_rule", "paraphrase", "paraphrase_verdict",
+                    "paraphrase_judge_rule", "paraphrase_admitted", "paraphrase_admission_rule",
                     "completion_tokens", "paraphrase_tokens", "error", "model", "prompt_version",
                     "paraphrase_prompt_version")
 
@@ -61,6 +62,15 @@ COLUMN_DOCS: dict[str, str] = {
     "candidate": "the base model's own answer (greedy)",
     "verdict": "the judge's verdict on `candidate`",
     "judge_rule": "the judge rule that decided `verdict`",
+    "judge_reason": "why the judge decided so",
+    "admitted": "`candidate` may be the target (judged correct, not cut off, right format)",
+    "admission_rule": "`admitted`, or the rule that kept `candidate` out (`truncated`, `wrong`, ...)",
+    "admission_reason": "what the admission rule saw",
+    "paraphrase_judge_reason": "why the judge decided so about `paraphrase`",
+    "paraphrase_admitted": "`paraphrase` may be the target",
+    "paraphrase_admission_rule": "`admitted`, or the rule that kept `paraphrase` out (`copy_of_gold`, ...)",
+    "paraphrase_admission_reason": "what the admission rule saw",
+    "paraphrase_finish_reason": "why generation of `paraphrase` stopped",
     "paraphrase": "the model's rewrite of `gold` (null if not paraphrased)",
     "paraphrase_verdict": "the judge's verdict on `paraphrase`",
     "paraphrase_judge_rule": "the judge rule that decided `paraphrase_verdict`",
@@ -218,6 +228,30 @@ def _judge_section(run: RunFiles) -> str:
     return "\n".join(lines)
 
 
+def admission_section(summary: dict[str, Any]) -> str:
+    """What was admitted as a target and what was not, by rule, with an example reason; and
+    the LLM judge's calibration (shared by the card; the report renders the same data)."""
+    lines = ["A text is a training target only when the pipeline knows it is right: judged "
+             "correct (by a judge that proved itself, for an LLM judge), not cut off at the "
+             "token limit, not a copy of the gold (paraphrases), and in the task's target format "
+             "(see the project's README, \"What is admitted\").", "",
+             "| text | rule | rows | example reason |", "| --- | --- | ---: | --- |"]
+    for kind, rules in (summary.get("admission") or {}).items():
+        for rule, info in rules.items():
+            reason = str((info.get("example") or {}).get("reason") or "")[:120]
+            lines.append(f"| {kind} | `{_cell(rule)}` | {info.get('count')} | {_cell(reason)} |")
+    lines.append("")
+    lines.append(f"- paraphrases that copied the gold: {summary.get('paraphrase_copies', '?')}")
+    calibration = summary.get("judge_calibration")
+    if calibration:
+        lines.append(f"- LLM judge calibration: {_cell(calibration.get('description'))}")
+    untrusted = summary.get("rows_without_trusted_verdict")
+    if untrusted:
+        lines.append(f"- rows the alias rules could not decide and the LLM judge was not trusted to: "
+                     f"{untrusted} (not admitted as the model's answer)")
+    return "\n".join(lines)
+
+
 def _judge_name(task: str) -> str:
     from pipeline.tasks import TASKS
 
@@ -263,17 +297,19 @@ def render_card(run: RunFiles, repo_id: str) -> str:
 
 Training data curated the **S3FT** way (Selective Self-to-Supervised Fine-Tuning, Gupta et al.,
 NAACL Findings 2025): the base model answered every training prompt; a task judge checked each
-answer. Where the answer was correct the target is the model's **own answer**; otherwise the
-model paraphrased the gold answer, and the target is that **paraphrase** if it passed the judge,
-else the **gold** answer. Training on the model's own wording where it is right over-specialises
-the model less than plain SFT on gold answers.
+answer. Where the answer was correct (and admitted, see below) the target is the model's **own
+answer**; otherwise the model paraphrased the gold answer, and the target is that
+**paraphrase** if it passed the judge and admission, else the **gold** answer. Training on
+the model's own wording where it is right over-specialises the model less than plain SFT on
+gold answers.
 
 | | |
 | --- | --- |
 | task | `{task}` |
 | rows | {rows} |
 | model | `{_cell(model)}` |
-| model accuracy on these prompts | {_pct(summary.get('model_accuracy_pct'))} % |
+| model accuracy on these prompts (trusted verdicts) | {_pct(summary.get('model_accuracy_pct'))} % |
+| model answers admitted as targets | {_pct(summary.get('model_admitted_pct'))} % |
 | rows with errors (fell back to gold) | {summary.get('rows_with_errors', '?')} |
 | licence | {license_text} |
 
@@ -282,6 +318,10 @@ the model less than plain SFT on gold answers.
 Share of each target source in this set, next to the paper's (Table 3, Mistral-7B-Instruct-v0.2):
 
 {chr(10).join(mix)}
+
+## What was admitted, and how the pipeline knows
+
+{admission_section(summary)}
 
 ## Source data
 

@@ -83,6 +83,15 @@ class RunConfig:
         default="S3FT_JUDGE_API_KEY", metadata={"help": "Environment variable with the judge's key."}
     )
     judge_max_tokens: int = field(default=128, metadata={"help": "Max tokens of a judge verdict."})
+    judge_min_tnr: float = field(
+        default=0.9,
+        metadata={"help": "An LLM judge decides rows only if it calls at least this share of "
+                  "known-wrong answers wrong in its calibration (see README, 'What is admitted')."},
+    )
+    judge_min_tpr: float = field(
+        default=0.8,
+        metadata={"help": "... and at least this share of known-right answers right."},
+    )
     max_tokens: int = field(default=384, metadata={"help": "Max new tokens per generation."})
     max_model_len: int = field(
         default=2048, metadata={"help": "Context length of the engine (prompt + answer)."}

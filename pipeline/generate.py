@@ -9,7 +9,7 @@ from typing import Any
 import polars as pl
 
 from pipeline.backends.base import Backend, SamplingSettings
-from pipeline.stage import append_error
+from pipeline.stage import Stage, append_error
 from pipeline.tasks import TaskSpec
 
 MESSAGES = pl.List(pl.Struct({"role": pl.String, "content": pl.String}))
@@ -31,7 +31,7 @@ def run_backend(backend: Backend, conversations: list[list[dict[str, str]]],
     return generations
 
 
-class GenerateStage:
+class GenerateStage(Stage):
     name = "generate"
     version = "1"
     columns = {

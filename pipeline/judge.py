@@ -1,24 +1,38 @@
-"""Judge stage: the task's judge checks every candidate against the gold answer."""
+"""Judge stage: the task's judge checks every candidate against the gold answer.
+
+An LLM judge is proven first (:meth:`JudgeStage.prepare`): it is scored on known-right and
+known-wrong answers built from the run's own rows (:mod:`judges.calibration`), the figures
+are saved beside the stage's shards (so a rerun decides the same) and logged in one line.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from judges import Judge, Verdict
+from judges.calibration import Calibration
 from pipeline import faults
-from pipeline.stage import append_error
+from pipeline.stage import Shard, Stage, append_error
+from pipeline.storage import atomic_write_json
 
 log = logging.getLogger(__name__)
 
 
 def judge_responses(judge: Judge, responses: list[str | None],
-                    examples: list[Mapping[str, Any]]) -> tuple[list[Verdict], list[str | None]]:
-    """Verdicts for every response; a judge exception becomes an error for that row only."""
+                    examples: list[Mapping[str, Any]], *, paraphrase: bool = False,
+                    ) -> tuple[list[Verdict], list[str | None]]:
+    """Verdicts for every response (with ``paraphrase``, the judge's paraphrase check); a
+    judge exception becomes an error for that row only."""
+    one: Callable[[str, Mapping[str, Any]], Verdict] = \
+        judge.judge_paraphrase if paraphrase else judge.judge
+    batch = judge.judge_paraphrases if paraphrase else judge.judge_many
     verdicts: list[Verdict | None] = [None] * len(responses)
     errors: list[str | None] = [None] * len(responses)
     todo = []
@@ -27,8 +41,7 @@ def judge_responses(judge: Judge, responses: list[str | None],
             verdicts[index] = Verdict(False, "no_response", reason="generation failed")
         else:
             todo.append(index)
-    batch = getattr(judge, "judge_many", None)
-    if batch is not None and todo and not faults.marker("judge"):
+    if todo and not faults.marker("judge"):
         try:
             for index, verdict in zip(todo, batch([responses[i] for i in todo],
                                                   [examples[i] for i in todo]), strict=True):
@@ -39,7 +52,7 @@ def judge_responses(judge: Judge, responses: list[str | None],
     for index in todo:
         try:
             faults.check("judge", str(examples[index].get("prompt", "")))
-            verdicts[index] = judge.judge(responses[index], examples[index])
+            verdicts[index] = one(responses[index], examples[index])
         except Exception as exc:
             verdicts[index] = Verdict(False, "judge_error", reason=f"{type(exc).__name__}: {exc}")
             errors[index] = f"judge_error: {type(exc).__name__}: {exc}"
@@ -55,19 +68,37 @@ def verdict_columns(verdicts: list[Verdict], prefix: str) -> list[pl.Series]:
     ]
 
 
-class JudgeStage:
+CALIBRATION_FILE = "llm-judge-calibration.json"
+
+
+class JudgeStage(Stage):
     name = "judge"
-    version = "1"
+    version = "2"
     columns = {"verdict": pl.Boolean, "judge_rule": pl.String,
                "judge_extracted": pl.String, "judge_reason": pl.String}
 
-    def __init__(self, judge: Judge, judge_settings: dict[str, Any]):
+    def __init__(self, judge: Judge):
         self.judge = judge
-        self.judge_settings = judge_settings
 
     def settings(self) -> dict[str, Any]:
         return {"judge": self.judge.name, "judge_version": self.judge.version,
-                "judge_settings": self.judge_settings}
+                "judge_settings": self.judge.settings()}
+
+    def prepare(self, upstream: list[Shard], record_dir: Path, fresh: bool) -> None:
+        """Prove an LLM judge before it decides any row (nothing to do for rule judges)."""
+        if not self.judge.uses_llm:
+            return
+        record = record_dir / CALIBRATION_FILE
+        if record.is_file() and not fresh:
+            calibration = Calibration.from_dict(json.loads(record.read_text()))
+            self.judge.calibration = calibration
+        else:
+            frame = pl.concat([pl.read_parquet(s.path) for s in upstream], how="vertical_relaxed")
+            calibration = self.judge.calibrate(frame.to_dicts(), frame["candidate"].to_list())
+            if calibration is None:
+                return
+            atomic_write_json(record, calibration.as_dict())
+        (log.info if calibration.trusted else log.warning)("%s", calibration.describe())
 
     def process(self, frame: pl.DataFrame, stats: Counter) -> pl.DataFrame:
         verdicts, errors = judge_responses(self.judge, frame["candidate"].to_list(),

@@ -224,7 +224,8 @@ def _headline(run: RunFiles) -> str:
                       f"{info.get('count', 0)} rows · {note}"))
     para = s.get("paraphrase") or {}
     tiles.append(("model accuracy", f"{float(s.get('model_accuracy_pct') or 0):.1f}%",
-                  f"paraphrases passing {para.get('passed', 0)}/{para.get('attempted', 0)}"))
+                  f"trusted verdicts · admitted {float(s.get('model_admitted_pct') or 0):.1f}% · "
+                  f"paraphrases admitted {para.get('passed', 0)}/{para.get('attempted', 0)}"))
     errors = s.get("rows_with_errors", 0)
     by_stage = ", ".join(f"{k} {v}" for k, v in (s.get("errors_by_stage") or {}).items()) or "none"
     tiles.append(("rows with errors", f"{errors}", f"by stage: {by_stage}"))
@@ -278,6 +279,23 @@ def _examples(run: RunFiles) -> str:
     return "".join(parts) or "<p>No rows.</p>"
 
 
+def _admission(run: RunFiles) -> str:
+    """Admission by rule (model answers and paraphrases) and the LLM judge's calibration."""
+    s = run.summary
+    rows = "".join(
+        f"<tr><td>{_esc(kind)}</td><td><code>{_esc(rule)}</code></td><td>{info.get('count')}</td>"
+        f"<td class='id'>{_esc((info.get('example') or {}).get('id'))}</td>"
+        f"<td><pre>{_esc(_clip((info.get('example') or {}).get('reason')))}</pre></td></tr>"
+        for kind, rules in (s.get("admission") or {}).items() for rule, info in rules.items())
+    calibration = s.get("judge_calibration")
+    note = (f"<p class='{'' if calibration.get('trusted') else 'err'}'>"
+            f"{_esc(calibration.get('description'))}</p>") if calibration else ""
+    return (f"<h2>Admission: what became a target, and why not</h2>{note}"
+            f"<p>Paraphrases that copied the gold: {_esc(s.get('paraphrase_copies', 0))}</p>"
+            f"<table class='ex'><tr><th>text</th><th>rule</th><th>rows</th><th>example row</th>"
+            f"<th>its reason</th></tr>{rows}</table>")
+
+
 def _error_rows(run: RunFiles) -> str:
     errors = [(i, e) for i, e in zip(run.column("id"), run.column("error"), strict=True) if e]
     if not errors:
@@ -327,6 +345,7 @@ def render_html(run: RunFiles, images: dict[str, bytes]) -> str:
 <div class="sub">{_esc(run.run_dir)}</div>
 {_headline(run)}
 {_facts(run)}
+{_admission(run)}
 <h2>Charts</h2>
 <div class="charts">{figures}</div>
 {_error_rows(run)}

@@ -1,4 +1,4 @@
-"""Wire the stages together: load → generate → judge → paraphrase → select → export."""
+"""Wire the stages together: load → generate → judge → admit → paraphrase → select → export."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import polars as pl
 import yaml
 
 import judges
+from pipeline.admission import AdmitStage
 from pipeline.backends.base import SamplingSettings
 from pipeline.backends.vllm_backend import VllmBackend
 from pipeline.config import RunConfig, stable_hash
@@ -32,7 +33,7 @@ from pipeline.tasks import TaskSpec, get_task
 
 log = logging.getLogger(__name__)
 
-LOAD_VERSION = "1"
+LOAD_VERSION = "2"  # 2: MBPP gold in the one target format
 
 
 @dataclass
@@ -61,12 +62,12 @@ def plan(config: RunConfig, served: tuple[ResolvedModel, Any, dict[str, Any]] | 
     model, backend, engine = served or _backend(config)
     judge: Any = _judge(config, task, judge_chat or backend)
     sampling = SamplingSettings(max_tokens=config.max_tokens, stop=task.stop)
-    judge_settings = judge.settings() if hasattr(judge, "settings") else {}
     stages: list[Stage] = [
         GenerateStage(task, backend, sampling, model.fingerprint, engine),
-        JudgeStage(judge, judge_settings=judge_settings),
+        JudgeStage(judge),
+        AdmitStage(judge),
         ParaphraseStage(task, backend, judge, sampling, config.paraphrase_all),
-        SelectStage(),
+        SelectStage(judge),
     ]
     # --limit is not part of any key: shards are fixed windows, so a different limit reuses
     # every full shard it shares with an earlier run (see pipeline/load.py: write_shards).
@@ -142,7 +143,8 @@ def _judge(config: RunConfig, task: TaskSpec, backend: Any) -> Any:
                              api_key_env=config.judge_api_key_env,
                              max_concurrency=config.max_concurrency,
                              timeout=config.request_timeout, max_retries=config.max_retries)
-    return judges.get(task.judge, chat=chat, max_tokens=config.judge_max_tokens)
+    return judges.get(task.judge, chat=chat, max_tokens=config.judge_max_tokens,
+                      min_tpr=config.judge_min_tpr, min_tnr=config.judge_min_tnr)
 
 
 def execute(p: Plan, until: str | None = None) -> tuple[list[Shard], dict[str, StageResult]]:
@@ -176,7 +178,8 @@ def run(config: RunConfig) -> dict[str, Any]:
         table = build_train_table(shards, p.task.name)
         write_train(table, p.out_dir / "train.parquet")
         summary = summarize(table, p.task.name, results, time.perf_counter() - started,
-                            engine_starts=getattr(p.backend, "engine_starts", 0))
+                            engine_starts=getattr(p.backend, "engine_starts", 0),
+                            judge_calibration=_calibration_record(p))
         for name, backend in (("backend_counters", p.backend),
                               ("judge_backend_counters", getattr(p.judge, "chat", None))):
             counters = getattr(backend, "counters", None)
@@ -191,6 +194,18 @@ def run(config: RunConfig) -> dict[str, Any]:
         _write_report(p.out_dir)
     print_summary(summary)
     return summary
+
+
+def _calibration_record(p: Plan) -> dict[str, Any] | None:
+    """The LLM judge's calibration as the judge stage saved it (None for rule judges)."""
+    from judges.calibration import Calibration
+    from pipeline.judge import CALIBRATION_FILE
+
+    record = p.out_dir / "stages" / f"judge-{p.keys['judge']}" / CALIBRATION_FILE
+    if not record.is_file():
+        return None
+    data = json.loads(record.read_text())
+    return {**data, "description": Calibration.from_dict(data).describe()}
 
 
 def _close(p: Plan) -> None:

@@ -1,6 +1,9 @@
 """Select stage: the S3FT rule for the training target of every row.
 
-model answer if judged correct → else the paraphrase if its verdict is correct → else gold.
+the model's answer if admitted → else its paraphrase if admitted → else gold
+(:mod:`pipeline.admission` decides what is admitted). Every target is written in the task's
+one target format (:meth:`judges.base.Judge.format_target`: e.g. MBPP code between
+``[BEGIN]`` and ``[DONE]``, whoever wrote it).
 """
 
 from __future__ import annotations
@@ -10,30 +13,38 @@ from typing import Any
 
 import polars as pl
 
+from judges import Judge
+from pipeline.admission import verdict_of
+from pipeline.stage import Stage
+
 SOURCES = ("model", "paraphrase", "gold")
 
 
-class SelectStage:
+class SelectStage(Stage):
     name = "select"
-    version = "1"
+    version = "2"
     columns = {"target": pl.String, "source": pl.String}
 
+    def __init__(self, judge: Judge):
+        self.judge = judge
+
     def settings(self) -> dict[str, Any]:
-        return {}
+        return {"judge": self.judge.name, "judge_version": self.judge.version}
 
     def process(self, frame: pl.DataFrame, stats: Counter) -> pl.DataFrame:
-        model_ok = pl.col("verdict").fill_null(False) & pl.col("candidate").is_not_null()
-        paraphrase_ok = (pl.col("paraphrase_verdict").fill_null(False)
-                         & pl.col("paraphrase").is_not_null())
-        frame = frame.with_columns(
-            pl.when(model_ok).then(pl.lit("model"))
-            .when(paraphrase_ok).then(pl.lit("paraphrase"))
-            .otherwise(pl.lit("gold")).alias("source"),
-        ).with_columns(
-            pl.when(pl.col("source") == "model").then(pl.col("candidate"))
-            .when(pl.col("source") == "paraphrase").then(pl.col("paraphrase"))
-            .otherwise(pl.col("gold")).alias("target"),
-        )
-        for source, count in frame["source"].value_counts().iter_rows():
-            stats[f"source_{source}"] += count
-        return frame
+        sources, targets = [], []
+        for row in frame.iter_rows(named=True):
+            if row["admitted"]:
+                source = "model"
+                target = self.judge.format_target(row["candidate"], verdict_of(row), row)
+            elif row["paraphrase_admitted"]:
+                source = "paraphrase"
+                target = self.judge.format_target(row["paraphrase"],
+                                                  verdict_of(row, "paraphrase_"), row)
+            else:
+                source, target = "gold", row["gold"]
+            sources.append(source)
+            targets.append(target)
+        stats.update(f"source_{s}" for s in sources)
+        return frame.with_columns(pl.Series("target", targets, dtype=pl.String),
+                                  pl.Series("source", sources, dtype=pl.String))

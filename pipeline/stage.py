@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import polars as pl
 from tqdm.auto import tqdm
@@ -26,20 +26,31 @@ from pipeline.storage import StageDir
 log = logging.getLogger(__name__)
 
 
-class Stage(Protocol):
+class Stage:
+    """Base of every stage. Subclasses set ``name``, ``version`` and ``columns`` and
+    implement :meth:`settings` and :meth:`process`."""
+
     name: str
     #: Bump when the stage's code changes what it writes.
     version: str
     #: Columns this stage adds, with their types (written with this explicit schema).
     columns: dict[str, pl.DataType]
+    #: Shards handed to :meth:`process` at once (e.g. one Ray job for a group of shards).
+    shards_per_call: int = 1
 
     def settings(self) -> dict[str, Any]:
         """Everything besides the input rows that changes this stage's output."""
-        ...
+        raise NotImplementedError
+
+    def prepare(self, upstream: list[Shard], record_dir: Path, fresh: bool) -> None:
+        """Called once before any shard is processed, with every upstream shard (e.g. the
+        judge proves an LLM judge on the run's own data). ``record_dir`` is where a stage
+        keeps what it decided, so a rerun decides the same (unless ``fresh``). Default:
+        nothing."""
 
     def process(self, frame: pl.DataFrame, stats: Counter) -> pl.DataFrame:
         """Return ``frame`` with this stage's columns added; count what happened in ``stats``."""
-        ...
+        raise NotImplementedError
 
 
 @dataclass(frozen=True)
@@ -94,7 +105,9 @@ def run_stage(stage: Stage, upstream: list[Shard], upstream_key: str, stages_roo
         else:
             totals.update(marker["stats"])
     started = time.perf_counter()
-    group_size = max(1, int(getattr(stage, "shards_per_call", 1) or 1))
+    if todo:
+        stage.prepare(upstream, out.root, fresh)
+    group_size = max(1, int(stage.shards_per_call or 1))
     progress = tqdm(total=len(todo), desc=stage.name, unit="shard", disable=None)
     for start in range(0, len(todo), group_size):
         group = todo[start:start + group_size]

@@ -1,4 +1,5 @@
-"""The run summary: training-mix shares, model accuracy, errors, and cost per stage."""
+"""The run summary: training-mix shares, model accuracy, what admission rejected and why,
+the LLM judge's calibration, errors, and cost per stage."""
 
 from __future__ import annotations
 
@@ -40,12 +41,32 @@ def _stage_cost(result: StageResult, prefix: str | None) -> dict[str, Any]:
     return cost
 
 
+EXAMPLE_CHARS = 300
+
+
+def admission_counts(columns: dict[str, list[Any]], prefix: str) -> dict[str, dict[str, Any]]:
+    """Rows per admission rule (most frequent first), each with its first row as an example."""
+    rules = columns[f"{prefix}admission_rule"]
+    texts = columns["paraphrase" if prefix else "candidate"]
+    out: dict[str, dict[str, Any]] = {}
+    for rule, count in Counter(r for r in rules if r is not None).most_common():
+        first = rules.index(rule)
+        text = texts[first] or ""
+        out[rule] = {"count": count, "example": {
+            "id": columns["id"][first],
+            "text": text[:EXAMPLE_CHARS] + ("…" if len(text) > EXAMPLE_CHARS else ""),
+            "reason": columns[f"{prefix}admission_reason"][first]}}
+    return out
+
+
 def summarize(table: pa.Table, task: str, stages: dict[str, StageResult],
-              wall_seconds: float, engine_starts: int) -> dict[str, Any]:
+              wall_seconds: float, engine_starts: int,
+              judge_calibration: dict[str, Any] | None = None) -> dict[str, Any]:
     rows = table.num_rows
     columns = table.to_pydict()
     counts = Counter(columns["source"])
-    paraphrased = [v for v in columns["paraphrase_verdict"] if v is not None]
+    paraphrased = [v for v in columns["paraphrase_admitted"] if v is not None]
+    untrusted = sum(rule == "judge_untrusted" for rule in columns["judge_rule"])
     errors = Counter(
         part.split(":", 1)[0] for e in columns["error"] if e for part in e.split("; ")
     )
@@ -57,8 +78,16 @@ def summarize(table: pa.Table, task: str, stages: dict[str, StageResult],
                         "share_pct": round(100 * counts.get(s, 0) / rows, 1) if rows else 0.0}
                     for s in SOURCES},
         "paper_shares_pct": PAPER_SHARES.get(task),
+        # Verdicts of an untrusted LLM judge are never "correct": this is the trusted share.
         "model_accuracy_pct": round(100 * sum(bool(v) for v in columns["verdict"]) / rows, 1)
         if rows else 0.0,
+        "rows_without_trusted_verdict": untrusted,
+        "model_admitted_pct": round(100 * sum(bool(v) for v in columns["admitted"]) / rows, 1)
+        if rows else 0.0,
+        "admission": {"model": admission_counts(columns, ""),
+                      "paraphrase": admission_counts(columns, "paraphrase_")},
+        "paraphrase_copies": sum(r == "copy_of_gold" for r in columns["paraphrase_admission_rule"]),
+        "judge_calibration": judge_calibration,
         "paraphrase": {"attempted": len(paraphrased), "passed": sum(paraphrased),
                        "pass_rate_pct": round(100 * sum(paraphrased) / len(paraphrased), 1)
                        if paraphrased else None},
@@ -95,9 +124,23 @@ def print_summary(summary: dict[str, Any]) -> None:
                       str(cost.get("generated_tokens", "")),
                       str(cost.get("tokens_per_s") or ""))
     console.print(costs)
+    admission = Table(title="Admission: why a text was or was not a target")
+    for column in ("text", "rule", "rows", "example reason"):
+        admission.add_column(column, justify="right" if column == "rows" else "left")
+    for kind, rules in summary.get("admission", {}).items():
+        for rule, info in rules.items():
+            admission.add_row(kind, rule, str(info["count"]),
+                              str(info["example"]["reason"] or "")[:70])
+    console.print(admission)
+    calibration = summary.get("judge_calibration")
+    if calibration:
+        console.print(calibration["description"])
     para = summary["paraphrase"]
     console.print(
-        f"model accuracy on the training set: {summary['model_accuracy_pct']:.1f}%  |  "
-        f"paraphrases passing: {para['passed']}/{para['attempted']}  |  "
-        f"rows with errors: {summary['rows_with_errors']}  |  wall: {summary['wall_seconds']:.1f}s"
+        f"model accuracy on the training set (trusted verdicts): "
+        f"{summary['model_accuracy_pct']:.1f}%  |  own answers admitted: "
+        f"{summary['model_admitted_pct']:.1f}%  |  paraphrases admitted: "
+        f"{para['passed']}/{para['attempted']} ({summary['paraphrase_copies']} copies of the gold)"
+        f"  |  rows with errors: {summary['rows_with_errors']}  |  wall: "
+        f"{summary['wall_seconds']:.1f}s"
     )

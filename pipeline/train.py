@@ -6,7 +6,7 @@ differ only in their targets:
 
 * ``s3ft``: ``target`` (model answer if judged correct, else passing paraphrase, else gold);
 * ``sft``: ``gold`` for every row;
-* ``sdft``: ``paraphrase`` where ``paraphrase_verdict`` is true, else ``gold``.
+* ``sdft``: ``paraphrase`` where ``paraphrase_admitted`` is true, else ``gold``.
 
 Options follow TRL's conventions (as in ``trl/scripts/sft.py``): our :class:`TrainArguments`
 plus every ``SFTConfig`` / ``TrainingArguments`` field as a flag (``--learning_rate``,
@@ -43,12 +43,12 @@ log = logging.getLogger(__name__)
 MODES: dict[str, str] = {
     "s3ft": "target column: the S3FT selection (model answer / paraphrase / gold)",
     "sft": "gold column for every row",
-    "sdft": "paraphrase column where paraphrase_verdict is true, gold otherwise",
+    "sdft": "paraphrase column where paraphrase_admitted is true, gold otherwise",
 }
 MODE_COLUMNS: dict[str, tuple[str, ...]] = {
     "s3ft": ("target",),
     "sft": ("gold",),
-    "sdft": ("paraphrase", "paraphrase_verdict", "gold"),
+    "sdft": ("paraphrase", "paraphrase_admitted", "gold"),
 }
 
 #: LoRA learning rate when none is given: TRL's 2e-5 default is meant for full fine-tuning;
@@ -142,7 +142,7 @@ def chosen_text(row: Mapping[str, Any], mode: str) -> str | None:
     if mode == "sft":
         return row["gold"]
     if mode == "sdft":
-        return row["paraphrase"] if row["paraphrase_verdict"] else row["gold"]
+        return row["paraphrase"] if row["paraphrase_admitted"] else row["gold"]
     raise TrainInputError(f"--mode {mode!r}: unknown mode; choose one of {', '.join(MODES)}")
 
 
@@ -164,7 +164,7 @@ def build_examples(path: str | Path, mode: str, limit: int | None = None) -> lis
             raise TrainInputError(f"{where}: `prompt` must be a non-empty list of {{role, content}} messages")
         text = chosen_text(row, mode)
         if not text:
-            column = ("paraphrase" if mode == "sdft" and row["paraphrase_verdict"]
+            column = ("paraphrase" if mode == "sdft" and row["paraphrase_admitted"]
                       else MODE_COLUMNS[mode][-1])
             raise TrainInputError(f"{where}: --mode {mode} trains on `{column}`, which is empty here")
         examples.append({

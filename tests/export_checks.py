@@ -23,17 +23,22 @@ def assert_valid_s3ft_export(path, task: str, rows: int, split: str = "train") -
         assert row["target"], row["id"]
         assert row["completion"] == [{"role": "assistant", "content": row["target"]}]
         assert row["gold"] == gold[row["id"]]
-        assert (row["source"] == "model") == bool(row["verdict"]), row["id"]
+        assert (row["source"] == "model") == bool(row["admitted"]), row["id"]
+        # Nothing is admitted that the judge did not find correct, or that was cut off.
+        assert not row["admitted"] or (row["verdict"] and row["finish_reason"] == "stop"), row["id"]
+        assert row["admission_rule"] == ("admitted" if row["admitted"] else row["admission_rule"])
         if row["source"] == "model":
-            assert row["target"] == row["candidate"]
-            assert row["paraphrase"] is None  # only rows judged wrong are paraphrased
+            assert row["paraphrase"] is None  # only rows not admitted are paraphrased
         elif row["source"] == "paraphrase":
-            assert row["paraphrase_verdict"] is True
-            assert row["target"] == row["paraphrase"]
+            assert row["paraphrase_verdict"] is True and row["paraphrase_admitted"] is True
+            assert row["paraphrase_finish_reason"] == "stop"
+            assert row["paraphrase_admission_rule"] == "admitted"
         else:
             assert row["source"] == "gold"
-            assert not row["paraphrase_verdict"]
+            assert not row["paraphrase_admitted"]
             assert row["target"] == row["gold"]
-        if not row["verdict"]:
-            assert row["paraphrase_verdict"] is not None or row["error"], row["id"]
+        if row["source"] != "gold":
+            assert row["target"], row["id"]
+        if not row["admitted"]:
+            assert row["paraphrase_admission_rule"] is not None or row["error"], row["id"]
     return train

@@ -11,7 +11,8 @@ mix good and bad rows:
 * ``[[garbage]]``: HTTP 200 with a body that is not JSON; ``[[noshape]]``: JSON, no choices.
 * ``[[sleep:0.2]]``: answer normally after that many seconds.
 * ``[[reply:TEXT]]``: answer with TEXT verbatim (e.g. a judge's JSON verdict).
-* otherwise the answer is ``echo: <message>`` (deterministic).
+* otherwise ``responder(message)`` if the server was given one and it returns text (e.g. a
+  judge that grades correctly), else ``echo: <message>`` (deterministic).
 
 Usage counts whitespace-separated words. The server records every request body and its arrival
 time, the number of requests, and the highest number of requests it was serving at the same time.
@@ -24,6 +25,7 @@ import re
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -32,7 +34,9 @@ _DIRECTIVE = re.compile(r"\[\[(\w+)(?::(.*?))?\]\]", re.DOTALL)
 
 class FakeOpenAIServer:
     def __init__(self, hang_seconds: float = 10.0, retry_after: str = "0.05",
-                 served_model: str = "fake-model"):
+                 served_model: str = "fake-model",
+                 responder: Callable[[str], str | None] | None = None):
+        self.responder = responder
         self.hang_seconds = hang_seconds
         self.retry_after = retry_after
         self.served_model = served_model
@@ -97,7 +101,11 @@ class FakeOpenAIServer:
             return _json(200, {"id": "x", "object": "chat.completion"})
         if "sleep" in directives:
             self._stopping.wait(float(directives["sleep"]))
-        text = directives.get("reply", f"echo: {prompt}")
+        text = directives.get("reply")
+        if text is None and self.responder is not None:
+            text = self.responder(prompt)
+        if text is None:
+            text = f"echo: {prompt}"
         return _json(200, _completion(body, text))
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
@@ -149,6 +157,20 @@ class FakeOpenAIServer:
                     pass  # the client gave up (timeout): nothing to deliver
 
         return Handler
+
+
+def grading_judge(prompt: str) -> str | None:
+    """A capable judge: reads the references and the response out of the judge prompt and
+    grades by normalised containment, as a strong model would on these easy cases."""
+    from judges.nq import normalize
+
+    if "Reference answers:" not in prompt:
+        return None
+    references = re.findall(r"^- (.+)$", prompt.split("Reference answers:", 1)[1], re.M)
+    response = prompt.split("\nResponse: ", 1)[1].split("\n\nCount the response", 1)[0]
+    correct = any(normalize(r) and normalize(r) in normalize(response) for r in references)
+    reason = "Names the reference answer." if correct else "Gives another answer."
+    return json.dumps({"reason": reason, "correct": correct})
 
 
 def _json(status: int, payload: dict[str, Any],

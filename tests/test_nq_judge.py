@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
-from fake_openai_server import FakeOpenAIServer
+from fake_openai_server import FakeOpenAIServer, grading_judge
 
 from judges.nq import VERDICT_SCHEMA, NqJudge, heuristic_verdict, normalize, parse_llm_verdict
 from pipeline.backends.openai_backend import OpenAIBackend
@@ -293,3 +293,81 @@ def test_on_real_rows_the_heuristic_takes_the_gold_and_refuses_other_rows_gold(n
         verdict = judged(f"The answer is {other_gold}.", row)
         if verdict is not None and verdict.correct:  # only when the two rows share an answer
             assert normalize(verdict.extracted) in normalize(other_gold)
+
+
+# -- the judge's reply read robustly, and the judge proven before it is used ----------------
+
+
+def test_a_looped_reply_is_unparsed_even_if_it_holds_json():
+    from pipeline.backends.base import Generation
+
+    looped = Generation(text='{"reason": "same", "correct": true} same same same',
+                        finish_reason="length", prompt_tokens=5, completion_tokens=128)
+    assert NqJudge._read(looped).rule == "judge_unparsed"
+
+
+@pytest.mark.parametrize("payload, rule", [
+    ({"reason": "The answer is incorrect.", "correct": True}, "judge_inconsistent"),
+    ({"reason": "The response does not match any reference.", "correct": True},
+     "judge_inconsistent"),
+    ({"reason": "The response matches the reference.", "correct": False}, "judge_inconsistent"),
+    ({"reason": "Same person as the reference.", "correct": True}, "llm:correct"),
+    ({"reason": "A different dog.", "correct": False}, "llm:incorrect"),
+])
+def test_a_flag_that_contradicts_its_reason_is_not_a_verdict(fake, tmp_path, payload, rule):
+    judge, _ = judge_for(fake, tmp_path)
+    verdict = judge.judge(reply(json.dumps(payload)), EXAMPLE)
+    assert verdict.rule == rule
+    assert verdict.correct == (rule == "llm:correct")
+
+
+def yes_man(prompt: str) -> str | None:
+    """The embedded 135M model's habit: "correct" for almost anything."""
+    return json.dumps({"reason": "Looks fine.", "correct": True})
+
+
+@pytest.fixture(scope="module")
+def nq_train(nq_rows) -> list[dict]:
+    return [{**prepare_row(row), "gold": gold_response(row)} for row in nq_rows[:60]]
+
+
+def calibrated(responder, nq_train, tmp_path, responses=None):
+    with FakeOpenAIServer(responder=responder) as server:
+        judge, backend = judge_for(server, tmp_path)
+        calibration = judge.calibrate(nq_train, responses or [None] * len(nq_train))
+        requests = server.request_count
+        later = judge.judge_many(["The bulldog"], [EXAMPLE])[0]
+        return calibration, requests, later, server.request_count - requests
+
+
+def test_a_capable_llm_judge_is_trusted(nq_train, tmp_path):
+    calibration, requests, later, later_requests = calibrated(grading_judge, nq_train, tmp_path)
+    assert calibration.positives == 40 and calibration.negatives >= 35
+    assert requests == calibration.positives + calibration.negatives
+    assert calibration.tpr == 1.0 and calibration.tnr == 1.0 and calibration.trusted
+    assert "trusted" in calibration.describe() and "NOT" not in calibration.describe()
+    assert later.rule == "llm:incorrect" and later_requests == 1  # it decides rows
+
+
+def test_a_judge_that_says_yes_to_everything_is_not_trusted_and_asks_nothing_more(
+        nq_train, tmp_path):
+    calibration, _, later, later_requests = calibrated(yes_man, nq_train, tmp_path)
+    assert calibration.tpr == 1.0 and calibration.tnr == 0.0 and not calibration.trusted
+    assert "--judge-base-url" in calibration.describe()
+    assert later.rule == "judge_untrusted" and not later.correct and later_requests == 0
+
+
+def test_calibration_negatives_pair_answers_with_other_questions(nq_train):
+    from judges.nq import calibration_cases
+
+    responses = [f"It is {row['gold']}." for row in nq_train]
+    cases = calibration_cases(nq_train, responses)
+    positives = [c for c in cases if c[2]]
+    negatives = [c for c in cases if not c[2]]
+    assert len(positives) == 40
+    for response, example, _ in positives:  # a right answer of that very row
+        assert heuristic_verdict(response, example["answers"], example["question"]).correct
+    for response, example, _ in negatives:  # another row's answer: none of its aliases in it
+        check = heuristic_verdict(response, example["answers"], example["question"])
+        assert not (check and check.correct)
+    assert cases == calibration_cases(nq_train, responses)  # a fixed order, not random

@@ -32,12 +32,37 @@ def test_export_is_a_valid_s3ft_training_set(gsm8k_run, gsm8k_train):
         assert row["prompt"][0]["content"].endswith("Question: " + source["question"])
 
 
-def test_rows_judged_wrong_were_paraphrased_and_the_rest_not(train):
-    wrong = train.filter(~pl.col("verdict"))
-    assert wrong["paraphrase"].null_count() == 0
-    assert wrong["paraphrase_verdict"].null_count() == 0
-    right = train.filter(pl.col("verdict"))
-    assert right["paraphrase"].null_count() == right.height
+def test_rows_not_admitted_were_paraphrased_and_the_rest_not(train):
+    rejected = train.filter(~pl.col("admitted"))
+    assert rejected["paraphrase"].null_count() == 0
+    assert rejected["paraphrase_verdict"].null_count() == 0
+    assert rejected["paraphrase_admission_rule"].null_count() == 0
+    admitted = train.filter(pl.col("admitted"))
+    assert admitted["paraphrase"].null_count() == admitted.height
+
+
+def test_admission_is_the_judges_rules_applied_again(train, gsm8k_train):
+    """Every recorded admission decision is what the rules give on the recorded row: a
+    cut-off answer is never admitted, a paraphrase passes only with the gold's steps."""
+    from judges.base import Verdict
+    from pipeline.admission import admit
+
+    judge = judges.get("gsm8k")
+    by_question = {row["question"]: row for row in gsm8k_train[:16]}
+    for row in train.iter_rows(named=True):
+        example = by_question[row["prompt"][0]["content"].split("Question: ", 1)[1]]
+        verdict = Verdict(row["verdict"], row["judge_rule"])
+        decision = admit(judge, row["candidate"], row["finish_reason"], verdict, example,
+                         row["gold"], paraphrase=False)
+        assert (decision.admitted, decision.rule) == (row["admitted"], row["admission_rule"])
+        if row["finish_reason"] == "length":
+            assert row["admission_rule"] == "truncated"
+        if row["paraphrase"] is not None:
+            verdict = judge.judge_paraphrase(row["paraphrase"], example)
+            assert verdict.rule == row["paraphrase_judge_rule"]
+            decision = admit(judge, row["paraphrase"], row["paraphrase_finish_reason"], verdict,
+                             example, row["gold"], paraphrase=True)
+            assert decision.rule == row["paraphrase_admission_rule"]
 
 
 def test_recorded_verdicts_match_the_judge(train, gsm8k_train):
@@ -48,7 +73,8 @@ def test_recorded_verdicts_match_the_judge(train, gsm8k_train):
         verdict = judge.judge(row["candidate"], example)
         assert (verdict.correct, verdict.rule) == (row["verdict"], row["judge_rule"])
         if row["paraphrase"] is not None:
-            assert judge.judge(row["paraphrase"], example).correct == row["paraphrase_verdict"]
+            assert judge.judge_paraphrase(row["paraphrase"], example).correct \
+                == row["paraphrase_verdict"]
 
 
 def test_generation_provenance(train):
@@ -67,6 +93,11 @@ def test_summary_matches_the_export(gsm8k_run, train):
         assert summary["sources"][source]["count"] == count
     assert sum(s["share_pct"] for s in summary["sources"].values()) == pytest.approx(100, abs=0.2)
     assert summary["model_accuracy_pct"] == pytest.approx(100 * train["verdict"].mean(), abs=0.1)
+    assert summary["model_admitted_pct"] == pytest.approx(100 * train["admitted"].mean(), abs=0.1)
+    for kind, prefix in (("model", ""), ("paraphrase", "paraphrase_")):
+        counts = dict(train[f"{prefix}admission_rule"].drop_nulls().value_counts().iter_rows())
+        assert {r: info["count"] for r, info in summary["admission"][kind].items()} == counts
+    assert summary["judge_calibration"] is None  # GSM8K's judge asks no LLM
     assert summary["stages"]["generate"]["generated_tokens"] == train["completion_tokens"].sum()
     assert summary["stages"]["generate"]["tokens_per_s"] > 0
     assert summary["engine_starts"] == 1

@@ -29,7 +29,10 @@ def test_standard_split_by_task_id():
 def test_gold_response_is_the_reference_in_the_prompts_delimiters():
     frame, _ = load_rows(MBPP, None, limit=1, split="train")
     row = frame.row(0, named=True)
-    assert row["gold"] == f"[BEGIN]\n{row['code']}\n[DONE]"
+    from judges.mbpp import code_target
+
+    assert row["gold"] == code_target(row["code"])
+    assert "\r" not in row["gold"]
     assert row["id"] == "mbpp-601"
     prompt = MBPP.answer_prompt.render(**row)
     assert row["text"] in prompt and row["test_list"][0] in prompt and "[BEGIN]" in prompt
@@ -53,3 +56,6 @@ def test_mbpp_curation_run(mbpp_run):
     for row, example in zip(train.iter_rows(named=True), source_rows.iter_rows(named=True),
                             strict=True):
         assert judge.judge(row["candidate"], example).correct == row["verdict"]
+        # One target format for model, paraphrase and gold alike.
+        assert row["target"].startswith("[BEGIN]\n") and row["target"].endswith("\n[DONE]")
+        assert "\r" not in row["target"] and "```" not in row["target"]

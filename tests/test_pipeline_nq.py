@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.request
 
+import polars as pl
 import pytest
 
 from pipeline.model import resolve_model
@@ -81,6 +82,18 @@ def test_nq_curation_through_an_openai_server(vllm_server, tmp_path):
     assert summary["stages"]["generate"]["generated_tokens"] == train["completion_tokens"].sum()
     first_requests = summary["backend_counters"]["requests"]
     assert first_requests > 0
+    # The embedded 135M model, judging its own answers, fails its calibration and so decides
+    # nothing: no row is admitted on its word.
+    calibration = summary["judge_calibration"]
+    assert calibration["judge_model"] == SERVED and calibration["positives"] == 16
+    assert calibration["trusted"] is False and calibration["tnr"] < 0.9
+    assert "NOT trusted" in first.stdout + first.stderr
+    assert not any(rule.startswith("llm:") for rule in train["judge_rule"])
+    untrusted = train.filter(pl.col("judge_rule") == "judge_untrusted")
+    assert summary["rows_without_trusted_verdict"] == untrusted.height
+    assert not untrusted["admitted"].any()
+    assert set(train.filter(pl.col("admitted"))["judge_rule"]) <= {"heuristic:exact",
+                                                                   "heuristic:contains"}
 
     # Recompute every stage: every generation and judge call is answered from the cache.
     again = run_cli(*args, "--fresh", env=env)
@@ -90,3 +103,25 @@ def test_nq_curation_through_an_openai_server(vllm_server, tmp_path):
     assert summary["backend_counters"]["cache_hits"] >= first_requests
     assert summary["judge_backend_counters"].get("requests", 0) == 0
     assert assert_valid_s3ft_export(out / "train.parquet", "nq", rows=16).equals(train)
+
+
+def test_a_capable_judge_is_trusted_and_decides_rows(vllm_server, tmp_path):
+    """Generation on the real server, the judge on a stand-in that grades correctly: it passes
+    its calibration and its verdicts are used."""
+    from fake_openai_server import FakeOpenAIServer, grading_judge
+
+    out = tmp_path / "nq-judged"
+    with FakeOpenAIServer(served_model="grader", responder=grading_judge) as judge_server:
+        result = run_cli("--task", "nq", "--limit", "16", "--backend", "openai", "--base-url",
+                         vllm_server, "--model", SERVED, "--judge-base-url", judge_server.base_url,
+                         "--judge-model", "grader", "--out", str(out),
+                         env={"S3FT_CACHE_DIR": str(tmp_path / "cache")})
+        assert result.returncode == 0, result.stderr[-3000:]
+        asked = judge_server.request_count
+    summary = json.loads((out / "summary.json").read_text())
+    calibration = summary["judge_calibration"]
+    assert calibration["trusted"] is True and calibration["judge_model"] == "grader"
+    train = assert_valid_s3ft_export(out / "train.parquet", "nq", rows=16)
+    assert "judge_untrusted" not in set(train["judge_rule"])
+    llm_rows = train.filter(pl.col("judge_rule").str.starts_with("llm:")).height
+    assert asked == calibration["positives"] + calibration["negatives"] + llm_rows

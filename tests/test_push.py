@@ -27,6 +27,8 @@ import pytest
 import yaml
 
 import judges
+from judges.base import Verdict
+from pipeline.admission import admit
 from pipeline.card import DATA_FILE, LICENSES, _fence, read_run, render_card
 from pipeline.config import RunConfig
 from pipeline.export import TRAIN_SCHEMA, write_train
@@ -62,7 +64,7 @@ def build_run_folder(root: Path, gsm8k_rows: list[dict], rows: int = 12, errors:
         kind = index % 4 if errors else index % 3
         candidate: str | None
         if kind == 0:
-            candidate = gold.replace("#### ", "The answer is ")
+            candidate = "Let me think.\n" + gold
         elif kind == 3:
             candidate = None  # generation failed for this row
         else:
@@ -71,11 +73,15 @@ def build_run_folder(root: Path, gsm8k_rows: list[dict], rows: int = 12, errors:
         if kind in (0, 3):
             para_text = None
         elif kind == 1:
-            para_text = "Working it out step by step:\n" + gold
+            para_text = "Let us work this out carefully, one step at a time, as follows:\n" + gold
         else:
             para_text = _last_number_changed(gold)
         verdict = judge.judge(candidate, source_row) if candidate is not None else None
-        para_verdict = judge.judge(para_text, source_row) if para_text is not None else None
+        para_verdict = judge.judge_paraphrase(para_text, source_row) if para_text is not None else None
+        admission = admit(judge, candidate, "stop", verdict or Verdict(False, "no_response"),
+                          source_row, gold, paraphrase=False)
+        para_admission = admit(judge, para_text, "stop", para_verdict, source_row, gold,
+                               paraphrase=True) if para_verdict else None
         records.append({
             "id": f"gsm8k-test-{index:04d}",
             "prompt": answer.messages(question=source_row["question"]),
@@ -83,9 +89,20 @@ def build_run_folder(root: Path, gsm8k_rows: list[dict], rows: int = 12, errors:
             "candidate": candidate,
             "verdict": verdict.correct if verdict else False,
             "judge_rule": verdict.rule if verdict else "no_response",
+            "judge_extracted": verdict.extracted if verdict else None,
+            "judge_reason": verdict.reason if verdict else "generation failed",
+            "admitted": admission.admitted,
+            "admission_rule": admission.rule,
+            "admission_reason": admission.reason,
             "paraphrase": para_text,
             "paraphrase_verdict": para_verdict.correct if para_verdict else None,
             "paraphrase_judge_rule": para_verdict.rule if para_verdict else None,
+            "paraphrase_judge_extracted": para_verdict.extracted if para_verdict else None,
+            "paraphrase_judge_reason": para_verdict.reason if para_verdict else None,
+            "paraphrase_admitted": para_admission.admitted if para_admission else None,
+            "paraphrase_admission_rule": para_admission.rule if para_admission else None,
+            "paraphrase_admission_reason": para_admission.reason if para_admission else None,
+            "paraphrase_finish_reason": "stop" if para_text is not None else None,
             "finish_reason": "stop" if candidate is not None else None,
             "prompt_tokens": len(source_row["question"].split()),
             "completion_tokens": len(candidate.split()) if candidate else None,
@@ -97,7 +114,8 @@ def build_run_folder(root: Path, gsm8k_rows: list[dict], rows: int = 12, errors:
         })
     # Typed from TRAIN_SCHEMA, so that an empty run (rows=0) still has every column.
     schema = pl.from_arrow(TRAIN_SCHEMA.empty_table()).drop("task", "completion", "source", "target").schema
-    frame = SelectStage().process(pl.DataFrame(records, schema=schema), Counter())
+    schema = {**schema, "judge_extracted": pl.String, "paraphrase_judge_extracted": pl.String}
+    frame = SelectStage(judge).process(pl.DataFrame(records, schema=schema), Counter())
     frame = frame.with_columns(
         pl.lit("gsm8k").alias("task"),
         pl.concat_list(pl.struct(pl.lit("assistant").alias("role"),
@@ -195,9 +213,17 @@ def test_card_content_comes_from_the_run(run_dir, dry_run):
     assert (run_dir / "config.yaml").read_text().strip() in text
     outcomes = Counter(zip(table.column("judge_rule").to_pylist(), table.column("verdict").to_pylist(),
                            strict=True))
-    # Model answers ending "The answer is N" are right; the paraphrases all end "#### N".
-    assert outcomes[("strict:answer_is", True)] > 0
-    assert f"| `strict:answer_is` | {outcomes[('strict:answer_is', True)]} / 0 | - |" in text
+    # The right model answers are the worked gold after a first line: admitted as targets.
+    right = outcomes[("strict:hash", True)]
+    assert right > 0
+    assert f"| model | `admitted` | {right} |" in text
+    admission = summary["admission"]
+    assert admission["model"]["admitted"]["count"] == right
+    for kind, rules in admission.items():
+        for rule, info in rules.items():
+            assert f"| {kind} | `{rule}` | {info['count']} |" in text
+    assert summary["paraphrase_copies"] > 0  # a last-number-changed gold is a copy
+    assert f"paraphrases that copied the gold: {summary['paraphrase_copies']}" in text
 
 
 def test_card_renders_as_markdown(dry_run):
@@ -207,7 +233,7 @@ def test_card_renders_as_markdown(dry_run):
     _, front, body = text.split("---\n", 2)
     assert yaml.safe_load(front)["license"] == "mit"
     page = MarkdownIt("commonmark").enable("table").render(body)
-    assert page.count("<table>") >= 5  # overview, mix, templates, judge, columns
+    assert page.count("<table>") >= 6  # overview, mix, admission, templates, judge, columns
     assert "<h1>" in page and page.count("<h2>") >= 8
     blocks = re.findall(r'<code class="language-(\w+)">', page)
     assert blocks.count("jinja") == 2 and "yaml" in blocks and "python" in blocks

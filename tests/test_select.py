@@ -2,6 +2,7 @@ from collections import Counter
 
 import polars as pl
 
+import judges
 from pipeline.select import SelectStage
 from pipeline.stage import append_error
 
@@ -12,14 +13,19 @@ def test_s3ft_selection_rule():
         "gold": ["G1", "G2", "G3", "G4", "G5"],
         "candidate": ["C1", "C2", "C3", None, "C5"],
         "verdict": [True, False, False, False, True],
+        "admitted": [True, False, False, False, False],  # e: correct, but not admitted
+        "judge_rule": ["r"] * 5, "judge_extracted": [None] * 5, "judge_reason": [""] * 5,
         "paraphrase": [None, "P2", "P3", "P4", "P5"],
-        "paraphrase_verdict": [None, True, False, True, True],
+        "paraphrase_verdict": [None, True, True, True, True],
+        "paraphrase_admitted": [None, True, False, True, True],
+        "paraphrase_judge_rule": ["r"] * 5, "paraphrase_judge_extracted": [None] * 5,
+        "paraphrase_judge_reason": [""] * 5,
     })
     stats = Counter()
-    out = SelectStage().process(frame, stats)
-    assert out["source"].to_list() == ["model", "paraphrase", "gold", "paraphrase", "model"]
-    assert out["target"].to_list() == ["C1", "P2", "G3", "P4", "C5"]
-    assert stats == Counter(source_model=2, source_paraphrase=2, source_gold=1)
+    out = SelectStage(judges.get("gsm8k")).process(frame, stats)
+    assert out["source"].to_list() == ["model", "paraphrase", "gold", "paraphrase", "paraphrase"]
+    assert out["target"].to_list() == ["C1", "P2", "G3", "P4", "P5"]
+    assert stats == Counter(source_model=1, source_paraphrase=3, source_gold=1)
 
 
 def test_errors_accumulate_per_stage():

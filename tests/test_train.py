@@ -36,7 +36,9 @@ def export_row(n: int, *, source: str, candidate: str | None, paraphrase: str | 
         "prompt": [{"role": m["role"], "content": m["content"].format(n=n)} for m in PROMPT],
         "completion": [{"role": "assistant", "content": target}], "source": source, "target": target,
         "gold": gold, "candidate": candidate, "verdict": source == "model", "paraphrase": paraphrase,
-        "paraphrase_verdict": paraphrase_verdict, "model": "embedded:smollm2-135m-instruct",
+        "admitted": source == "model",
+        "paraphrase_verdict": paraphrase_verdict, "paraphrase_admitted": paraphrase_verdict,
+        "model": "embedded:smollm2-135m-instruct",
     }
 
 
@@ -110,12 +112,12 @@ def test_file_without_prompt_column(tmp_path: Path) -> None:
         build_examples(path, "s3ft")
 
 
-def test_sdft_on_a_file_without_paraphrase_verdict(tmp_path: Path) -> None:
-    schema = pa.schema([f for f in TRAIN_SCHEMA if f.name != "paraphrase_verdict"])
+def test_sdft_on_a_file_without_paraphrase_admitted(tmp_path: Path) -> None:
+    schema = pa.schema([f for f in TRAIN_SCHEMA if f.name != "paraphrase_admitted"])
     row = export_row(1, source="gold", candidate=None, paraphrase=None, paraphrase_verdict=None)
-    row.pop("paraphrase_verdict")
+    row.pop("paraphrase_admitted")
     path = write_export(tmp_path / "train.parquet", [row], schema)
-    with pytest.raises(TrainInputError, match=r"--mode sdft needs column\(s\) paraphrase_verdict"):
+    with pytest.raises(TrainInputError, match=r"--mode sdft needs column\(s\) paraphrase_admitted"):
         build_examples(path, "sdft")
     assert build_examples(path, "sft")  # the same file is fine for a mode that does not need it
 
