@@ -34,6 +34,13 @@ class Calibration:
     unparsed: int  # replies that were not a verdict (counted as wrong answers of the judge)
     min_tpr: float
     min_tnr: float
+    failed: int = 0  # requests that got no reply at all (server down, timeouts)
+    first_failure: str = ""
+
+    @property
+    def unreachable(self) -> bool:
+        """Most requests got no reply: the judge's figures say nothing about the judge."""
+        return self.failed > (self.positives + self.negatives) / 2
 
     @property
     def tpr(self) -> float | None:
@@ -69,5 +76,5 @@ class Calibration:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Calibration:
         fields = ("judge_model", "positives", "negatives", "true_positives", "true_negatives",
-                  "unparsed", "min_tpr", "min_tnr")
-        return cls(**{name: data[name] for name in fields})
+                  "unparsed", "min_tpr", "min_tnr", "failed", "first_failure")
+        return cls(**{name: data[name] for name in fields if name in data})

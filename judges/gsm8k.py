@@ -243,7 +243,7 @@ def _calculation_sides(left_text: str, right_text: str) -> tuple[str, str] | Non
     a whole plain-arithmetic expression."""
     left = _LEFT_RUN.search(left_text).group(0)  # type: ignore[union-attr]
     before = left_text[:len(left_text) - len(left)]
-    left = left.strip()
+    left = re.sub(r"^[.,;]+\s+", "", left.strip())  # ". 0900-0130": the sentence's full stop
     right_run = _RIGHT_RUN.match(right_text).group(0)  # type: ignore[union-attr]
     after = right_text[len(right_run):]
     right = right_run.strip().rstrip(".,")
@@ -254,7 +254,24 @@ def _calculation_sides(left_text: str, right_text: str) -> tuple[str, str] | Non
     glued = not right_run[-1:].isspace() and (after[:1].isalnum() or after[:1] == ":")
     if glued or after.lstrip()[:1] == "%" or before.rstrip()[-1:] in ("%", "^", ":"):
         return None  # "= 5A/5", "= 6:48", "= 50%", "x^2", "6:00 + 48"
+    if after.lstrip().startswith(("and ", "(")):
+        return None  # "17/3 = 5 and 2/3": a mixed number
+    both = f"{left} {right}"
+    if re.search(r"\b0\d", both) or re.search(r",(?!\d{3}(?!\d))", both) \
+            or re.search(r"/\s*\d+(?:\.\d+)?\s*/", left):
+        return None  # "0900-0130" (a time), "0,2" (a decimal comma), "28 / 1/5" (÷ a fraction)
     return left, right
+
+
+def _matches(left: Fraction, right: Fraction, expression: str, unit: str) -> bool:
+    """``left`` (computed) is what ``right`` (written) says, allowing rounding (1 %), a whole
+    quotient ("13 / 6 = 2 full cycles") and dollars written as cents."""
+    tolerance = Fraction(1, 100) * max(1, abs(right))
+    if abs(left - right) <= tolerance:
+        return True
+    if "/" in expression and right.denominator == 1 and left >= 0 and int(left) == right:
+        return True
+    return unit.startswith("cent") and abs(left * 100 - right) <= tolerance
 
 
 def calculations(text: str) -> list[tuple[str, Fraction, bool]]:
@@ -271,8 +288,8 @@ def calculations(text: str) -> list[tuple[str, Fraction, bool]]:
             left, right = (_evaluate(side) for side in sides)
             if left is None or right is None:
                 continue
-            ok = abs(left - right) <= Fraction(1, 100) * max(1, abs(right))
-            found.append((f"{sides[0]} = {sides[1]}", right, ok))
+            unit = right_text.strip().lstrip("$0123456789.,").strip().lower()
+            found.append((f"{sides[0]} = {sides[1]}", right, _matches(left, right, sides[0], unit)))
     return found
 
 
@@ -294,8 +311,9 @@ def _results(text: str) -> Counter[Fraction]:
             sides = _calculation_sides(left_text, right_text)
             if sides is not None:
                 left, right = _evaluate(sides[0]), _evaluate(sides[1])
+                unit = right_text.strip().lstrip("$0123456789.,").strip().lower()
                 if left is not None and right is not None and \
-                        abs(left - right) > Fraction(1, 100) * max(1, abs(right)):
+                        not _matches(left, right, sides[0], unit):
                     continue
             found[Fraction(normalize_number(match.group(1)))] += 1
     return found
@@ -320,7 +338,7 @@ def _body(text: str) -> str:
 
 class Gsm8kJudge(Judge):
     name = "gsm8k"
-    version = "2"
+    version = "3"
 
     def judge(self, response: str, example: Mapping[str, Any]) -> Verdict:
         gold = extract_gold(str(example["answer"]))

@@ -13,11 +13,12 @@ import re
 import signal
 import textwrap
 import threading
+import warnings
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from judges.base import Judge, Verdict
+from judges.base import Judge, TargetProblem, Verdict
 from judges.sandbox import SandboxResult, run_python
 
 __all__ = [
@@ -34,7 +35,7 @@ __all__ = [
 ]
 
 #: Bump whenever extraction or judging changes, so cached verdicts are recomputed.
-VERSION = "2"
+VERSION = "3"
 
 #: Wall-clock floor per program. Each task's limit is max(floor, factor x the reference
 #: solution's own runtime on this machine), as evalplus does (4 s, 4x); the floor is a
@@ -71,15 +72,67 @@ def gold_response(example: Mapping[str, Any]) -> str:
 def code_target(code: str) -> str:
     """The one format of every MBPP target, model, paraphrase and gold alike: the program
     between ``[BEGIN]`` and ``[DONE]`` lines (what the answer prompt asks for), ``\\n`` line
-    ends, no trailing white space."""
-    return f"{_BEGIN}\n{_normalise(code)}\n{_DONE}"
+    ends, no trailing white space, and a statement the program repeats word for word (the
+    small model pastes its function two or three times) written once."""
+    return f"{_BEGIN}\n{without_repeats(_normalise(code))}\n{_DONE}"
+
+
+def without_repeats(code: str) -> str:
+    """``code`` without top-level statements that repeat an earlier one exactly (same AST):
+    the program means the same, and the target does not teach pasting."""
+    tree = _quiet_parse(code)
+    if tree is None:
+        return code
+    seen: set[str] = set()
+    drop: set[int] = set()
+    for node in tree.body:
+        dump = ast.dump(node)
+        if dump in seen:
+            start = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
+            drop.update(range(start - 1, node.end_lineno or node.lineno))
+        seen.add(dump)
+    if not drop:
+        return code
+    lines = [line for i, line in enumerate(code.split("\n")) if i not in drop]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n")
+
+
+def target_problem(code: str) -> tuple[str, str] | None:
+    """Why a passing program is still not a good target: it runs code at import (demo
+    ``print`` calls, often with wrong expected values in comments), or it defines one name
+    twice with different bodies (which one is the answer?)."""
+    tree = _quiet_parse(without_repeats(code))
+    if tree is None:
+        return ("format:not_python", "the code does not parse")
+    defined: set[str] = set()
+    for index, node in enumerate(tree.body):
+        is_docstring = index == 0 and isinstance(node, ast.Expr) and isinstance(
+            getattr(node, "value", None), ast.Constant)
+        if isinstance(node, ast.Expr) and not is_docstring:
+            return ("format:top_level_code", "the program runs code at import ("
+                    f"{ast.unparse(node)[:80]}): a target is the solution only")
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            if node.name in defined:
+                return ("format:redefined", f"{node.name!r} is defined twice, differently")
+            defined.add(node.name)
+    return None
+
+
+def _quiet_parse(code: str) -> ast.Module | None:
+    """``ast.parse`` without the SyntaxWarnings of old code (``'\\d'`` escapes); None when
+    the code does not parse."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return ast.parse(code)
+        except (SyntaxError, ValueError, MemoryError, RecursionError):
+            return None
 
 
 def _statements(code: str) -> list[str] | None:
     """The program's top-level statements as AST dumps (formatting and comments ignored)."""
-    try:
-        tree = ast.parse(_normalise(code))
-    except (SyntaxError, ValueError, MemoryError, RecursionError):
+    tree = _quiet_parse(_normalise(code))
+    if tree is None:
         return None
     return [ast.dump(node) for node in tree.body]
 
@@ -240,6 +293,12 @@ class MbppJudge(Judge):
     def is_copy_of_gold(self, text: str, example: Mapping[str, Any], gold: str) -> bool:
         code, _ = extract_code(text)
         return code is not None and is_copy_of_code(code, str(example["code"]))
+
+    def check_target(self, text: str, verdict: Verdict,
+                     example: Mapping[str, Any]) -> TargetProblem | None:
+        code = verdict.extracted or extract_code(text)[0]
+        problem = target_problem(code) if code else ("no_code", "no program found")
+        return TargetProblem(*problem) if problem else None
 
     def format_target(self, text: str, verdict: Verdict | None, example: Mapping[str, Any]) -> str:
         code = verdict.extracted if verdict is not None and verdict.extracted else None

@@ -151,6 +151,45 @@ def heuristic_verdict(response: str, answers: Sequence[str], question: str = "")
     return None
 
 
+_ANSWER_IS = re.compile(r"\b(?:correct\s+|final\s+)?answer\s*(?:is|:)\s*:?\s*(.*)", re.I | re.S)
+_CLAUSE_END = re.compile(r"\b(?:which|that|who|where|because)\b|[.;!?\n](?:\s|$)", re.I)
+
+
+def paraphrase_problem(text: str, example: Mapping[str, Any]) -> tuple[str, str] | None:
+    """Why a paraphrase that contains a gold alias is still not a faithful restatement, or
+    None. The model was handed the answer; what it adds is where it goes wrong:
+
+    * ``paraphrase:answer_is_other``: "The correct answer is the middle cranial fossa, which
+      contains the pituitary gland": what it calls the answer is not the alias;
+    * ``paraphrase:new_number``: "Rocky (2013)": a number found in neither the question, the
+      aliases nor the passage;
+    * ``paraphrase:several_answers``: two different aliases (e.g. two cast members) garbled
+      into one claim.
+    """
+    aliases = [normalize(a) for a in row_aliases(example)]
+    aliases = [a for a in aliases if a]
+    stated = _ANSWER_IS.search(text)
+    if stated:
+        clause = normalize(_CLAUSE_END.split(stated.group(1), maxsplit=1)[0]).split()
+        if clause and not any(_find_span(a.split(), clause) for a in aliases):
+            return ("paraphrase:answer_is_other", "what the paraphrase calls the answer ("
+                    f"{' '.join(clause)[:80]!r}) is not a gold alias")
+    known = normalize(" ".join([str(example.get("question") or ""),
+                                str(example.get("passage") or ""), *aliases])).split()
+    numbers = [t for t in normalize(text).split() if _has_digit(t)]
+    new = [t for t in numbers if t not in set(known)]
+    if new:
+        return ("paraphrase:new_number", f"states {new[0]!r}, found in neither the question, "
+                "the aliases nor the passage")
+    tokens = normalize(text).split()
+    present = [a for a in aliases if _find_span(a.split(), tokens)]
+    distinct = [a for a in present if not any(a != b and a in b for b in present)]
+    if len(set(distinct)) > 1:
+        return ("paraphrase:several_answers", "names several gold aliases of different "
+                f"answers ({', '.join(sorted(set(distinct))[:3])})")
+    return None
+
+
 def parse_llm_verdict(text: str) -> tuple[bool, str] | None:
     """``(correct, reason)`` from the judge's reply, or None when it is not the JSON asked for.
 
@@ -189,7 +228,7 @@ class NqJudge(Judge):
     what it cannot decide is ``heuristic:no_match`` (not correct)."""
 
     name = "nq"
-    version = "2"
+    version = "3"
 
     def __init__(self, chat: Backend | None = None, *, max_tokens: int = 128,
                  prompt: PromptTemplate | None = None, min_tpr: float = MIN_TPR,
@@ -215,12 +254,17 @@ class NqJudge(Judge):
         return self.chat is not None
 
     def judge_paraphrase(self, text: str, example: Mapping[str, Any]) -> Verdict:
-        verdict = heuristic_verdict(text or "", row_aliases(example),
-                                    str(example.get("question") or ""))
+        question = str(example.get("question") or "")
+        verdict = heuristic_verdict(text or "", row_aliases(example), question)
         if verdict is None:
             return Verdict(False, "heuristic:no_match",
                            reason="a paraphrase must state a gold alias so that the alias "
                                   "heuristic finds it; this one does not")
+        if not verdict.correct:
+            return verdict
+        problem = paraphrase_problem(text, example)
+        if problem is not None:
+            return Verdict(False, problem[0], verdict.extracted, problem[1])
         return verdict
 
     def calibrate(self, examples: Sequence[Mapping[str, Any]],
@@ -237,8 +281,10 @@ class NqJudge(Judge):
             judge_model=self.chat.model_name, positives=len(positives), negatives=len(negatives),
             true_positives=sum(v.correct for v in positives),
             true_negatives=sum(v.rule == "llm:incorrect" for v in negatives),
-            unparsed=sum(not v.rule.startswith("llm:") for v in verdicts),
-            min_tpr=self.min_tpr, min_tnr=self.min_tnr)
+            unparsed=sum(not v.rule.startswith("llm") for v in verdicts),
+            min_tpr=self.min_tpr, min_tnr=self.min_tnr,
+            failed=sum(v.rule == "llm_error" for v in verdicts),
+            first_failure=next((v.reason for v in verdicts if v.rule == "llm_error"), ""))
         return self.calibration
 
     def judge(self, response: str, example: Mapping[str, Any]) -> Verdict:

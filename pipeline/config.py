@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from pipeline.errors import UsageError
 from pipeline.model import DEFAULT_MODEL
 
 
@@ -116,6 +117,16 @@ class RunConfig:
     shard_size: int = field(
         default=256, metadata={"help": "Rows per shard; a killed run loses at most one shard."}
     )
+    max_error_rate: float = field(
+        default=0.05,
+        metadata={"help": "Stop the run (exit 1, finished shards kept) when more than this share "
+                  "of a stage's rows fail, or every row of a shard does; a rerun retries only "
+                  "the failed rows. 1 never stops."},
+    )
+    debug: bool = field(
+        default=False, metadata={"help": "Show Python tracebacks instead of one-line errors "
+                                 "(also S3FT_DEBUG=1)."}
+    )
     paraphrase_all: bool = field(
         default=False,
         metadata={"help": "Paraphrase every row, not only the ones judged wrong (needed to "
@@ -144,6 +155,44 @@ class RunConfig:
         default=None, metadata={"help": "YAML file with any of these options."}
     )
     log_level: str = field(default="INFO", metadata={"help": "Logging level."})
+
+    def __post_init__(self) -> None:
+        check_run_config(self)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def check_run_config(config: RunConfig) -> None:
+    """Refuse values no run can use, naming the flag and what it takes (UsageError, exit 2)."""
+    def need(ok: bool, name: str, what: str) -> None:
+        if not ok:
+            raise UsageError(f"{_flag(name)} {getattr(config, name)!r}: {what}")
+
+    for name in ("max_tokens", "max_model_len", "shard_size", "max_concurrency", "kv_cache_gib",
+                 "replicas", "tensor_parallel_size"):
+        need(getattr(config, name) >= 1, name, "must be at least 1")
+    need(config.limit is None or config.limit >= 1, "limit", "must be a positive number of rows")
+    need(config.shards_per_job is None or config.shards_per_job >= 1, "shards_per_job",
+         "must be at least 1")
+    need(config.max_retries >= 0, "max_retries", "must be 0 or more")
+    need(config.request_timeout > 0, "request_timeout", "must be more than 0 seconds")
+    need(config.max_model_len > config.max_tokens, "max_model_len",
+         f"must be larger than --max-tokens {config.max_tokens} (prompt + answer)")
+    for name in ("max_error_rate", "judge_min_tnr", "judge_min_tpr"):
+        need(0.0 <= getattr(config, name) <= 1.0, name, "must be a share between 0 and 1")
+    need(0.0 < config.gpu_memory_utilization <= 1.0, "gpu_memory_utilization",
+         "must be a share in (0, 1]")
+    need(config.backend in ("vllm", "openai"), "backend", "use vllm or openai")
+    need(config.engine in ("local", "ray"), "engine", "use local or ray")
+    need(config.dtype in ("auto", "float32", "float", "bfloat16", "float16", "half"), "dtype",
+         "use auto, float32, bfloat16 or float16")
+    need(config.train in (None, "s3ft", "sft", "sdft"), "train", "use s3ft, sft or sdft")
+    for name in ("base_url", "judge_base_url"):
+        url = getattr(config, name)
+        need(url is None or url.startswith(("http://", "https://")), name,
+             "must start with http:// or https:// (e.g. http://127.0.0.1:8000/v1)")
 
 
 def _field_type(cls: type, f: dataclasses.Field) -> tuple[type, bool]:
@@ -184,15 +233,41 @@ def parse_config(cls: type, argv: list[str] | None, description: str) -> Any:
 
 def load_yaml(cls: type, path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise SystemExit(f"--config {path}: no such file")
-    loaded = yaml.safe_load(path.read_text()) or {}
+        raise UsageError(f"--config {path}: no such file")
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise UsageError(f"--config {path}: not valid YAML{where} "
+                         f"({getattr(exc, 'problem', None) or exc})") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"--config {path}: not UTF-8 text") from None
     if not isinstance(loaded, dict):
-        raise SystemExit(f"--config {path}: expected a mapping of option: value")
+        raise UsageError(f"--config {path}: expected a mapping of option: value")
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(loaded) - known)
     if unknown:
-        raise SystemExit(f"--config {path}: unknown option(s) {', '.join(unknown)}")
+        raise UsageError(f"--config {path}: unknown option(s) {', '.join(map(str, unknown))}")
+    for f in dataclasses.fields(cls):
+        if f.name in loaded:
+            loaded[f.name] = _checked(cls, f, loaded[f.name], path)
     return loaded
+
+
+def _checked(cls: type, f: dataclasses.Field, value: Any, path: Path) -> Any:
+    """``value`` if it has the option's type (an int is a fine float), else a UsageError."""
+    base, optional = _field_type(cls, f)
+    if value is None and optional:
+        return None
+    if base is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, base) and not (base is int and isinstance(value, bool)):
+        return value
+    wanted = {int: "a whole number", float: "a number", bool: "true or false",
+              str: "a string"}.get(base, base.__name__)
+    raise UsageError(f"--config {path}: {f.name}: {value!r} is not {wanted}"
+                     f"{' (or null)' if optional else ''}")
 
 
 def stable_hash(material: Any, length: int = 12) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from dataclasses import replace
 from typing import Any
 
 import polars as pl
@@ -11,6 +12,7 @@ import polars as pl
 from pipeline.backends.base import Backend, SamplingSettings
 from pipeline.stage import Stage, append_error
 from pipeline.tasks import TaskSpec
+from pipeline.text import needs_repair, safe_text
 
 MESSAGES = pl.List(pl.Struct({"role": pl.String, "content": pl.String}))
 
@@ -24,6 +26,10 @@ def run_backend(backend: Backend, conversations: list[list[dict[str, str]]],
     began = time.perf_counter()
     generations = backend.generate(conversations, sampling)
     stats[f"{prefix}_seconds"] += time.perf_counter() - began
+    # A model or server may return lone surrogates, which no Parquet file can hold.
+    stats["texts_repaired"] += sum(needs_repair(g.text) for g in generations)
+    generations = [replace(g, text=safe_text(g.text)) if needs_repair(g.text) else g
+                   for g in generations]
     stats[f"{prefix}_prompt_tokens"] += sum(g.prompt_tokens for g in generations)
     stats[f"{prefix}_completion_tokens"] += sum(g.completion_tokens for g in generations)
     stats[f"{prefix}_errors"] += sum(g.error is not None for g in generations)

@@ -19,8 +19,10 @@ import polars as pl
 from judges import Judge, Verdict
 from judges.calibration import Calibration
 from pipeline import faults
+from pipeline.errors import RunFailed
 from pipeline.stage import Shard, Stage, append_error
 from pipeline.storage import atomic_write_json
+from pipeline.text import safe_text
 
 log = logging.getLogger(__name__)
 
@@ -56,15 +58,27 @@ def judge_responses(judge: Judge, responses: list[str | None],
         except Exception as exc:
             verdicts[index] = Verdict(False, "judge_error", reason=f"{type(exc).__name__}: {exc}")
             errors[index] = f"judge_error: {type(exc).__name__}: {exc}"
+    # An LLM judge that gave no usable reply has not judged: a failed row (retried by a
+    # rerun, counted against the failure budget), not an "incorrect" verdict.
+    for index, verdict in enumerate(verdicts):
+        if verdict is not None and verdict.rule in JUDGE_FAILURES and errors[index] is None:
+            errors[index] = f"{verdict.rule}: {verdict.reason}"[:500]
     return verdicts, errors  # type: ignore[return-value]
 
 
+#: Verdict rules that mean the judge did not judge (see :mod:`judges.nq`).
+JUDGE_FAILURES = frozenset({"llm_error", "judge_unparsed", "judge_inconsistent"})
+
+
 def verdict_columns(verdicts: list[Verdict], prefix: str) -> list[pl.Series]:
+    # safe_text: a program's error message or an LLM's reason may hold a lone surrogate.
     return [
         pl.Series(f"{prefix}verdict", [v.correct for v in verdicts], dtype=pl.Boolean),
         pl.Series(f"{prefix}judge_rule", [v.rule for v in verdicts], dtype=pl.String),
-        pl.Series(f"{prefix}judge_extracted", [v.extracted for v in verdicts], dtype=pl.String),
-        pl.Series(f"{prefix}judge_reason", [v.reason for v in verdicts], dtype=pl.String),
+        pl.Series(f"{prefix}judge_extracted", [safe_text(v.extracted) for v in verdicts],
+                  dtype=pl.String),
+        pl.Series(f"{prefix}judge_reason", [safe_text(v.reason) for v in verdicts],
+                  dtype=pl.String),
     ]
 
 
@@ -97,6 +111,13 @@ class JudgeStage(Stage):
             calibration = self.judge.calibrate(frame.to_dicts(), frame["candidate"].to_list())
             if calibration is None:
                 return
+            if calibration.unreachable:
+                total = calibration.positives + calibration.negatives
+                raise RunFailed(
+                    f"judge: the LLM judge {calibration.judge_model!r} gave no reply to "
+                    f"{calibration.failed} of {total} calibration requests (first: "
+                    f"{calibration.first_failure[:300]}); is its server up (--judge-base-url, "
+                    f"--judge-model)? Nothing was judged; rerun the same command once it is.")
             atomic_write_json(record, calibration.as_dict())
         (log.info if calibration.trusted else log.warning)("%s", calibration.describe())
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import polars as pl
 
+from pipeline.errors import UsageError
 from pipeline.stage import Shard, ids_digest
 from pipeline.storage import StageDir
 from pipeline.tasks import TaskSpec
@@ -26,7 +27,7 @@ PROJECT_DIR = Path(__file__).resolve().parents[1]
 SUPPORTED = (".jsonl", ".jsonl.gz", ".json", ".parquet", ".csv")
 
 
-class DataError(SystemExit):
+class DataError(UsageError):
     """Bad or missing input: the message says what and where, and how to fix it."""
 
 

@@ -16,6 +16,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.errors import UsageError
+
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "embedded:smollm2-135m-instruct"
@@ -88,7 +90,7 @@ def resolve_model(spec: str = DEFAULT_MODEL) -> ResolvedModel:
     elif spec.endswith(".gguf"):
         gguf = Path(spec).expanduser().resolve()
         if not gguf.is_file():
-            raise FileNotFoundError(f"--model {spec}: no such .gguf file")
+            raise UsageError(f"--model {spec}: no such .gguf file")
     if gguf is not None:
         sha = _file_sha256(gguf)
         out_dir = cache_dir() / "models" / f"{gguf.stem}-{sha[:12]}"
@@ -100,7 +102,9 @@ def resolve_model(spec: str = DEFAULT_MODEL) -> ResolvedModel:
     local = Path(spec).expanduser()
     if local.is_dir():
         if not (local / "config.json").is_file():
-            raise FileNotFoundError(f"--model {spec}: folder has no config.json")
+            raise UsageError(f"--model {spec}: the folder has no config.json, so it is not a "
+                             f"model folder (pass the folder that holds config.json and the "
+                             f"weights, a .gguf file, or a Hub id)")
         # Weights in a folder may change in place; size + mtime of its files is a cheap key.
         stat_key = sorted(
             (p.name, p.stat().st_size, int(p.stat().st_mtime)) for p in local.iterdir() if p.is_file()
@@ -108,5 +112,17 @@ def resolve_model(spec: str = DEFAULT_MODEL) -> ResolvedModel:
         fingerprint = "dir:" + hashlib.sha256(repr(stat_key).encode()).hexdigest()[:16]
         return ResolvedModel(spec=spec, path=str(local.resolve()), fingerprint=fingerprint)
 
+    if looks_like_a_path(spec):  # never send a mistyped local path to the Hub
+        raise UsageError(f"--model {spec}: no such file or folder (a local path; a Hub id looks "
+                         f"like org/name)")
     # A Hub id: vLLM / transformers fetch it themselves where a network exists.
     return ResolvedModel(spec=spec, path=spec, fingerprint=f"hub:{spec}")
+
+
+def looks_like_a_path(spec: str) -> bool:
+    """``./m``, ``/m``, ``~/m``, ``a/b/c``, ``models/m`` when ``models/`` exists here: a path,
+    not a Hub id (``org/name``)."""
+    if spec.startswith(("/", ".", "~")) or spec.count("/") > 1 or "\\" in spec:
+        return True
+    head = spec.split("/", 1)[0]
+    return "/" in spec and Path(head).expanduser().is_dir()

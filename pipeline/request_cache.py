@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pipeline.text import safe_text
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS answers (
     key TEXT PRIMARY KEY,
@@ -69,8 +71,8 @@ class RequestCache:
         with self._lock:
             self._db.execute(
                 "INSERT OR REPLACE INTO answers (key, request, answer, created) VALUES (?, ?, ?, ?)",
-                (key, json.dumps(request, sort_keys=True, ensure_ascii=False),
-                 json.dumps(answer, ensure_ascii=False), time.time()),
+                (key, safe_text(json.dumps(request, sort_keys=True, ensure_ascii=False)),
+                 safe_text(json.dumps(answer, ensure_ascii=False)), time.time()),
             )
 
     def __len__(self) -> int:

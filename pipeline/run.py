@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 from pipeline.config import RunConfig, parse_config
+from pipeline.errors import report_errors
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,4 +46,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(report_errors(main))

@@ -19,6 +19,7 @@ from pipeline.backends.base import SamplingSettings
 from pipeline.backends.vllm_backend import VllmBackend
 from pipeline.config import RunConfig, stable_hash
 from pipeline.device import engine_kwargs, resolve_dtype
+from pipeline.errors import UsageError
 from pipeline.export import build_train_table, write_train
 from pipeline.generate import GenerateStage
 from pipeline.judge import JudgeStage
@@ -91,7 +92,7 @@ def _backend(config: RunConfig) -> tuple[ResolvedModel, Any, dict[str, Any]]:
     outputs (part of the generate stage's key)."""
     if config.backend == "openai":
         if not config.base_url:
-            raise SystemExit("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1) "
+            raise UsageError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1) "
                              "and --model set to the served model name")
         from pipeline.backends.openai_backend import OpenAIBackend
 
@@ -104,9 +105,9 @@ def _backend(config: RunConfig) -> tuple[ResolvedModel, Any, dict[str, Any]]:
                                fingerprint=f"openai:{config.model}")
         return served, backend, {"backend": "openai"}
     if config.backend != "vllm":
-        raise SystemExit(f"--backend {config.backend!r}: use vllm or openai")
+        raise UsageError(f"--backend {config.backend!r}: use vllm or openai")
     if config.engine not in ("local", "ray"):
-        raise SystemExit(f"--engine {config.engine!r}: use local or ray")
+        raise UsageError(f"--engine {config.engine!r}: use local or ray")
     model = resolve_model(config.model)
     # Where the engine runs does not change what it answers: both engines share stage keys.
     settings = engine_settings(config.dtype, config.max_model_len, config.seed)
@@ -138,7 +139,7 @@ def _judge(config: RunConfig, task: TaskSpec, backend: Any) -> Any:
         from pipeline.backends.openai_backend import OpenAIBackend
 
         if not config.judge_model:
-            raise SystemExit("--judge-base-url needs --judge-model (the served judge model name)")
+            raise UsageError("--judge-base-url needs --judge-model (the served judge model name)")
         chat = OpenAIBackend(config.judge_base_url, config.judge_model,
                              api_key_env=config.judge_api_key_env,
                              max_concurrency=config.max_concurrency,
@@ -155,7 +156,8 @@ def execute(p: Plan, until: str | None = None) -> tuple[list[Shard], dict[str, S
     results: dict[str, StageResult] = {}
     upstream_key = p.keys["load"]
     for stage in p.stages:
-        result = run_stage(stage, shards, upstream_key, stages_root, fresh=p.config.fresh)
+        result = run_stage(stage, shards, upstream_key, stages_root, fresh=p.config.fresh,
+                           max_error_rate=p.config.max_error_rate)
         results[stage.name] = result
         shards, upstream_key = result.shards, result.key
         if stage.name == until:
@@ -166,6 +168,8 @@ def execute(p: Plan, until: str | None = None) -> tuple[list[Shard], dict[str, S
 def run(config: RunConfig) -> dict[str, Any]:
     started = time.perf_counter()
     p = plan(config)
+    if p.out_dir.exists() and not p.out_dir.is_dir():
+        raise UsageError(f"--out {p.out_dir}: a file is in the way; pass a folder path")
     log.info("task %s: %d rows from %s; model %s; output %s", p.task.name, p.frame.height,
              p.loaded.source, p.model.path, p.out_dir)
     with RunLock(p.out_dir):

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from pipeline.config import stable_hash
 from pipeline.storage import StageDir
+from pipeline.text import safe_text
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,9 @@ class Stage:
 class Shard:
     index: int
     path: Path
-    digest: str  # identifies the rows in the shard (their ids), whatever stage wrote it
+    #: identifies the shard's content: the ids of a loaded shard, the bytes of a stage's
+    #: output shard (so a shard rewritten upstream, e.g. by a retry, is recomputed downstream)
+    digest: str
 
 
 def ids_digest(frame: pl.DataFrame) -> str:
@@ -68,10 +71,15 @@ def append_error(frame: pl.DataFrame, stage: str, errors: list[str | None]) -> p
     """Add this stage's per-row errors to the ``error`` column (``stage: reason; ...``)."""
     previous = frame["error"].to_list() if "error" in frame.columns else [None] * frame.height
     merged = [
-        "; ".join(p for p in (old, f"{stage}: {new}" if new else None) if p) or None
+        safe_text("; ".join(p for p in (old, f"{stage}: {new}" if new else None) if p) or None)
         for old, new in zip(previous, errors, strict=True)
     ]
     return frame.with_columns(pl.Series("error", merged, dtype=pl.String))
+
+
+#: Row errors that a retry cannot fix (the input is the problem): counted against the failure
+#: budget like any other, but not retried by a rerun.
+PERMANENT_ERRORS = ("prompt_too_long", "http_400", "http_413", "http_422")
 
 
 @dataclass
@@ -82,6 +90,8 @@ class StageResult:
     computed_shards: int
     reused_shards: int
     seconds_now: float
+    failed_rows: int = 0  # rows whose error this stage recorded (after any retry)
+    retried_rows: int = 0  # failed rows of an earlier attempt retried now
 
 
 def stage_key(stage: Stage, upstream_key: str) -> str:
@@ -89,21 +99,60 @@ def stage_key(stage: Stage, upstream_key: str) -> str:
                         "version": stage.version, "settings": stage.settings()})
 
 
+def _new_failures(stage: str, before: pl.DataFrame, after: pl.DataFrame) -> tuple[list[str], list[str]]:
+    """(ids to retry, ids failed for good) among rows whose error this stage added."""
+    if "error" not in after.columns:
+        return [], []
+    old = before["error"].to_list() if "error" in before.columns else [None] * before.height
+    retry, permanent = [], []
+    for row_id, previous, now in zip(after["id"], old, after["error"], strict=True):
+        if now is None or now == previous:
+            continue
+        added = now[len(previous) + 2:] if previous else now
+        reason = added.removeprefix(f"{stage}: ")
+        (permanent if reason.startswith(PERMANENT_ERRORS) else retry).append(row_id)
+    return retry, permanent
+
+
+def _merge(kept: pl.DataFrame, redone: pl.DataFrame, order: list[str]) -> pl.DataFrame:
+    """The rows of an earlier attempt that succeeded, and the redone ones, in ``order``."""
+    position = {row_id: i for i, row_id in enumerate(order)}
+    merged = pl.concat([kept, redone.select(kept.columns)], how="vertical_relaxed")
+    return (merged.with_columns(pl.col("id").replace_strict(position, return_dtype=pl.Int64)
+                                .alias("_position"))
+            .sort("_position").drop("_position"))
+
+
 def run_stage(stage: Stage, upstream: list[Shard], upstream_key: str, stages_root: Path,
-              fresh: bool = False) -> StageResult:
-    """Run ``stage`` on every shard not finished yet. A stage may take several shards per call
-    (``shards_per_call``, e.g. one Ray job for a group of shards); each shard of a group is
-    still written and marked complete on its own."""
+              fresh: bool = False, max_error_rate: float = 1.0) -> StageResult:
+    """Run ``stage`` on every shard not finished yet, and retry the failed rows of shards an
+    earlier attempt left with errors (their good rows are kept as they are).
+
+    A stage may take several shards per call (``shards_per_call``, e.g. one Ray job for a
+    group of shards); each shard of a group is still written and marked complete on its own.
+    Failure budget: a shard whose every row failed stops the run at once, and so does a
+    stage whose failed rows exceed ``max_error_rate`` of all rows; both raise
+    :class:`pipeline.errors.RunFailed` after the finished shards are written."""
     key = stage_key(stage, upstream_key)
     out = StageDir(stages_root / f"{stage.name}-{key}")
     totals: Counter = Counter()
-    todo: list[Shard] = []
+    digests: dict[int, str] = {}
+    failed: dict[int, int] = {}  # shard index -> rows failed (retryable or not)
+    todo: list[tuple[Shard, dict[str, Any] | None]] = []
     for shard in upstream:
         marker = None if fresh else out.completed(shard.index, shard.digest)
         if marker is None:
-            todo.append(shard)
+            todo.append((shard, None))
+        elif marker.get("failed_ids"):
+            todo.append((shard, marker))  # retry exactly the rows that failed
         else:
             totals.update(marker["stats"])
+            digests[shard.index] = marker["output_digest"]
+            failed[shard.index] = int(marker.get("failed_permanently", 0))
+    retried = sum(len(marker["failed_ids"]) for _, marker in todo if marker)
+    if retried:
+        log.info("%s: retrying %d rows that failed in an earlier attempt; their shards' other "
+                 "rows are kept", stage.name, retried)
     started = time.perf_counter()
     if todo:
         stage.prepare(upstream, out.root, fresh)
@@ -111,28 +160,70 @@ def run_stage(stage: Stage, upstream: list[Shard], upstream_key: str, stages_roo
     progress = tqdm(total=len(todo), desc=stage.name, unit="shard", disable=None)
     for start in range(0, len(todo), group_size):
         group = todo[start:start + group_size]
-        frames = [pl.read_parquet(shard.path) for shard in group]
+        inputs = [pl.read_parquet(shard.path) for shard, _ in group]
+        work = [frame.filter(pl.col("id").is_in(marker["failed_ids"])) if marker else frame
+                for frame, (_, marker) in zip(inputs, group, strict=True)]
         stats: Counter = Counter()
         began = time.perf_counter()
-        result = stage.process(pl.concat(frames, how="vertical_relaxed"), stats)
+        result = stage.process(pl.concat(work, how="vertical_relaxed"), stats)
         result = result.with_columns([pl.col(name).cast(dtype) for name, dtype in stage.columns.items()])
         stats["seconds"] += time.perf_counter() - began
         offset = 0
-        for position, (shard, frame) in enumerate(zip(group, frames, strict=True)):
-            part = result.slice(offset, frame.height)
-            offset += frame.height
-            if part["id"].to_list() != frame["id"].to_list():
+        for position, ((shard, old), frame, part_in) in enumerate(zip(group, inputs, work, strict=True)):
+            part = result.slice(offset, part_in.height)
+            offset += part_in.height
+            if part["id"].to_list() != part_in["id"].to_list():
                 raise RuntimeError(f"{stage.name} changed the rows of shard {shard.index}")
+            retry_ids, permanent_ids = _new_failures(stage.name, part_in, part)
             # A group's counters are recorded once, on its first shard; the totals stay exact.
             shard_stats = Counter(stats) if position == 0 else Counter()
+            if old is not None:  # a retry: keep the rows that had succeeded
+                part = _merge(out.read(shard.index).filter(~pl.col("id").is_in(old["failed_ids"])),
+                              part, frame["id"].to_list())
+                shard_stats.update(old["stats"])
             shard_stats["rows"] = part.height
+            permanent = len(permanent_ids) + (int(old.get("failed_permanently", 0)) if old else 0)
             marker = {"stage": stage.name, "key": key, "input_digest": shard.digest,
-                      "rows": part.height, "stats": dict(shard_stats)}
-            out.write(shard.index, part, marker)
+                      "rows": part.height, "stats": dict(shard_stats), "failed_ids": retry_ids,
+                      "failed_permanently": permanent}
+            digests[shard.index] = out.write(shard.index, part, marker)
             totals.update(marker["stats"])
-            log.info("%s: shard %d done (%d rows)", stage.name, shard.index, part.height)
+            failed[shard.index] = len(retry_ids) + permanent
+            log.info("%s: shard %d done (%d rows%s)", stage.name, shard.index, part.height,
+                     f", {failed[shard.index]} failed" if failed[shard.index] else "")
             progress.update()
+            if part.height and failed[shard.index] == part.height:
+                progress.close()
+                raise _budget_error(stage.name, out, shard.index, failed, upstream,
+                                    f"every row of shard {shard.index} failed")
     progress.close()
-    shards = [Shard(shard.index, out.shard_path(shard.index), shard.digest) for shard in upstream]
+    rows = totals.get("rows", 0)
+    failed_rows = sum(failed.values())
+    if rows and failed_rows > max_error_rate * rows:
+        raise _budget_error(stage.name, out, None, failed, upstream,
+                            f"{failed_rows} of {rows} rows failed, more than --max-error-rate "
+                            f"{max_error_rate:g}")
+    shards = [Shard(shard.index, out.shard_path(shard.index), digests[shard.index])
+              for shard in upstream]
     return StageResult(shards, key, totals, len(todo), len(upstream) - len(todo),
-                       time.perf_counter() - started)
+                       time.perf_counter() - started, failed_rows, retried)
+
+
+def first_error(out: StageDir, index: int) -> str:
+    """The first row error this stage recorded in shard ``index`` (for the stop message)."""
+    frame = out.read(index)
+    errors = [e for e in frame["error"].to_list() if e] if "error" in frame.columns else []
+    return errors[0][:300] if errors else "(no error text)"
+
+
+def _budget_error(stage: str, out: StageDir, index: int | None, failed: dict[int, int],
+                  upstream: list[Shard], what: str) -> Exception:
+    from pipeline.errors import RunFailed
+
+    where = index if index is not None else next(i for i, n in failed.items() if n)
+    done = sum(1 for s in upstream if s.index in failed)
+    return RunFailed(
+        f"{stage}: {what}; first error: {first_error(out, where)}. The run stopped instead of "
+        f"writing a dataset from failures; {done} finished shard(s) are kept under {out.root}. "
+        f"Fix the cause (a server down or misnamed, a wrong flag) and rerun the same command: "
+        f"only the failed rows are retried.")

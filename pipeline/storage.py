@@ -2,21 +2,26 @@
 
 A stage writes shard ``i`` of its output as ``shard-0000i.parquet`` under a temporary name,
 renames it into place (atomic on POSIX), then writes ``shard-0000i.done.json`` with the
-shard's stats. Only a shard with both files, whose marker matches the current input, counts
-as complete; anything else is recomputed. A killed run therefore loses at most the shards
-in flight, and never leaves a half-written file that looks finished.
+shard's stats and the digest of its bytes. Only a shard with both files, whose marker
+matches the current input and whose bytes match the marker, counts as complete; anything
+else (a truncated or overwritten shard included) is recomputed. A killed run therefore loses
+at most the shards in flight, and never leaves a half-written file that looks finished.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+
+log = logging.getLogger(__name__)
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -31,6 +36,15 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_json(path: Path, payload: Any) -> None:
     atomic_write_bytes(path, (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode())
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file's bytes (16 hex digits): a shard's identity for the stages after it."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
 
 
 def atomic_write_parquet(path: Path, frame: pl.DataFrame) -> None:
@@ -52,22 +66,44 @@ class StageDir:
         return self.root / f"shard-{index:05d}.done.json"
 
     def completed(self, index: int, input_digest: str) -> dict[str, Any] | None:
-        """The shard's marker if the shard is complete for this input, else None."""
+        """The shard's marker if the shard was written for this input and still reads back
+        as written (its bytes match the digest in the marker), else None. A damaged shard
+        (truncated, overwritten, unreadable marker) is logged with its path, so it is
+        recomputed rather than read."""
         marker, shard = self.marker_path(index), self.shard_path(index)
         if not (marker.is_file() and shard.is_file()):
             return None
         try:
             info = json.loads(marker.read_text())
-        except (OSError, json.JSONDecodeError):
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+            log.warning("%s: unreadable completion marker; recomputing the shard", marker)
             return None
-        return info if info.get("input_digest") == input_digest else None
+        if not isinstance(info, dict) or info.get("input_digest") != input_digest:
+            return None
+        expected = info.get("output_digest")
+        if expected is None:  # written by an older version: accept it if it reads back
+            try:
+                pl.read_parquet_schema(shard)
+            except Exception as exc:
+                log.warning("%s does not read back (%s); recomputing it", shard, exc)
+                return None
+            info["output_digest"] = file_digest(shard)
+        elif file_digest(shard) != expected:
+            log.warning("%s is damaged (its content does not match its completion marker); "
+                        "recomputing it", shard)
+            return None
+        return info
 
-    def write(self, index: int, frame: pl.DataFrame, marker: dict[str, Any]) -> None:
+    def write(self, index: int, frame: pl.DataFrame, marker: dict[str, Any]) -> str:
+        """Write the shard, then its marker (with the shard's content digest); return the
+        digest."""
         self.root.mkdir(parents=True, exist_ok=True)
         # Order matters: the marker goes last, so it exists only for a fully written shard.
         self.marker_path(index).unlink(missing_ok=True)
         atomic_write_parquet(self.shard_path(index), frame)
-        atomic_write_json(self.marker_path(index), marker)
+        digest = file_digest(self.shard_path(index))
+        atomic_write_json(self.marker_path(index), {**marker, "output_digest": digest})
+        return digest
 
     def read(self, index: int) -> pl.DataFrame:
         return pl.read_parquet(self.shard_path(index))

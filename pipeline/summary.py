@@ -26,6 +26,8 @@ def _stage_cost(result: StageResult, prefix: str | None) -> dict[str, Any]:
         "seconds_this_invocation": round(result.seconds_now, 2),
         "shards_computed": result.computed_shards,
         "shards_reused": result.reused_shards,
+        "failed_rows": result.failed_rows,
+        "retried_rows": result.retried_rows,
     }
     if prefix:
         tokens = int(stats.get(f"{prefix}_completion_tokens", 0))

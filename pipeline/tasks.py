@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.errors import UsageError
 from pipeline.prompts import PromptTemplate, template
 
 
@@ -153,6 +154,6 @@ def get_task(name: str) -> TaskSpec:
     try:
         return TASKS[name]
     except KeyError:
-        raise SystemExit(
+        raise UsageError(
             f"--task {name!r} is unknown; available tasks: {', '.join(sorted(TASKS))}"
         ) from None

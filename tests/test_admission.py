@@ -120,6 +120,12 @@ def test_final_line(text, value):
     ("He has 1 1/2 cups, and 8 x 1 1/2 = 12 rolls", []),  # mixed numbers: not checked
     ("6:00+48=6:48 PM", []),
     ("$4200+$3000 = $8600", ["$4200+$3000 = $8600"]),
+    ("17/3 = 5 and 2/3 loads", []),  # a mixed number
+    ("13 / 6 = 2 full cycles", []),  # a whole quotient
+    ("$1 / 2 = 50 cents", []),
+    ("he ate .25*24 = 6 slices", []),
+    ("Marco gets 28 / 1/5 = 28 * 5 = 140 cups", []),  # divided by a fraction: not read
+    ("i.e. 0900-0130 = 0730 hours", []),
     ("30 − 19 = 11", []),  # Unicode minus
     ("30 + 19 = 58 situps", ["30 + 19 = 58"]),
 ])
@@ -129,11 +135,11 @@ def test_arithmetic_check(text, errors):
 
 @pytest.mark.slow
 def test_arithmetic_check_flags_almost_no_gold_solution(gsm8k_train):
-    """The check errs towards passing: on the 7,473 gold solutions it flags 14, each a real
-    slip of the gold (``192*100=$1920``) or a notation it reads otherwise."""
+    """The check errs towards passing: on the 7,473 gold solutions it flags 20, nearly all
+    real slips of the gold itself (``192*100=$1920``, ``2*8 = 24``)."""
     gold = get_task("gsm8k").gold_response
     flagged = [row for row in gsm8k_train if arithmetic_errors(gold(row))]
-    assert len(flagged) <= 20
+    assert len(flagged) <= 25
 
 
 @pytest.mark.slow
@@ -232,3 +238,65 @@ def test_the_gold_alias_restated_alone_is_a_copy():
     assert verdict.correct
     assert admit(judge, "Dan Castellaneta.", "stop", verdict, NQ_ROW, NQ_ROW["gold"],
                  paraphrase=True).rule == "copy_of_gold"
+
+
+def test_a_pasted_repeat_is_written_once_and_demo_code_is_not_a_target(mbpp_602):
+    from judges.mbpp import target_problem, without_repeats
+
+    code = mbpp_602["code"].replace("\r\n", "\n")
+    assert without_repeats(f"{code}\n\n{code}\n\n{code}") == code
+    assert code_target(f"{code}\n\n{code}") == code_target(code)
+    assert target_problem(f"{code}\n\n{code}") is None  # the same function twice: written once
+    demo = f"{code}\n\n# Test the function\nprint(first_repeated_char('abcabc'))  # 'b'"
+    assert target_problem(demo)[0] == "format:top_level_code"
+    other = code.replace('return "None"', 'return None')
+    assert target_problem(f"{code}\n\n{other}")[0] == "format:redefined"
+    judge = judges.get("mbpp")
+    gold = get_task("mbpp").gold_response(mbpp_602)
+    verdict = judge.judge(f"[BEGIN]\n{demo}\n[DONE]", mbpp_602)
+    assert verdict.correct  # it passes the tests ...
+    decision = admit(judge, f"[BEGIN]\n{demo}\n[DONE]", "stop", verdict, mbpp_602, gold,
+                     paraphrase=False)
+    assert decision.rule == "format:top_level_code"  # ... and is still not a target
+
+
+@pytest.mark.slow
+def test_no_mbpp_reference_breaks_a_target_rule():
+    from judges.mbpp import target_problem
+
+    with (data_dir() / "mbpp" / "mbpp.jsonl").open() as handle:
+        rows = [json.loads(line) for line in handle]
+    assert len(rows) == 974
+    assert [r["task_id"] for r in rows if target_problem(r["code"].replace("\r\n", "\n"))] == []
+
+
+@pytest.mark.parametrize("text, example, rule", [
+    # real paraphrases of the embedded model that name an alias and are still wrong
+    ("The correct answer is the middle cranial fossa, which is the part of the brain that "
+     "contains the pituitary gland.",
+     {"question": "what part of the brain is in the middle cranial fossa",
+      "answers": ["pituitary gland", "the temporal lobes"], "passage": "The middle cranial fossa "
+      "houses the temporal lobes and the pituitary gland."}, "paraphrase:answer_is_other"),
+    ("Rocky (2013)", {"question": "who won the oscar for best picture in 1976",
+                      "answers": ["Rocky"], "passage": "Rocky won Best Picture in 1977."},
+     "paraphrase:new_number"),
+    ('Oliver Conant, the voice actor who played Hermie in the movie "Summer of 42" was '
+     'Katherine Allentuck.', {"question": "who starred in the movie summer of 42",
+                              "answers": ["Oliver Conant", "Gary Grimes", "Katherine Allentuck"],
+                              "passage": "Summer of '42 stars Gary Grimes, Oliver Conant."},
+     "paraphrase:several_answers"),
+])
+def test_an_nq_paraphrase_that_names_an_alias_can_still_be_wrong(text, example, rule):
+    verdict = judges.get("nq").judge_paraphrase(text, example)
+    assert (verdict.correct, verdict.rule) == (False, rule)
+
+
+@pytest.mark.parametrize("text", [
+    "The correct answer is 291.",
+    "The answer is Tulsa, Oklahoma, Oklahoma",
+    "The minimum wage was established in the United States in 1938.",
+])
+def test_faithful_nq_paraphrases_pass(text):
+    example = {"question": "q", "answers": ["291", "Tulsa, Oklahoma", "1938"],
+               "passage": "the united states established it in 1938"}
+    assert judges.get("nq").judge_paraphrase(text, example).correct

@@ -5,6 +5,7 @@ import time
 import pytest
 
 from pipeline.config import RunConfig, parse_config, stable_hash
+from pipeline.errors import UsageError
 from tests.conftest import PROJECT
 
 
@@ -31,7 +32,7 @@ def test_resume_is_the_default_and_fresh_overrides_it():
 def test_unknown_yaml_option_is_named(tmp_path):
     config_file = tmp_path / "c.yaml"
     config_file.write_text("max_tokenz: 64\n")
-    with pytest.raises(SystemExit, match="max_tokenz"):
+    with pytest.raises(UsageError, match="max_tokenz"):
         parse(["--config", str(config_file)])
 
 

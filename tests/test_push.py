@@ -139,8 +139,8 @@ def build_run_folder(root: Path, gsm8k_rows: list[dict], rows: int = 12, errors:
     summary["out"] = str(out)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     # config.yaml as pipeline/runner.py writes it: options, then the commented resolved block.
-    options = {k: v for k, v in dataclasses.asdict(RunConfig(limit=rows, out=str(out), shard_size=8)).items()
-               if k != "config"}
+    config = RunConfig(limit=rows or None, out=str(out), shard_size=8)
+    options = {k: v for k, v in dataclasses.asdict(config).items() if k != "config"}
     resolved = {"data_source": "/data/gsm8k/train.jsonl", "dtype": "float32",
                 "model_fingerprint": "gguf-sha256:b179c9523d0e", "model_path": "/models/smollm2",
                 "stage_keys": {"load": "aaa", "generate": "bbb", "judge": "ccc"}}

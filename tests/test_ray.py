@@ -18,11 +18,11 @@ import psutil
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.stage import Shard, run_stage
+from pipeline.stage import Shard, Stage, run_stage
 from tests.conftest import GSM8K_ARGS, PROJECT, run_cli
 
 
-class DoublingStage:
+class DoublingStage(Stage):
     name = "double"
     version = "1"
     columns = {"y": pl.Int64}
