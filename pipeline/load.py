@@ -45,8 +45,15 @@ def data_dir() -> Path:
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     opener = gzip.open if path.name.endswith(".gz") else open
     rows = []
-    with opener(path, "rt", encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
+    line_no = 0
+    with opener(path, "rb") as handle:
+        for line_no, raw in enumerate(_lines(handle, path), start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataError(f"{path}: line {line_no} is not UTF-8 text (byte "
+                                f"{raw[exc.start:exc.start + 1]!r} at column {exc.start + 1}); "
+                                f"re-encode the file as UTF-8") from None
             if not line.strip():
                 continue
             try:
@@ -59,6 +66,15 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
             row["_line"] = line_no
             rows.append(row)
     return rows
+
+
+def _lines(handle: Any, path: Path):
+    """The file's lines; a truncated or corrupt .gz names the file instead of crashing."""
+    try:
+        yield from handle
+    except (EOFError, OSError, gzip.BadGzipFile) as exc:
+        raise DataError(f"{path}: the compressed file is truncated or corrupt ({exc}); "
+                        f"download or copy it again") from None
 
 
 def read_file(path: Path) -> list[dict[str, Any]]:
@@ -77,12 +93,20 @@ def read_file(path: Path) -> list[dict[str, Any]]:
             loaded = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise DataError(f"{path}: not valid JSON at line {exc.lineno} ({exc.msg})") from None
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{path}: not UTF-8 text (at byte {exc.start}); re-encode the file "
+                            f"as UTF-8") from None
         if isinstance(loaded, dict) and "data" in loaded:
             loaded = loaded["data"]
         if not isinstance(loaded, list):
             raise DataError(f"{path}: expected a JSON list of objects (or {{'data': [...]}})")
         return [{**row, "_line": i} for i, row in enumerate(loaded, start=1)]
-    frame = pl.read_parquet(path) if name.endswith(".parquet") else pl.read_csv(path)
+    try:
+        frame = pl.read_parquet(path) if name.endswith(".parquet") else pl.read_csv(path)
+    except Exception as exc:  # Polars raises several kinds for a damaged file
+        kind = "Parquet" if name.endswith(".parquet") else "CSV"
+        raise DataError(f"{path}: not a readable {kind} file ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0][:200]})") from None
     # CSV line numbers count the header, so row i sits on line i + 1.
     offset = 1 if name.endswith(".csv") else 0
     return [{**row, "_line": i + offset} for i, row in enumerate(frame.to_dicts(), start=1)]
@@ -137,6 +161,10 @@ def row_id(task: TaskSpec, row: dict[str, Any]) -> str:
     return f"{task.name}-{hashlib.sha256(material.encode()).hexdigest()[:16]}"
 
 
+def _type_name(value: Any) -> str:
+    return {str: "a string", int: "a whole number", list: "a list"}.get(type(value), type(value).__name__)
+
+
 def validate(task: TaskSpec, rows: list[dict[str, Any]], source: str) -> None:
     if not rows:
         raise DataError(f"{source}: no rows found")
@@ -147,6 +175,15 @@ def validate(task: TaskSpec, rows: list[dict[str, Any]], source: str) -> None:
                 f"{source}: row at line {row['_line']} is missing {', '.join(missing)} "
                 f"(task {task.name!r} needs {', '.join(task.required_fields)}); fix or remove it"
             )
+        for name, wanted in task.field_types.items():
+            value = row.get(name)
+            ok = isinstance(value, wanted) and not isinstance(value, bool)
+            if ok and wanted is list:
+                ok = all(isinstance(item, str) for item in value)
+            if not ok and value is not None:
+                what = "a list of strings" if wanted is list else _type_name(wanted())
+                raise DataError(f"{source}: row at line {row['_line']}: {name!r} must be {what}, "
+                                f"not {_type_name(value)} ({str(value)[:60]!r}); fix the row")
 
 
 def load_rows(task: TaskSpec, data: str | None, limit: int | None,

@@ -96,13 +96,15 @@ def _backend(config: RunConfig) -> tuple[ResolvedModel, Any, dict[str, Any]]:
                              "and --model set to the served model name")
         from pipeline.backends.openai_backend import OpenAIBackend
 
+        # The server's identity (address and served name) is part of the generate stage's
+        # key and of the request cache's: another server's answers are not this one's.
+        identity = f"openai:{config.model}@{config.base_url.rstrip('/')}"
         backend = OpenAIBackend(
             config.base_url, config.model, api_key_env=config.api_key_env,
             max_concurrency=config.max_concurrency, timeout=config.request_timeout,
-            max_retries=config.max_retries,
+            max_retries=config.max_retries, cache_namespace=identity,
         )
-        served = ResolvedModel(spec=config.model, path=config.base_url,
-                               fingerprint=f"openai:{config.model}")
+        served = ResolvedModel(spec=config.model, path=config.base_url, fingerprint=identity)
         return served, backend, {"backend": "openai"}
     if config.backend != "vllm":
         raise UsageError(f"--backend {config.backend!r}: use vllm or openai")
@@ -143,7 +145,9 @@ def _judge(config: RunConfig, task: TaskSpec, backend: Any) -> Any:
         chat = OpenAIBackend(config.judge_base_url, config.judge_model,
                              api_key_env=config.judge_api_key_env,
                              max_concurrency=config.max_concurrency,
-                             timeout=config.request_timeout, max_retries=config.max_retries)
+                             timeout=config.request_timeout, max_retries=config.max_retries,
+                             cache_namespace=f"openai:{config.judge_model}@"
+                                             f"{config.judge_base_url.rstrip('/')}")
     return judges.get(task.judge, chat=chat, max_tokens=config.judge_max_tokens,
                       min_tpr=config.judge_min_tpr, min_tnr=config.judge_min_tnr)
 

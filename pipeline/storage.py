@@ -10,11 +10,13 @@ at most the shards in flight, and never leaves a half-written file that looks fi
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
 import logging
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,7 +51,16 @@ def file_digest(path: Path) -> str:
 
 def atomic_write_parquet(path: Path, frame: pl.DataFrame) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    frame.write_parquet(tmp)
+    try:
+        frame.write_parquet(tmp)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+    except Exception as exc:  # Polars reports a full disk as its own error, without the path
+        tmp.unlink(missing_ok=True)
+        if shutil.disk_usage(path.parent).free < 16 << 20:
+            raise OSError(errno.ENOSPC, "No space left on device", str(path.parent)) from exc
+        raise
     os.replace(tmp, path)
 
 

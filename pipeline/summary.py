@@ -95,6 +95,8 @@ def summarize(table: pa.Table, task: str, stages: dict[str, StageResult],
                        if paraphrased else None},
         "judge_rules": dict(Counter(columns["judge_rule"]).most_common()),
         "rows_with_errors": sum(1 for e in columns["error"] if e),
+        # model or server texts holding lone surrogates, stored with U+FFFD instead
+        "texts_repaired": sum(int(r.stats.get("texts_repaired", 0)) for r in stages.values()),
         "errors_by_stage": dict(errors),
         "stages": {name: _stage_cost(result, prefixes.get(name)) for name, result in stages.items()},
         "engine_starts": engine_starts,

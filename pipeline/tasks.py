@@ -45,6 +45,8 @@ class TaskSpec:
     prepare_row: Callable[[dict[str, Any]], dict[str, Any]] | None = None
     #: The judge asks a model for what its heuristic cannot decide (NQ).
     llm_judge: bool = False
+    #: Types the source fields must have (checked at load time, naming the row).
+    field_types: dict[str, type] = field(default_factory=dict)
 
     @property
     def splits(self) -> list[str]:
@@ -117,6 +119,7 @@ TASKS: dict[str, TaskSpec] = {
         required_fields=("question", "answer"),
         id_field=None,
         gold_response=_gsm8k_gold,
+        field_types={"question": str, "answer": str},
     ),
     "mbpp": TaskSpec(
         name="mbpp",
@@ -126,6 +129,7 @@ TASKS: dict[str, TaskSpec] = {
         required_fields=("task_id", "text", "code", "test_list"),
         id_field="task_id",
         gold_response=_mbpp_gold,
+        field_types={"task_id": int, "text": str, "code": str, "test_list": list},
         # The prompt asks for code between [BEGIN] and [DONE]; nothing after [DONE] is read.
         stop=("[DONE]",),
         split_of=_mbpp_split,
@@ -142,6 +146,7 @@ TASKS: dict[str, TaskSpec] = {
         required_fields=("question", "answers", "ctxs"),
         id_field="nq_id",
         gold_response=_nq_gold,
+        field_types={"question": str},
         stop=("\n\n",),
         split_of=_nq_split,
         prepare_row=_nq_prepare,

@@ -10,6 +10,10 @@ mix good and bad rows:
 * ``[[hang]]``: no answer for ``hang_seconds`` (longer than any test's client timeout).
 * ``[[garbage]]``: HTTP 200 with a body that is not JSON; ``[[noshape]]``: JSON, no choices.
 * ``[[sleep:0.2]]``: answer normally after that many seconds.
+* ``[[null]]``: ``content: null``; ``[[truncated]]``: a body cut off mid-JSON;
+  ``[[surrogate]]``: an answer holding a lone surrogate (``"\\udc80"`` in the JSON).
+* ``fail_all = 500`` (an attribute, settable while the server runs): every chat request gets
+  that status, whatever it says; ``None`` (the default) switches it off.
 * ``[[reply:TEXT]]``: answer with TEXT verbatim (e.g. a judge's JSON verdict).
 * otherwise ``responder(message)`` if the server was given one and it returns text (e.g. a
   judge that grades correctly), else ``echo: <message>`` (deterministic).
@@ -37,6 +41,7 @@ class FakeOpenAIServer:
                  served_model: str = "fake-model",
                  responder: Callable[[str], str | None] | None = None):
         self.responder = responder
+        self.fail_all: int | None = None
         self.hang_seconds = hang_seconds
         self.retry_after = retry_after
         self.served_model = served_model
@@ -86,6 +91,8 @@ class FakeOpenAIServer:
         with self._lock:
             self.attempts[prompt] += 1
             attempt = self.attempts[prompt]
+        if self.fail_all is not None:
+            return _json(self.fail_all, {"error": {"message": f"server down ({self.fail_all})"}})
         directives = {name: value for name, value in _DIRECTIVE.findall(prompt)}
         if "fail" in directives:
             status, _, times = directives["fail"].partition("x")
@@ -99,6 +106,15 @@ class FakeOpenAIServer:
             return 200, {"Content-Type": "application/json"}, b"<html>this is not json"
         if "noshape" in directives:
             return _json(200, {"id": "x", "object": "chat.completion"})
+        if "null" in directives:
+            body_out = _completion(body, "")
+            body_out["choices"][0]["message"]["content"] = None
+            return _json(200, body_out)
+        if "truncated" in directives:
+            return 200, {"Content-Type": "application/json"}, json.dumps(_completion(body, "x")).encode()[:40]
+        if "surrogate" in directives:
+            payload = json.dumps(_completion(body, "caf\udc80 #### 1"), ensure_ascii=True)
+            return 200, {"Content-Type": "application/json"}, payload.encode()
         if "sleep" in directives:
             self._stopping.wait(float(directives["sleep"]))
         text = directives.get("reply")

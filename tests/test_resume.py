@@ -114,8 +114,9 @@ def test_bad_rows_become_error_rows_and_the_run_completes(gsm8k_train, tmp_path)
     data = tmp_path / "rows.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "out"
+    # 3 of 5 rows fail: over the default failure budget (5 %), so this test allows it.
     result = run_cli("--task", "gsm8k", "--data", str(data), "--max-tokens", "48",
-                     "--out", str(out),
+                     "--out", str(out), "--max-error-rate", "1",
                      env={"S3FT_INJECT_FAULTS": "engine=ENGINE_FAULT,judge=JUDGE_FAULT"})
     assert result.returncode == 0, result.stderr[-3000:]
     export = pl.read_parquet(out / "train.parquet")
