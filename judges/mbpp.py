@@ -19,7 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from judges.base import Judge, TargetProblem, Verdict
-from judges.sandbox import SandboxResult, run_python
+from judges.sandbox import SandboxResult, ValueProbe, capabilities, run_python
+from judges.value_tests import classify, passes
 
 __all__ = [
     "DEFAULT_MAX_PROCESSES",
@@ -35,7 +36,7 @@ __all__ = [
 ]
 
 #: Bump whenever extraction or judging changes, so cached verdicts are recomputed.
-VERSION = "3"
+VERSION = "4"
 
 #: Wall-clock floor per program. Each task's limit is max(floor, factor x the reference
 #: solution's own runtime on this machine), as evalplus does (4 s, 4x); the floor is a
@@ -233,7 +234,10 @@ def _is_program(text: str) -> bool:
 class MbppJudge(Judge):
     """Judges MBPP responses by running the task's asserts in the sandbox.
 
-    Verdict rules: ``pass``, ``fail`` (an assert was false; the reason quotes it),
+    Verdict rules: ``pass`` (every value computed by the program matched, compared here,
+    outside the sandbox: :mod:`judges.value_tests`), ``pass:harness`` (some asserts have a
+    shape the value protocol does not cover and ran inside the sandbox), ``fail`` (an
+    assert was false; the reason quotes it),
     ``error`` (an exception, a syntax error, or an exit before all asserts ran),
     ``timeout``, ``killed`` (a resource limit: MemoryError, a signal, file size) and
     ``no_code``. The extraction rule that found the code is named in the reason.
@@ -289,6 +293,16 @@ class MbppJudge(Judge):
         limit = self.time_limit(example)
         result = self._run(code, example, limit)
         return _verdict(result, self.tests_for(example), code, rule, limit)
+
+    def settings(self) -> dict[str, Any]:
+        """Limits, and the containment in force (a degraded sandbox changes what a pass
+        proves): part of the judge stage's key, written to config.yaml and the summary."""
+        caps = capabilities()
+        return {"timeout_s": self.timeout_s, "timeout_factor": self.timeout_factor,
+                "memory_mb": self.memory_mb, "max_processes": self.max_processes,
+                "challenge_tests": self.include_challenge_tests,
+                "sandbox_mode": self.sandbox_mode or caps.mode, "seccomp": caps.seccomp,
+                "protocol": "values"}
 
     def is_copy_of_gold(self, text: str, example: Mapping[str, Any], gold: str) -> bool:
         code, _ = extract_code(text)
@@ -361,7 +375,8 @@ class MbppJudge(Judge):
 
     def _run(self, code: str, example: Mapping[str, Any], timeout_s: float) -> SandboxResult:
         return run_python(
-            program_source(code, example), tests=self.tests_for(example), timeout_s=timeout_s,
+            program_source(code, example), tests=sandbox_tests(self.tests_for(example)),
+            timeout_s=timeout_s,
             memory_mb=self.memory_mb, max_processes=self.max_processes,
             max_output_bytes=self.max_output_bytes, module_name=SOLUTION_MODULE,
             mode=self.sandbox_mode,
@@ -406,6 +421,13 @@ def _signal_name(number: int) -> str:
 _LIMIT_ERRNOS = {27, 28}  # EFBIG (RLIMIT_FSIZE), ENOSPC (the tmpfs is full)
 
 
+def sandbox_tests(tests: list[str]) -> list[str | ValueProbe]:
+    """Each test as a value probe where its shape allows (the expected value stays here),
+    else as the assert statement the harness executes."""
+    checks = [classify(test) for test in tests]
+    return [check.probe if check else test for check, test in zip(checks, tests, strict=True)]
+
+
 def _verdict(result: SandboxResult, tests: list[str], code: str, rule: str,
              timeout_s: float) -> Verdict:
     def verdict(correct: bool, outcome: str, reason: str) -> Verdict:
@@ -413,7 +435,23 @@ def _verdict(result: SandboxResult, tests: list[str], code: str, rule: str,
 
     n = len(tests)
     if result.completed:
-        return verdict(True, "pass", f"all {n} asserts passed")
+        checks = [classify(test) for test in tests]
+        for index, check in enumerate(checks):
+            if check is None:
+                continue
+            if index not in result.values:
+                return verdict(False, "error", f"no value came back for assert {index + 1}/{n} "
+                                               f"({tests[index][:200]})")
+            ok, seen = passes(check, result.values[index])
+            if not ok:
+                return verdict(False, "fail", f"assert {index + 1}/{n} failed: "
+                                              f"{tests[index][:300]} ({seen})")
+        harness = n - sum(c is not None for c in checks)
+        if harness:
+            # Those asserts ran inside the sandbox, where a program can interfere with them.
+            return verdict(True, "pass:harness", f"all {n} asserts passed; {harness} of them "
+                                                 "checked by the in-sandbox harness")
+        return verdict(True, "pass", f"all {n} asserts passed, values checked by the judge")
     if result.timed_out:
         return verdict(False, "timeout", f"no result within {timeout_s:g} s "
                                          f"({result.tests_run}/{n} asserts had passed)")

@@ -41,6 +41,7 @@ from __future__ import annotations
 import ast
 import atexit
 import contextlib
+import dataclasses
 import itertools
 import logging
 import marshal
@@ -64,6 +65,7 @@ __all__ = [
     "MODES",
     "SandboxError",
     "SandboxResult",
+    "ValueProbe",
     "capabilities",
     "run_python",
 ]
@@ -84,6 +86,10 @@ _UID_BASE = 1_600_000_000 + (os.getpid() % 4096) * 65536
 _uid_counter = itertools.count()
 
 _READ_CHUNK = 65536
+#: The status pipe carries the tests' values too: room for every value record.
+_STATUS_LIMIT = 4 << 20
+#: Largest value record one test may send (the repr of its plain-data value).
+_VALUE_LIMIT = 256 << 10
 #: After the wrapper exited, how long to keep draining pipes held by leftovers.
 _DRAIN_GRACE_S = 1.0
 #: After a timeout kill, how long the spawner may take to report the wrapper's death.
@@ -134,6 +140,34 @@ class SandboxResult:
     uid: int | None = None
     #: Host directory used for the run (already deleted when the result is returned).
     workdir: str = ""
+    #: The seccomp filter of DENIED_SYSCALLS was in force (False: degraded, see docs).
+    seccomp: bool = True
+    #: What each :class:`ValueProbe` test evaluated to, by test index, in the harness's
+    #: plain-data encoding (decode with :func:`judges.value_tests.decode`); an index with
+    #: more than one record (a program writing fake ones) maps to :data:`CONFLICT`.
+    values: dict[int, object] = field(default_factory=dict)
+
+
+#: Marks a test index for which the status pipe carried several value records.
+CONFLICT = ("conflict",)
+
+
+@dataclass(frozen=True)
+class ValueProbe:
+    """A test whose expression the sandbox only evaluates: the value comes back as plain data
+    and is compared with the expected one outside, by the judge (see judges/value_tests.py).
+
+    ``names`` are every name the expression reads; ``callee`` is the function under test,
+    the one name taken from the program even when a builtin has it too.
+    """
+
+    expression: str
+    names: tuple[str, ...]
+    callee: str = ""
+
+    def wire(self) -> tuple:
+        params = ", ".join(self.names)
+        return ("eval", f"lambda {params}: ({self.expression})", tuple(self.names), self.callee)
 
 
 @dataclass(frozen=True)
@@ -148,6 +182,8 @@ class Capabilities:
     user_namespace: bool
     #: Why each stronger mode was rejected (mode -> error), for the warning and the docs.
     rejected: dict[str, str] = field(default_factory=dict)
+    #: The syscall filter (keyring, shared memory, ...) is in force; False: degraded.
+    seccomp: bool = True
 
     @property
     def full(self) -> bool:
@@ -186,6 +222,20 @@ PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390
 SETUP_FAILED = 125
 libc = ctypes.CDLL(None, use_errno=True)
 CFG = {}
+# Kernel surfaces no judged program needs, refused with EPERM by a seccomp filter: the
+# keyring (a program could read, destroy or plant the spawner's keys), anonymous and SysV
+# shared memory (not counted by RLIMIT_AS), message queues, and a few attack-only calls.
+PR_SET_SECCOMP, SECCOMP_MODE_FILTER, KEYCTL_JOIN_SESSION_KEYRING = 22, 2, 1
+DENIED_SYSCALLS = {
+    "x86_64": (0xC000003E, {"keyctl": 250, "add_key": 248, "request_key": 249,
+                            "memfd_create": 319, "shmget": 29, "shmat": 30, "shmctl": 31,
+                            "msgget": 68, "semget": 64, "mq_open": 240, "userfaultfd": 323,
+                            "bpf": 321, "perf_event_open": 298}),
+    "aarch64": (0xC00000B7, {"keyctl": 219, "add_key": 217, "request_key": 218,
+                             "memfd_create": 279, "shmget": 194, "shmat": 196, "shmctl": 195,
+                             "msgget": 186, "semget": 190, "mq_open": 180, "userfaultfd": 282,
+                             "bpf": 280, "perf_event_open": 241}),
+}
 
 
 def report(*fields):
@@ -381,6 +431,46 @@ def drop_capabilities():
     check(libc.capset(ctypes.byref(Header(0x20080522, 0)), data), "capset")
 
 
+def new_session_keyring():
+    # A fresh, empty session keyring: the program does not possess the spawner's keys.
+    table = DENIED_SYSCALLS.get(os.uname().machine)
+    if table is not None:
+        libc.syscall(ctypes.c_long(table[1]["keyctl"]), ctypes.c_long(KEYCTL_JOIN_SESSION_KEYRING),
+                     ctypes.c_void_p(None))
+
+
+def install_seccomp():
+    """Deny DENIED_SYSCALLS with EPERM (and every call of a foreign syscall ABI); return
+    None, or why no filter could be installed (the run then goes on, degraded, and says so)."""
+    spec = DENIED_SYSCALLS.get(os.uname().machine)
+    if spec is None:
+        return "no syscall table for " + os.uname().machine
+    audit_arch, table = spec
+    ld, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06
+    allow, deny = 0x7FFF0000, 0x00050000 | 1  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO | EPERM
+    prog = [(ld, 0, 0, 4), (jeq, 1, 0, audit_arch), (ret, 0, 0, deny), (ld, 0, 0, 0)]
+    checks = ([(jge, 0x40000000)] if audit_arch == 0xC000003E else [])  # x32 ABI numbers
+    checks += [(jeq, nr) for nr in sorted(table.values())]
+    deny_at = len(prog) + len(checks) + 1
+    for code, k in checks:
+        prog.append((code, deny_at - len(prog) - 1, 0, k))
+    prog += [(ret, 0, 0, allow), (ret, 0, 0, deny)]
+
+    class Filter(ctypes.Structure):
+        _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte),
+                    ("k", ctypes.c_uint32)]
+
+    class Program(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(Filter))]
+
+    filters = (Filter * len(prog))(*[Filter(*f) for f in prog])
+    program = Program(len(prog), filters)
+    if libc.prctl(PR_SET_SECCOMP, ctypes.c_ulong(SECCOMP_MODE_FILTER), ctypes.byref(program),
+                  ctypes.c_ulong(0), ctypes.c_ulong(0)) != 0:
+        return "prctl(PR_SET_SECCOMP): " + os.strerror(ctypes.get_errno())
+    return None
+
+
 def drop_privileges():
     mode = CFG["mode"]
     if mode in ("namespace", "setuid"):
@@ -403,9 +493,13 @@ def program_process(alive_r, alive_w, ready_r, ready_w):
         os.environ.clear()  # nothing inherited: only what the judge chose
         os.environ.update(CFG["env"])
         set_limits()
+        new_session_keyring()
         drop_privileges()
         # Set after the uid change (a credential change clears it).
         prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        refused = install_seccomp()  # after no_new_privs (drop_privileges), before the program
+        if refused:
+            report("seccomp_off", refused)
         alive_check(alive_r)
         for fd in (CFG["status_fd"], CFG["nonce_fd"]):
             os.set_inheritable(fd, False)
@@ -424,13 +518,24 @@ def program_process(alive_r, alive_w, ready_r, ready_w):
 
 def harness():
     # Capture everything the harness needs before the program can monkeypatch it.
-    _exec, _compile, _len, _range, _repr, _str, _type = exec, compile, len, range, repr, str, type
+    _exec, _eval, _compile, _len, _range, _repr, _str, _type = (
+        exec, eval, compile, len, range, repr, str, type)
     _getattr, _isinstance, _int = getattr, isinstance, int
+    _float, _bytes, _bool, _list, _tuple, _dict, _set, _frozenset, _none, _complex = (
+        float, bytes, bool, list, tuple, dict, set, frozenset, type(None), complex)
+    import collections
+    # The standard library's own dict types; read through dict.items, never their methods.
+    _dicts = (dict, collections.Counter, collections.OrderedDict, collections.defaultdict)
+    _items = dict.items
     _BaseException, _SystemExit, _SyntaxError = BaseException, SystemExit, SyntaxError
+    _NameError, _TypeError, _ValueError = NameError, TypeError, ValueError
     _write, _read, _exit = os.write, os.read, os._exit
     _settrace, _setprofile = sys.settrace, sys.setprofile
+    # The tests' own names resolve to these, never to what the program defines or patches.
+    _pristine = _dict(builtins.__dict__)
     status_fd, nonce_fd = CFG["status_fd"], CFG["nonce_fd"]
     source, tests, module_name = CFG["source"], CFG["tests"], CFG["module_name"]
+    value_limit = CFG.get("value_limit", 1 << 20)
 
     def send(*fields):
         try:
@@ -463,6 +568,26 @@ def harness():
         send(kind, phase, index, name[:200], message, errno)
         _exit(1)
 
+    def plain(value, depth):
+        # Only exact built-in data types (no subclass, nothing with code attached): the
+        # judge compares these outside the sandbox, so a custom __eq__ never runs there.
+        kind = _type(value)
+        if depth > 64:
+            raise _ValueError("the value is nested deeper than 64 levels")
+        if kind is _none or kind is _bool or kind is _int or kind is _str or kind is _bytes:
+            return value
+        if kind is _float:
+            return ("f", _repr(value))
+        if kind is _complex:
+            return ("c", _repr(value))
+        if kind is _list or kind is _tuple or kind is _set or kind is _frozenset:
+            tag = "L" if kind is _list else "T" if kind is _tuple else "S" if kind is _set else "FS"
+            return (tag, [plain(item, depth + 1) for item in value])
+        if kind in _dicts:
+            return ("D", [[plain(k, depth + 1), plain(v, depth + 1)] for k, v in _items(value)])
+        raise _TypeError("returned a %s, not a plain value (int, float, complex, str, bytes, "
+                         "bool, None, list, tuple, dict, set)" % kind.__name__)
+
     # `site` would add exit()/quit(); -S skips it, so add them for programs that call them.
     builtins.exit = _sitebuiltins.Quitter("exit", "Ctrl-D (i.e. EOF)")
     builtins.quit = _sitebuiltins.Quitter("quit", "Ctrl-D (i.e. EOF)")
@@ -473,7 +598,12 @@ def harness():
     compiled = []
     for i in _range(_len(tests)):
         try:
-            compiled.append(_compile(tests[i], "<test %d>" % i, "exec"))
+            test = tests[i]
+            if _isinstance(test, _str):
+                compiled.append(("exec", _compile(test, "<test %d>" % i, "exec"), (), ""))
+            else:  # ("eval", "lambda a, b: (expression)", names, callee)
+                compiled.append(("eval", _compile(test[1], "<test %d>" % i, "eval"), test[2],
+                                 test[3]))
         except _BaseException as exc:
             fail("test_compile", i, exc)
     module = types.ModuleType(module_name)
@@ -490,8 +620,28 @@ def harness():
     _setprofile(None)
     ran = 0
     for i in _range(_len(compiled)):
+        kind, test_code, names, callee = compiled[i]
         try:
-            _exec(compiled[i], module.__dict__)
+            if kind == "exec":
+                _exec(test_code, module.__dict__)
+            else:
+                # Bind every name the expression uses before any program code runs: the
+                # function under test (and names no builtin has) from the program, all
+                # else from the pristine builtins; as the lambda's parameters they are
+                # fast locals, which the program's code cannot rebind.
+                args = []
+                for name in names:
+                    if name != callee and name in _pristine:
+                        args.append(_pristine[name])
+                    elif name in module.__dict__:
+                        args.append(module.__dict__[name])
+                    else:
+                        raise _NameError("name %r is not defined" % name)
+                probe = _eval(test_code, {"__builtins__": {}})
+                record = _repr(("value", i, plain(probe(*args), 0)))
+                if _len(record) > value_limit:
+                    raise _ValueError("the value is larger than %d bytes" % value_limit)
+                _write(status_fd, (record + "\n").encode("utf-8", "backslashreplace"))
         except _BaseException as exc:
             fail("test", i, exc)
         ran += 1
@@ -825,7 +975,12 @@ def _detect() -> Capabilities:
     for mode in order:
         problem = _probe(mode)
         if problem is None:
-            caps = _capabilities_for(mode, rejected)
+            caps = dataclasses.replace(_capabilities_for(mode, rejected),
+                                       seccomp=_probe_seccomp.get(mode, False))
+            if not caps.seccomp:
+                log.warning("sandbox: the seccomp filter could not be installed (keyring and "
+                            "shared-memory calls stay open to judged programs); see "
+                            "docs/sandbox.md")
             if not caps.full:
                 why = "; ".join(f"{m}: {e}" for m, e in rejected.items()) or "forced"
                 log.warning("sandbox: running untrusted code in the weaker %r mode (%s); "
@@ -835,8 +990,12 @@ def _detect() -> Capabilities:
     raise SandboxError(f"no sandbox mode works here: {rejected}")
 
 
+_probe_seccomp: dict[str, bool] = {}
+
+
 def _probe(mode: str) -> str | None:
     """Return None if ``mode`` runs a small program correctly, else what went wrong.
+    (Whether the seccomp filter took is recorded in ``_probe_seccomp``.)
 
     The program imports a stdlib module not loaded at start-up, so a mode whose uid cannot
     read the Python installation (e.g. one under a private home directory) is rejected.
@@ -850,6 +1009,7 @@ def _probe(mode: str) -> str | None:
     except (SandboxError, OSError) as exc:
         return str(exc)[:300]
     if result.completed:
+        _probe_seccomp[mode] = result.seccomp
         return None
     detail = result.failure or result.stderr[-300:]
     return f"probe did not complete (rc={result.returncode}: {detail})"
@@ -858,7 +1018,7 @@ def _probe(mode: str) -> str | None:
 def run_python(
     source: str,
     *,
-    tests: Sequence[str] = (),
+    tests: Sequence[str | ValueProbe] = (),
     timeout_s: float = 5.0,
     memory_mb: int = 512,
     cpu_s: float | None = None,
@@ -871,6 +1031,10 @@ def run_python(
     mode: str | None = None,
 ) -> SandboxResult:
     """Run ``source``, then each statement in ``tests``, in a fresh contained process tree.
+
+    A test is a statement the harness executes (``assert f(1) == 2``), or a
+    :class:`ValueProbe` whose value is sent back (``SandboxResult.values``) for the caller
+    to compare: then the expected value never enters the sandbox.
 
     ``timeout_s`` is wall-clock for the whole run; ``cpu_s`` (default: the timeout plus one
     second) backs it up with RLIMIT_CPU. ``memory_mb`` is RLIMIT_AS per process and
@@ -917,7 +1081,7 @@ def _ro_paths() -> list[str]:
 _RO_PATHS = _ro_paths()
 
 
-def _run(source: str, *, tests: list[str], mode: str, timeout_s: float, memory_mb: int,
+def _run(source: str, *, tests: list[str | ValueProbe], mode: str, timeout_s: float, memory_mb: int,
          cpu_s: float | None, file_size_mb: int, max_processes: int, max_open_files: int,
          tmp_mb: int, max_output_bytes: int, module_name: str = "__main__") -> SandboxResult:
     uid = _next_uid() if mode in ("namespace", "setuid") else None
@@ -927,7 +1091,7 @@ def _run(source: str, *, tests: list[str], mode: str, timeout_s: float, memory_m
     cfg = {
         "mode": mode,
         "source": source,
-        "tests": tests,
+        "tests": [t.wire() if isinstance(t, ValueProbe) else t for t in tests],
         "uid": -1 if uid is None else uid,
         "jail": workdir,
         "cwd": "/tmp" if namespaced else workdir,
@@ -935,6 +1099,7 @@ def _run(source: str, *, tests: list[str], mode: str, timeout_s: float, memory_m
         "tmp_kb": tmp_mb * 1024,
         "tmp_inodes": 8192,
         "module_name": module_name,
+        "value_limit": _VALUE_LIMIT,
         "limits": {
             "as": memory_mb * 1024 * 1024,
             "cpu": math.ceil(cpu_s if cpu_s is not None else timeout_s + 1.0),
@@ -971,7 +1136,7 @@ def _run(source: str, *, tests: list[str], mode: str, timeout_s: float, memory_m
         theirs.clear()
         streams = _Collector({pipes["out"][0]: max_output_bytes,
                               pipes["err"][0]: max_output_bytes,
-                              pipes["status"][0]: max_output_bytes})
+                              pipes["status"][0]: _STATUS_LIMIT})
         ours = [pipes["result"][0]]
         try:
             timed_out, status = _supervise(rid, streams, pipes["result"][0],
@@ -1127,7 +1292,7 @@ def _failure_from(record: tuple) -> Failure | None:
 
 
 def _result(status: int | None, streams: _Collector, out_r: int, err_r: int,
-            status_r: int, *, timed_out: bool, duration: float, mode: str, tests: list[str],
+            status_r: int, *, timed_out: bool, duration: float, mode: str, tests: list,
             nonce: str, uid: int | None, workdir: str) -> SandboxResult:
     returncode = None if status is None else os.waitstatus_to_exitcode(status)
     records = _parse_status(bytes(streams.data[status_r]))
@@ -1143,9 +1308,12 @@ def _result(status: int | None, streams: _Collector, out_r: int, err_r: int,
         r[0] == "done" and len(r) == 3 and r[1] == nonce and r[2] == len(tests) for r in records
     )
     failure = None
+    values: dict[int, object] = {}
     for record in records:
         if record[0] in ("raised", "exit"):
             failure = _failure_from(record) or failure
+        elif record[0] == "value" and len(record) == 3 and isinstance(record[1], int):
+            values[record[1]] = CONFLICT if record[1] in values else record[2]
     if done:
         tests_run = len(tests)
     elif failure is not None and failure.phase == "test":
@@ -1169,4 +1337,6 @@ def _result(status: int | None, streams: _Collector, out_r: int, err_r: int,
         stderr_truncated=streams.truncated[err_r],
         uid=uid,
         workdir=workdir,
+        values=values,
+        seccomp=not any(r[0] == "seccomp_off" for r in records),
     )

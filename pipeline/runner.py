@@ -196,6 +196,7 @@ def run(config: RunConfig) -> dict[str, Any]:
         usage = getattr(p.judge, "usage", None)
         if usage:
             summary["judge_usage_this_invocation"] = dict(usage)
+        summary["judge_settings"] = p.judge.settings()
         summary["out"] = str(p.out_dir)
         summary["preflight_problems"] = dict(problems)
         atomic_write_json(p.out_dir / "summary.json", summary)

@@ -47,7 +47,8 @@ def test_mbpp_curation_run(mbpp_run):
     assert summary["preflight_problems"] == {}
     assert summary["rows"] == 16 and summary["engine_starts"] == 1
     rules = set(train["judge_rule"])
-    assert rules <= {"pass", "fail", "error", "timeout", "killed", "no_code"}
+    assert rules <= {"pass", "pass:harness", "fail", "error", "timeout", "killed", "no_code"}
+    assert summary["judge_settings"]["protocol"] == "values" and summary["judge_settings"]["seccomp"]
     # Every candidate stopped at [DONE] or ran out of tokens; a stopped one keeps its [DONE].
     stopped = train.filter(pl.col("finish_reason") == "stop")
     assert all(c.rstrip().endswith("[DONE]") or "[DONE]" not in c for c in stopped["candidate"])
