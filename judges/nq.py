@@ -273,8 +273,11 @@ class NqJudge(Judge):
         trust it or not from now on. None (nothing to prove) without an LLM."""
         if self.chat is None:
             return None
+        from pipeline.progress import Progress
+
         cases = calibration_cases(examples, responses)
-        verdicts = self._ask_llm([c[0] for c in cases], [c[1] for c in cases]) if cases else []
+        with Progress("judge calibration", len(cases), "answers"):
+            verdicts = self._ask_llm([c[0] for c in cases], [c[1] for c in cases]) if cases else []
         positives = [v for v, c in zip(verdicts, cases, strict=True) if c[2]]
         negatives = [v for v, c in zip(verdicts, cases, strict=True) if not c[2]]
         self.calibration = Calibration(

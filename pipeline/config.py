@@ -123,6 +123,11 @@ class RunConfig:
                   "of a stage's rows fail, or every row of a shard does; a rerun retries only "
                   "the failed rows. 1 never stops."},
     )
+    progress: bool = field(
+        default=True, metadata={"help": "Report rows, tokens/s and an ETA while steps run: a bar on "
+                                "a terminal, a log line every 30 s otherwise (also "
+                                "S3FT_PROGRESS=0, S3FT_PROGRESS_INTERVAL=seconds)."}
+    )
     debug: bool = field(
         default=False, metadata={"help": "Show Python tracebacks instead of one-line errors "
                                  "(also S3FT_DEBUG=1)."}

@@ -25,6 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.model import DEFAULT_MODEL
+from pipeline.progress import score_text
+
 log = logging.getLogger(__name__)
 
 IN_DOMAIN_SPLIT = "test"
@@ -35,9 +38,10 @@ VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
 
 @dataclass
 class EvaluateConfig:
-    model: str | None = field(default=None, metadata={
+    model: str = field(default=DEFAULT_MODEL, metadata={
         "help": "Model to score: embedded:<name>, a .gguf file, a model folder, a Hub id or a PEFT "
-                "adapter folder (written by pipeline.train). Required."})
+                "adapter folder (written by pipeline.train). Default: the embedded "
+                "SmolLM2-135M-Instruct, as in pipeline.run."})
     benchmarks: str = field(default="gsm8k," + GENERAL_DEFAULT, metadata={
         "help": "Comma-separated: in-domain tasks (gsm8k, mbpp, nq) and general benchmarks "
                 "(mmlu, truthfulqa_mc, truthfulqa_mc2, arc_challenge, hellaswag)."})
@@ -171,7 +175,9 @@ def evaluate_in_domain(models: list[ModelUnderTest], tasks: list[str], settings:
                         "metric": "judged correct", "errors": int(frame["error"].is_not_null().sum()),
                         "truncated": int((frame["finish_reason"] == "length").sum()),
                     }
-                    log.info("%s on %s: %s", m.name, task, results[m.name][task])
+                    score = results[m.name][task]
+                    log.info("%s on %s: %s (95%% interval)", m.name, task,
+                             score_text(score["accuracy"], score["ci95"], score["n"]))
                     frames.append(frame.select(
                         pl.lit(m.name).alias("model"), pl.lit(task).alias("task"), "id", "candidate",
                         "verdict", "judge_rule", "judge_extracted", "finish_reason", "completion_tokens",
@@ -256,8 +262,6 @@ def main(argv: list[str] | None = None) -> int:
     settings = parse_config(EvaluateConfig, argv, description=__doc__.splitlines()[0])
     logging.basicConfig(level=settings.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if not settings.model:
-        raise SystemExit("--model is required (a model folder, adapter folder or embedded:<name>)")
     model = model_under_test(settings.model, settings.name, settings.base_model)
     split_benchmarks(settings.benchmarks)  # fail on a bad name before any model loads
     out = Path(settings.out or Path("runs") / f"eval-{model.name}-{stable_hash(vars(settings))[:8]}")

@@ -32,6 +32,7 @@ from typing import Any
 
 from pipeline.benchmarks_data import MCItem, canonical_name, load_benchmark, select_items
 from pipeline.lm_eval_tasks import ID_FIELD, build_tasks, task_configs
+from pipeline.progress import Progress, score_text
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +189,27 @@ def summarise(benchmark: str, records: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
+#: Log-likelihood requests scored between two progress updates.
+PROGRESS_CHUNK = 256
+
+
+def _count_loglikelihoods(lm: Any) -> None:
+    """Score lm-eval's requests in chunks so the step reports progress (choices scored,
+    ETA) on long benchmarks; the results are the same, request for request."""
+    original = lm.loglikelihood
+
+    def counted(requests: list, *args: Any, **kwargs: Any) -> list:
+        results: list = []
+        with Progress("lm-eval log-likelihoods", len(requests), "choices") as meter:
+            for start in range(0, len(requests), PROGRESS_CHUNK):
+                chunk = requests[start:start + PROGRESS_CHUNK]
+                results += original(chunk, *args, **kwargs)
+                meter.update(len(chunk))
+        return results
+
+    lm.loglikelihood = counted
+
+
 def score_benchmarks(model: Any, benchmarks: Iterable[str], limit: int | None = None, *,
                      num_fewshot: int = 0, base_model: str | None = None, tokenizer: Any = None,
                      batch_size: int = 16, threads: int | None = None, data_root: Path | None = None,
@@ -225,6 +247,8 @@ def score_benchmarks(model: Any, benchmarks: Iterable[str], limit: int | None = 
         lm = make_lm(model, base_model=base_model, tokenizer=tokenizer, batch_size=batch_size,
                      dtype=dtype, device=device) if any(selections.values()) else None
         results = {}
+        if lm is not None:
+            _count_loglikelihoods(lm)
         for name, items in selections.items():
             started = time.perf_counter()
             records, lm_eval_results = (_run_lm_eval(lm, name, items, num_fewshot if name == "mmlu" else 0,
@@ -235,8 +259,9 @@ def score_benchmarks(model: Any, benchmarks: Iterable[str], limit: int | None = 
                              "seconds": round(seconds, 2),
                              "items_per_s": round(len(records) / seconds, 3) if records else None,
                              "lm_eval_results": lm_eval_results, "items": records}
-            log.info("%s: %s = %s (n=%d, 95%% CI %s) in %.1fs", name, results[name]["metric"],
-                     results[name]["accuracy"], len(records), results[name]["ci95"], seconds)
+            log.info("%s: %s = %s (95%% interval) in %.1fs", name, results[name]["metric"],
+                     score_text(results[name]["accuracy"], results[name]["ci95"], len(records)),
+                     seconds)
         return results
     finally:
         torch.set_num_threads(previous_threads)

@@ -11,6 +11,7 @@ from typing import Any
 import polars as pl
 
 from judges import Judge
+from pipeline import progress
 from pipeline.admission import admission_columns, admit
 from pipeline.backends.base import Backend, SamplingSettings
 from pipeline.generate import run_backend
@@ -59,9 +60,10 @@ class ParaphraseStage(Stage):
         template = self.task.paraphrase_prompt
         conversations = [template.messages(**rows[i]) for i in todo]
         generations = run_backend(self.backend, conversations, self.sampling, stats, "paraphrase")
-        verdicts, judge_errors = judge_responses(
-            self.judge, [g.text for g in generations], [rows[i] for i in todo], paraphrase=True
-        )
+        with progress.quiet():  # the rows were counted as their paraphrases came back
+            verdicts, judge_errors = judge_responses(
+                self.judge, [g.text for g in generations], [rows[i] for i in todo],
+                paraphrase=True)
         admissions = [admit(self.judge, g.text, g.finish_reason, v, rows[i], rows[i]["gold"],
                             paraphrase=True)
                       for g, v, i in zip(generations, verdicts, todo, strict=True)]

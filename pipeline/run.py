@@ -7,6 +7,7 @@ Heavy libraries (vLLM, torch, transformers) load only after the arguments are pa
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 
@@ -16,6 +17,8 @@ from pipeline.errors import report_errors
 
 def main(argv: list[str] | None = None) -> int:
     config = parse_config(RunConfig, argv, description=__doc__.splitlines()[0])
+    if not config.progress:
+        os.environ["S3FT_PROGRESS"] = "0"  # read by pipeline.progress (and a --train child)
     logging.basicConfig(level=config.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from pipeline.runner import run

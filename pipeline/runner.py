@@ -26,6 +26,7 @@ from pipeline.judge import JudgeStage
 from pipeline.load import LoadedData, load_rows, write_shards
 from pipeline.model import ResolvedModel, cache_dir, resolve_model
 from pipeline.paraphrase import ParaphraseStage
+from pipeline.progress import Progress
 from pipeline.select import SelectStage
 from pipeline.stage import Shard, Stage, StageResult, run_stage, stage_key
 from pipeline.storage import RunLock, atomic_write_bytes, atomic_write_json
@@ -246,7 +247,8 @@ def _preflight(p: Plan, stages_root: Path) -> list[tuple[str, str]]:
         ids = set(p.frame["id"].to_list())
         if ids <= set(known["checked"]):
             return [(rid, why) for rid, why in known["problems"] if rid in ids]
-    problems = p.task.preflight(p.judge, p.frame.to_dicts())
+    with Progress(f"preflight: {p.task.name} references", p.frame.height, "programs"):
+        problems = p.task.preflight(p.judge, p.frame.to_dicts())
     for rid, why in problems:
         log.warning("preflight: %s: %s", rid, why)
     record.parent.mkdir(parents=True, exist_ok=True)

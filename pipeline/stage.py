@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from tqdm.auto import tqdm
 
 from pipeline.config import stable_hash
+from pipeline.progress import Progress
 from pipeline.storage import StageDir
 from pipeline.text import safe_text
 
@@ -157,46 +157,54 @@ def run_stage(stage: Stage, upstream: list[Shard], upstream_key: str, stages_roo
     if todo:
         stage.prepare(upstream, out.root, fresh)
     group_size = max(1, int(stage.shards_per_call or 1))
-    progress = tqdm(total=len(todo), desc=stage.name, unit="shard", disable=None)
-    for start in range(0, len(todo), group_size):
-        group = todo[start:start + group_size]
-        inputs = [pl.read_parquet(shard.path) for shard, _ in group]
-        work = [frame.filter(pl.col("id").is_in(marker["failed_ids"])) if marker else frame
-                for frame, (_, marker) in zip(inputs, group, strict=True)]
-        stats: Counter = Counter()
-        began = time.perf_counter()
-        result = stage.process(pl.concat(work, how="vertical_relaxed"), stats)
-        result = result.with_columns([pl.col(name).cast(dtype) for name, dtype in stage.columns.items()])
-        stats["seconds"] += time.perf_counter() - began
-        offset = 0
-        for position, ((shard, old), frame, part_in) in enumerate(zip(group, inputs, work, strict=True)):
-            part = result.slice(offset, part_in.height)
-            offset += part_in.height
-            if part["id"].to_list() != part_in["id"].to_list():
-                raise RuntimeError(f"{stage.name} changed the rows of shard {shard.index}")
-            retry_ids, permanent_ids = _new_failures(stage.name, part_in, part)
-            # A group's counters are recorded once, on its first shard; the totals stay exact.
-            shard_stats = Counter(stats) if position == 0 else Counter()
-            if old is not None:  # a retry: keep the rows that had succeeded
-                part = _merge(out.read(shard.index).filter(~pl.col("id").is_in(old["failed_ids"])),
-                              part, frame["id"].to_list())
-                shard_stats.update(old["stats"])
-            shard_stats["rows"] = part.height
-            permanent = len(permanent_ids) + (int(old.get("failed_permanently", 0)) if old else 0)
-            marker = {"stage": stage.name, "key": key, "input_digest": shard.digest,
-                      "rows": part.height, "stats": dict(shard_stats), "failed_ids": retry_ids,
-                      "failed_permanently": permanent}
-            digests[shard.index] = out.write(shard.index, part, marker)
-            totals.update(marker["stats"])
-            failed[shard.index] = len(retry_ids) + permanent
-            log.info("%s: shard %d done (%d rows%s)", stage.name, shard.index, part.height,
-                     f", {failed[shard.index]} failed" if failed[shard.index] else "")
-            progress.update()
-            if part.height and failed[shard.index] == part.height:
-                progress.close()
-                raise _budget_error(stage.name, out, shard.index, failed, upstream,
-                                    f"every row of shard {shard.index} failed")
-    progress.close()
+    rows_todo = sum(len(marker["failed_ids"]) if marker else _rows(shard) for shard, marker in todo)
+    total_rows = sum(_rows(shard) for shard in upstream)
+    log.info("%s: %s rows in %d shard%s, %d done earlier, %d to go%s", stage.name,
+             f"{total_rows:,}", len(upstream), "s" if len(upstream) != 1 else "",
+             len(upstream) - len(todo), len(todo),
+             f" ({rows_todo:,} rows, {retried:,} of them retried)" if retried else "")
+    rows_done = tokens_done = 0
+    with Progress(stage.name, rows_todo) as meter:
+        for start in range(0, len(todo), group_size):
+            group = todo[start:start + group_size]
+            inputs = [pl.read_parquet(shard.path) for shard, _ in group]
+            work = [frame.filter(pl.col("id").is_in(marker["failed_ids"])) if marker else frame
+                    for frame, (_, marker) in zip(inputs, group, strict=True)]
+            stats: Counter = Counter()
+            began = time.perf_counter()
+            result = stage.process(pl.concat(work, how="vertical_relaxed"), stats)
+            result = result.with_columns([pl.col(name).cast(dtype) for name, dtype in stage.columns.items()])
+            stats["seconds"] += time.perf_counter() - began
+            offset = 0
+            for position, ((shard, old), frame, part_in) in enumerate(zip(group, inputs, work, strict=True)):
+                part = result.slice(offset, part_in.height)
+                offset += part_in.height
+                if part["id"].to_list() != part_in["id"].to_list():
+                    raise RuntimeError(f"{stage.name} changed the rows of shard {shard.index}")
+                retry_ids, permanent_ids = _new_failures(stage.name, part_in, part)
+                # A group's counters are recorded once, on its first shard; the totals stay exact.
+                shard_stats = Counter(stats) if position == 0 else Counter()
+                if old is not None:  # a retry: keep the rows that had succeeded
+                    part = _merge(out.read(shard.index).filter(~pl.col("id").is_in(old["failed_ids"])),
+                                  part, frame["id"].to_list())
+                    shard_stats.update(old["stats"])
+                shard_stats["rows"] = part.height
+                permanent = len(permanent_ids) + (int(old.get("failed_permanently", 0)) if old else 0)
+                marker = {"stage": stage.name, "key": key, "input_digest": shard.digest,
+                          "rows": part.height, "stats": dict(shard_stats), "failed_ids": retry_ids,
+                          "failed_permanently": permanent}
+                digests[shard.index] = out.write(shard.index, part, marker)
+                totals.update(marker["stats"])
+                failed[shard.index] = len(retry_ids) + permanent
+                log.info("%s: shard %d done (%d rows%s)", stage.name, shard.index, part.height,
+                         f", {failed[shard.index]} failed" if failed[shard.index] else "")
+                rows_done += part_in.height
+                tokens_done += _tokens(stats) if position == 0 else 0
+                meter.reach(rows_done, tokens_done)
+                meter.log_now()
+                if part.height and failed[shard.index] == part.height:
+                    raise _budget_error(stage.name, out, shard.index, failed, upstream,
+                                        f"every row of shard {shard.index} failed")
     rows = totals.get("rows", 0)
     failed_rows = sum(failed.values())
     if rows and failed_rows > max_error_rate * rows:
@@ -207,6 +215,14 @@ def run_stage(stage: Stage, upstream: list[Shard], upstream_key: str, stages_roo
               for shard in upstream]
     return StageResult(shards, key, totals, len(todo), len(upstream) - len(todo),
                        time.perf_counter() - started, failed_rows, retried)
+
+
+def _rows(shard: Shard) -> int:
+    return int(pl.scan_parquet(shard.path).select(pl.len()).collect().item())
+
+
+def _tokens(stats: Counter) -> int:
+    return int(sum(v for k, v in stats.items() if k.endswith("_completion_tokens")))
 
 
 def first_error(out: StageDir, index: int) -> str:

@@ -386,21 +386,33 @@ def train(args: TrainArguments, training_args: Any = None) -> dict[str, Any]:
 
 
 def _step_timer() -> Any:
-    """A callback that records the wall time of every optimizer step."""
+    """A callback that records the wall time of every optimizer step and reports progress
+    (steps done / total and an ETA: a bar on a terminal, a log line every 30 s otherwise)."""
     from transformers import TrainerCallback
+
+    from pipeline.progress import Progress
 
     class StepTimer(TrainerCallback):
         def __init__(self) -> None:
             self.durations: list[float] = []
             self._last = 0.0
+            self._progress: Progress | None = None
 
         def on_train_begin(self, args, state, control, **kwargs):  # noqa: ANN001 (TRL's signature)
             self._last = time.perf_counter()
+            self._progress = Progress("train", state.max_steps, "steps").__enter__()
 
         def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001
             now = time.perf_counter()
             self.durations.append(now - self._last)
             self._last = now
+            if self._progress is not None:
+                self._progress.update(1)
+
+        def on_train_end(self, args, state, control, **kwargs):  # noqa: ANN001
+            if self._progress is not None:
+                self._progress.__exit__(None, None, None)
+                self._progress = None
 
     return StepTimer()
 

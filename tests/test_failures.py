@@ -453,3 +453,27 @@ def test_os_errors_become_one_line():
     assert "/data/run" in describe_os_error(OSError(errno.ENOSPC, "No space", "/data/run"))
     assert "read-only" in describe_os_error(OSError(errno.EROFS, "Read-only", "/ro"))
     assert os.strerror(errno.EIO) in describe_os_error(OSError(errno.EIO, os.strerror(errno.EIO)))
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 300 KiB file system (a tmpfs mount; needs root, as CI and this project's machines have)."""
+    import subprocess
+
+    point = tmp_path / "tiny"
+    point.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(point)],
+                             capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode()[:200]}")
+    yield point
+    subprocess.run(["umount", "-l", str(point)], check=False)
+
+
+def test_a_full_disk_says_so_and_names_the_folder(tiny_disk, server, gsm8k_train, tmp_path):
+    data = write_jsonl(tmp_path / "rows.jsonl", gsm8k_train[:300])
+    out = tiny_disk / "run"
+    result = run_cli(*openai_args(server, data, out), timeout=300,
+                     env={"S3FT_CACHE_DIR": str(tmp_path / "cache")})
+    assert_clear(result, 1, "no space left on the device", str(out))
+    assert not (out / "train.parquet").exists()

@@ -102,6 +102,12 @@ def test_summary_matches_the_export(gsm8k_run, train):
     assert summary["stages"]["generate"]["tokens_per_s"] > 0
     assert summary["engine_starts"] == 1
     assert "S3FT training mix" in gsm8k_run["first"].stdout
+    # Progress in the log (no terminal here): the header, per-request lines, the end.
+    log = gsm8k_run["first"].stderr
+    assert "generate: 16 rows in 2 shards, 0 done earlier, 2 to go" in log
+    assert "generate: 8/16 rows (50.0%)" in log and "generate: 16/16 rows (100.0%)" in log
+    assert "tok/s" in log and "generate: 16 rows in 2 shards, 2 done earlier, 0 to go" in \
+        gsm8k_run["second"].stderr
 
 
 def test_rerun_reuses_finished_stages_without_an_engine(gsm8k_run, train):

@@ -76,7 +76,8 @@ def test_nq_curation_through_an_openai_server(vllm_server, tmp_path):
     assert set(train["model"]) == {SERVED}
     rules = set(train["judge_rule"])
     assert rules <= {"heuristic:exact", "heuristic:contains", "llm:correct", "llm:incorrect",
-                     "judge_unparsed", "llm_error", "empty_response", "no_response"}
+                     "judge_unparsed", "judge_inconsistent", "judge_untrusted", "llm_error",
+                     "empty_response", "no_response"}
     summary = json.loads((out / "summary.json").read_text())
     assert summary["engine_starts"] == 0
     assert summary["stages"]["generate"]["generated_tokens"] == train["completion_tokens"].sum()

@@ -203,14 +203,14 @@ def test_yaml_then_flags_over_our_defaults(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_cli_reports_bad_input_with_flag_and_column(tmp_path: Path) -> None:
-    schema = pa.schema([f for f in TRAIN_SCHEMA if f.name != "paraphrase_verdict"])
+    schema = pa.schema([f for f in TRAIN_SCHEMA if f.name != "paraphrase_admitted"])
     row = export_row(1, source="gold", candidate=None, paraphrase=None, paraphrase_verdict=None)
-    row.pop("paraphrase_verdict")
+    row.pop("paraphrase_admitted")
     path = write_export(tmp_path / "train.parquet", [row], schema)
     done = subprocess.run([sys.executable, "-m", "pipeline.train", "--data", str(path), "--mode", "sdft"],
                           cwd=PROJECT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 2
-    assert f"--data {path}: --mode sdft needs column(s) paraphrase_verdict" in done.stderr
+    assert f"--data {path}: --mode sdft needs column(s) paraphrase_admitted" in done.stderr
     assert not (tmp_path / "sdft-lora").exists()
 
 
@@ -297,6 +297,8 @@ def smoke_run(smoke_data: Path) -> dict:
         cwd=PROJECT, capture_output=True, text=True, timeout=1800,
     )
     assert done.returncode == 0, done.stderr[-4000:]
+    # Progress reaches the log even without a terminal: steps done / total, then "done".
+    assert f"train: {SMOKE_STEPS}/{SMOKE_STEPS} steps (100.0%)" in done.stderr
     metrics = json.loads((out / "train_metrics.json").read_text())
     # stdout: TRL's per-step log lines (tqdm is off), then the metrics as indented JSON
     assert json.loads(done.stdout[done.stdout.index("{\n"):]) == metrics

@@ -35,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from pipeline import progress
 from pipeline.backends.base import Generation, Messages, SamplingSettings
 from pipeline.request_cache import RequestCache, request_key
 
@@ -231,6 +232,8 @@ class OpenAIBackend:
             else:
                 todo[key] = body
         self.counters["cache_hits"] += sum(k in results for k in keys)
+        progress.advance(sum(k in results for k in keys),
+                         sum(results[k].completion_tokens for k in keys if k in results))
         fatal: list[str] = []
         if todo:
             results.update(_run_sync(lambda: self._fetch_all(todo, fatal)))
@@ -253,9 +256,16 @@ class OpenAIBackend:
         async with AsyncOpenAI(base_url=self.base_url, api_key=self.api_key, timeout=self.timeout,
                                max_retries=0) as client:
             answers = await asyncio.gather(*(
-                self._fetch_one(client, semaphore, key, body, fatal) for key, body in todo.items()
+                self._fetch_counted(client, semaphore, key, body, fatal)
+                for key, body in todo.items()
             ))
         return dict(zip(todo, answers, strict=True))
+
+    async def _fetch_counted(self, client: Any, semaphore: asyncio.Semaphore, key: str,
+                             body: dict[str, Any], fatal: list[str]) -> Generation:
+        generation = await self._fetch_one(client, semaphore, key, body, fatal)
+        progress.advance(1, generation.completion_tokens)  # the running step moves on
+        return generation
 
     async def _fetch_one(self, client: Any, semaphore: asyncio.Semaphore, key: str,
                          body: dict[str, Any], fatal: list[str]) -> Generation:

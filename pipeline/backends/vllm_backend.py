@@ -11,7 +11,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from pipeline import device, faults
+from pipeline import device, faults, progress
 from pipeline.backends.base import (
     Generation,
     Messages,
@@ -132,7 +132,8 @@ class VllmBackend:
         try:
             for prompt in prompts:
                 self._inject_fault(prompt)
-            return engine.generate(prompts, params, use_tqdm=False, lora_request=lora_request)
+            return engine.generate(prompts, params, lora_request=lora_request,
+                                   use_tqdm=progress.vllm_bar if progress.enabled() else False)
         except Exception as batch_error:  # vLLM raises for the whole batch on one bad request
             log.warning("batch of %d failed (%s); retrying request by request",
                         len(prompts), batch_error)

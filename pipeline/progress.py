@@ -1,0 +1,211 @@
+"""Progress a user can read: rows done / total, generated tokens, tokens/s and an ETA.
+
+One :class:`Progress` per long step (a stage, a calibration, the MBPP preflight, training).
+It advances as work finishes, not per shard: the engine's per-request completions (through
+vLLM's ``use_tqdm`` hook), the OpenAI backend's completed requests, the sandbox's judged
+programs. On a terminal it draws a tqdm bar; otherwise (``nohup``, CI, a container or Slurm
+log) it writes a plain log line every ``S3FT_PROGRESS_INTERVAL`` seconds (default 30), at
+each shard and at the end, so a log always shows where a run is. ``--no-progress`` or
+``S3FT_PROGRESS=0`` turns it off.
+
+Code deep in a backend does not know which step it serves: it calls :func:`advance`, which
+moves the step that is running (one at a time: stages run one after another).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger("pipeline.progress")
+
+_lock = threading.Lock()
+_active: Progress | None = None
+_OUTPUT_SPEED = re.compile(r"output:\s*([\d.]+)\s*toks/s")
+
+
+def enabled() -> bool:
+    return os.environ.get("S3FT_PROGRESS", "1").lower() not in ("0", "false", "no", "off")
+
+
+def interval() -> float:
+    try:
+        return max(0.1, float(os.environ.get("S3FT_PROGRESS_INTERVAL", "30")))
+    except ValueError:
+        return 30.0
+
+
+def duration(seconds: float) -> str:
+    """``3h05m``, ``4m10s``, ``12s``: an ETA as people read it."""
+    seconds = max(0, int(round(seconds)))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def score_text(accuracy: float | None, ci95: Any = None, n: int | None = None) -> str:
+    """``23.0% [15.4, 32.8], n=100``: a score as people read it (accuracy is a share)."""
+    if accuracy is None:
+        return "n/a"
+    text = f"{100 * accuracy:.1f}%"
+    if ci95:
+        text += f" [{100 * ci95[0]:.1f}, {100 * ci95[1]:.1f}]"
+    return text + (f", n={n}" if n is not None else "")
+
+
+def eta_seconds(done: int, total: int, elapsed: float) -> float | None:
+    """Time left at the rate so far; None before the first row is done."""
+    if done <= 0 or elapsed <= 0 or total <= done:
+        return None if done <= 0 else 0.0
+    return (total - done) * elapsed / done
+
+
+class Progress:
+    """A step's progress; use as a context manager (it becomes the one :func:`advance` moves)."""
+
+    def __init__(self, desc: str, total: int, unit: str = "rows", *,
+                 clock: Callable[[], float] = time.monotonic, terminal: bool | None = None,
+                 emit: Callable[[str], None] | None = None, every: float | None = None):
+        self.desc, self.total, self.unit = desc, max(0, int(total)), unit
+        self.done = 0
+        self.tokens = 0
+        self._clock = clock
+        self._started = clock()
+        self._every = interval() if every is None else every
+        self._last_line = self._started
+        self._emit = emit or log.info
+        self._on = enabled()
+        self._bar = None
+        terminal = sys.stderr.isatty() if terminal is None else terminal
+        if self._on and terminal:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=self.total, desc=desc, unit=unit.rstrip("s") or unit,
+                             dynamic_ncols=True, leave=True)
+
+    # -- the numbers ---------------------------------------------------------------------------
+    @property
+    def elapsed(self) -> float:
+        return self._clock() - self._started
+
+    def line(self) -> str:
+        """``generate: 120/256 rows (46.9%), 12,345 tokens, 340.2 tok/s, ETA 3m20s``."""
+        parts = [f"{self.desc}: {self.done:,}/{self.total:,} {self.unit}"]
+        if self.total:
+            parts[0] += f" ({100 * self.done / self.total:.1f}%)"
+        elapsed = self.elapsed
+        if self.tokens:
+            parts.append(f"{self.tokens:,} tokens, {self.tokens / max(elapsed, 1e-9):,.1f} tok/s")
+        left = eta_seconds(self.done, self.total, elapsed)
+        parts.append(f"elapsed {duration(elapsed)}")
+        if left is not None and self.done < self.total:
+            parts.append(f"ETA {duration(left)}")
+        return ", ".join(parts)
+
+    # -- moving it -----------------------------------------------------------------------------
+    def update(self, n: int = 1, tokens: int = 0) -> None:
+        with _lock:
+            self.done = min(self.total, self.done + n) if self.total else self.done + n
+            self.tokens += tokens
+        if self._bar is not None:
+            self._bar.update(n)
+            if self.tokens:
+                self._bar.set_postfix_str(f"{self.tokens / max(self.elapsed, 1e-9):,.0f} tok/s",
+                                          refresh=False)
+        elif self._on and self._clock() - self._last_line >= self._every:
+            self.log_now()
+
+    def reach(self, done: int, tokens: int | None = None) -> None:
+        """Set the count to at least ``done`` (e.g. at a shard's end, whatever was hooked)."""
+        missing = done - self.done
+        extra = 0 if tokens is None else max(0, tokens - self.tokens)
+        if missing > 0 or extra:
+            self.update(max(0, missing), extra)
+
+    def log_now(self) -> None:
+        if self._on and self._bar is None:
+            self._last_line = self._clock()
+            self._emit(self.line())
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        elif self._on:
+            self._emit(self.line() + " - done" if self.done >= self.total else self.line())
+
+    def __enter__(self) -> Progress:
+        global _active
+        with _lock:
+            self._previous = _active
+            _active = self
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        global _active
+        with _lock:
+            _active = self._previous
+        self.close()
+
+
+class quiet:
+    """``with quiet():`` work inside does not move the running step (e.g. the judging of
+    paraphrases, counted once with their generation)."""
+
+    def __enter__(self) -> None:
+        global _active
+        with _lock:
+            self._previous, _active = _active, None
+
+    def __exit__(self, *exc: object) -> None:
+        global _active
+        with _lock:
+            _active = self._previous
+
+
+def advance(n: int = 1, tokens: int = 0) -> None:
+    """Move the step that is running, if any."""
+    current = _active
+    if current is not None:
+        current.update(n, tokens)
+
+
+class _VllmBar:
+    """The tqdm vLLM's offline loop expects, forwarding to the running step: rows as they
+    finish, tokens from vLLM's own output-speed figure."""
+
+    def __init__(self, total: int = 0, **_: Any):
+        self.n = 0
+        self._started = time.monotonic()
+        self._tokens = 0
+        self.postfix = ""
+
+    @property
+    def format_dict(self) -> dict[str, float]:
+        return {"elapsed": max(time.monotonic() - self._started, 1e-9)}
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        speed = _OUTPUT_SPEED.search(str(self.postfix or ""))
+        tokens = int(float(speed.group(1)) * self.format_dict["elapsed"]) if speed else 0
+        advance(n, max(0, tokens - self._tokens))
+        self._tokens = max(self._tokens, tokens)
+
+    def refresh(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def vllm_bar(*args: Any, **kwargs: Any) -> _VllmBar:
+    """``use_tqdm=`` for ``vllm.LLM.generate``: per-request completions reach the step."""
+    return _VllmBar(*args, **kwargs)

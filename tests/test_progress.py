@@ -1,0 +1,95 @@
+"""Progress a user can read: the numbers, the log lines written when output is not a
+terminal, and a real small run's log (generation through a stand-in server, no engine)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fake_openai_server import FakeOpenAIServer
+
+from pipeline import progress
+from pipeline.progress import Progress, duration, eta_seconds, score_text
+from tests.conftest import run_cli
+
+
+def test_eta_and_durations():
+    assert eta_seconds(0, 100, 10.0) is None  # nothing done yet: no rate
+    assert eta_seconds(25, 100, 10.0) == pytest.approx(30.0)
+    assert eta_seconds(100, 100, 10.0) == 0.0
+    assert [duration(s) for s in (0, 9.6, 70, 3725, 11 * 3600 + 59)] == \
+        ["0s", "10s", "1m10s", "1h02m", "11h00m"]
+
+
+def test_scores_print_as_people_read_them():
+    assert score_text(0.23, [0.052368745896216595, 0.36041886474075696], 100) == \
+        "23.0% [5.2, 36.0], n=100"
+    assert score_text(None) == "n/a"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_without_a_terminal_a_line_every_interval_and_a_final_one(monkeypatch):
+    monkeypatch.delenv("S3FT_PROGRESS", raising=False)
+    clock, lines = Clock(), []
+    meter = Progress("generate", 200, clock=clock, terminal=False, emit=lines.append, every=30)
+    with meter:
+        for _ in range(10):
+            clock.now += 5
+            progress.advance(10, tokens=400)  # deep code moves the running step
+        meter.log_now()  # what the stage loop does at a shard's end
+        clock.now += 50
+        progress.advance(100, tokens=4000)
+    assert lines[0] == ("generate: 60/200 rows (30.0%), 2,400 tokens, 80.0 tok/s, elapsed 30s, "
+                        "ETA 1m10s")  # 30 s in: the interval line
+    assert lines[1].startswith("generate: 100/200 rows (50.0%)")  # the shard's end
+    assert lines[-2].startswith("generate: 200/200 rows (100.0%)")  # the interval, 50 s later
+    assert lines[-1].endswith(" - done") and "ETA" not in lines[-1]
+    progress.advance(5)  # nothing runs now: no error, nothing moves
+    assert meter.done == 200
+
+
+def test_switched_off_it_says_nothing(monkeypatch):
+    monkeypatch.setenv("S3FT_PROGRESS", "0")
+    lines = []
+    with Progress("judge", 3, terminal=False, emit=lines.append, every=0) as meter:
+        meter.update(3)
+    assert lines == []
+
+
+def test_quiet_work_does_not_move_the_step():
+    with Progress("paraphrase", 4, terminal=False, emit=lambda _: None) as meter:
+        progress.advance(2)
+        with progress.quiet():
+            progress.advance(2)  # e.g. judging the paraphrases just counted
+        assert meter.done == 2
+
+
+def test_a_real_run_logs_where_it_is(tmp_path):
+    rows = [{"question": f"What is {n} + {n}?", "answer": f"{n} + {n} = {2 * n}\n#### {2 * n}"}
+            for n in range(1, 7)]
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with FakeOpenAIServer() as server:
+        args = ["--task", "gsm8k", "--data", str(data), "--backend", "openai", "--base-url",
+                server.base_url, "--model", server.served_model, "--shard-size", "4",
+                "--out", str(tmp_path / "out")]
+        env = {"S3FT_CACHE_DIR": str(tmp_path / "cache"), "S3FT_PROGRESS_INTERVAL": "0.001",
+               "S3FT_PROGRESS": "1"}
+        first = run_cli(*args, timeout=300, env=env)
+        again = run_cli(*args, timeout=300, env=env)
+        quiet = run_cli(*args, "--no-progress", "--fresh", timeout=300, env=env)
+    assert first.returncode == again.returncode == quiet.returncode == 0, first.stderr[-2000:]
+    log = first.stderr
+    assert "generate: 6 rows in 2 shards, 0 done earlier, 2 to go" in log
+    assert "generate: 4/6 rows (66.7%)" in log  # at the first shard's end, tokens counted
+    assert "generate: 6/6 rows (100.0%)" in log and "tok/s" in log
+    assert "judge: 6/6 rows (100.0%)" in log and " - done" in log
+    assert "generate: 6 rows in 2 shards, 2 done earlier, 0 to go" in again.stderr
+    assert "rows (" not in quiet.stderr  # --no-progress: no progress lines
