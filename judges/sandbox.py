@@ -210,7 +210,7 @@ def _capabilities_for(mode: str, rejected: dict[str, str] | None = None) -> Capa
 # imported once per spawner (ctypes for unshare/mount/prctl/capset).
 # --------------------------------------------------------------------------------------
 _BOOTSTRAP = r'''
-import os, sys, marshal, signal, resource, ctypes, builtins, _sitebuiltins, types
+import os, sys, marshal, signal, resource, ctypes, builtins, _sitebuiltins, types, collections
 
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
 CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
@@ -439,12 +439,20 @@ def new_session_keyring():
                      ctypes.c_void_p(None))
 
 
-def install_seccomp():
-    """Deny DENIED_SYSCALLS with EPERM (and every call of a foreign syscall ABI); return
-    None, or why no filter could be installed (the run then goes on, degraded, and says so)."""
+class SockFilter(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte),
+                ("k", ctypes.c_uint32)]
+
+
+class SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(SockFilter))]
+
+
+def build_seccomp_program():
+    """The BPF program (built once, in the spawner; every forked run installs it)."""
     spec = DENIED_SYSCALLS.get(os.uname().machine)
     if spec is None:
-        return "no syscall table for " + os.uname().machine
+        return None
     audit_arch, table = spec
     ld, jeq, jge, ret = 0x20, 0x15, 0x35, 0x06
     allow, deny = 0x7FFF0000, 0x00050000 | 1  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO | EPERM
@@ -455,18 +463,20 @@ def install_seccomp():
     for code, k in checks:
         prog.append((code, deny_at - len(prog) - 1, 0, k))
     prog += [(ret, 0, 0, allow), (ret, 0, 0, deny)]
+    filters = (SockFilter * len(prog))(*[SockFilter(*f) for f in prog])
+    return filters, SockFprog(len(prog), filters)
 
-    class Filter(ctypes.Structure):
-        _fields_ = [("code", ctypes.c_ushort), ("jt", ctypes.c_ubyte), ("jf", ctypes.c_ubyte),
-                    ("k", ctypes.c_uint32)]
 
-    class Program(ctypes.Structure):
-        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(Filter))]
+SECCOMP_PROGRAM = build_seccomp_program()
 
-    filters = (Filter * len(prog))(*[Filter(*f) for f in prog])
-    program = Program(len(prog), filters)
-    if libc.prctl(PR_SET_SECCOMP, ctypes.c_ulong(SECCOMP_MODE_FILTER), ctypes.byref(program),
-                  ctypes.c_ulong(0), ctypes.c_ulong(0)) != 0:
+
+def install_seccomp():
+    """Deny DENIED_SYSCALLS with EPERM (and every call of a foreign syscall ABI); return
+    None, or why no filter could be installed (the run then goes on, degraded, and says so)."""
+    if SECCOMP_PROGRAM is None:
+        return "no syscall table for " + os.uname().machine
+    if libc.prctl(PR_SET_SECCOMP, ctypes.c_ulong(SECCOMP_MODE_FILTER),
+                  ctypes.byref(SECCOMP_PROGRAM[1]), ctypes.c_ulong(0), ctypes.c_ulong(0)) != 0:
         return "prctl(PR_SET_SECCOMP): " + os.strerror(ctypes.get_errno())
     return None
 
@@ -523,7 +533,6 @@ def harness():
     _getattr, _isinstance, _int = getattr, isinstance, int
     _float, _bytes, _bool, _list, _tuple, _dict, _set, _frozenset, _none, _complex = (
         float, bytes, bool, list, tuple, dict, set, frozenset, type(None), complex)
-    import collections
     # The standard library's own dict types; read through dict.items, never their methods.
     _dicts = (dict, collections.Counter, collections.OrderedDict, collections.defaultdict)
     _items = dict.items

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import functools
 import math
 import warnings
 from dataclasses import dataclass
@@ -73,6 +74,7 @@ def _probe(expression: ast.expr, source: str) -> ValueProbe:
                       names, callee)
 
 
+@functools.lru_cache(maxsize=8192)
 def classify(test: str) -> ValueCheck | None:
     """The test as a value check, or None when its shape needs the in-sandbox harness."""
     with warnings.catch_warnings():

@@ -81,6 +81,9 @@ class Progress:
         self._started = clock()
         self._every = interval() if every is None else every
         self._last_line = self._started
+        #: (time, rows) of the first update: the ETA's rate leaves out start-up (an engine
+        #: starting inside the step) and counts only from there.
+        self._first: tuple[float, int] | None = None
         self._emit = emit or log.info
         self._on = enabled()
         self._bar = None
@@ -104,23 +107,28 @@ class Progress:
         elapsed = self.elapsed
         if self.tokens:
             parts.append(f"{self.tokens:,} tokens, {self.tokens / max(elapsed, 1e-9):,.1f} tok/s")
-        left = eta_seconds(self.done, self.total, elapsed)
+        left = None
+        if self._first is not None and self.done > self._first[1]:
+            since, base = self._clock() - self._first[0], self._first[1]
+            left = eta_seconds(self.done - base, self.total - base, since)
         parts.append(f"elapsed {duration(elapsed)}")
         if left is not None and self.done < self.total:
             parts.append(f"ETA {duration(left)}")
         return ", ".join(parts)
 
     # -- moving it -----------------------------------------------------------------------------
-    def update(self, n: int = 1, tokens: int = 0) -> None:
+    def update(self, n: int = 1, tokens: int = 0, *, quiet: bool = False) -> None:
         with _lock:
             self.done = min(self.total, self.done + n) if self.total else self.done + n
             self.tokens += tokens
+            if self._first is None:
+                self._first = (self._clock(), self.done)
         if self._bar is not None:
             self._bar.update(n)
             if self.tokens:
                 self._bar.set_postfix_str(f"{self.tokens / max(self.elapsed, 1e-9):,.0f} tok/s",
                                           refresh=False)
-        elif self._on and self._clock() - self._last_line >= self._every:
+        elif self._on and not quiet and self._clock() - self._last_line >= self._every:
             self.log_now()
 
     def reach(self, done: int, tokens: int | None = None) -> None:
@@ -128,10 +136,12 @@ class Progress:
         missing = done - self.done
         extra = 0 if tokens is None else max(0, tokens - self.tokens)
         if missing > 0 or extra:
-            self.update(max(0, missing), extra)
+            self.update(max(0, missing), extra, quiet=True)
 
     def log_now(self) -> None:
-        if self._on and self._bar is None:
+        """A line now (e.g. at a shard's end), unless the step is complete: then the closing
+        line says it."""
+        if self._on and self._bar is None and (not self.total or self.done < self.total):
             self._last_line = self._clock()
             self._emit(self.line())
 
@@ -206,6 +216,12 @@ class _VllmBar:
         pass
 
 
-def vllm_bar(*args: Any, **kwargs: Any) -> _VllmBar:
-    """``use_tqdm=`` for ``vllm.LLM.generate``: per-request completions reach the step."""
+def vllm_bar(*args: Any, **kwargs: Any) -> Any:
+    """``use_tqdm=`` for ``vllm.LLM.generate``: per-request completions reach the step.
+
+    vLLM calls it two ways: ``use_tqdm(prompts, desc=...)`` to wrap the prompts it renders
+    (handed back as they are: rendering is not the work a user waits for), and
+    ``use_tqdm(total=n, ...)`` for the bar of finished requests."""
+    if args and not isinstance(args[0], int):
+        return args[0]
     return _VllmBar(*args, **kwargs)

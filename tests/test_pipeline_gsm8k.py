@@ -108,6 +108,9 @@ def test_summary_matches_the_export(gsm8k_run, train):
     assert "generate: 8/16 rows (50.0%)" in log and "generate: 16/16 rows (100.0%)" in log
     assert "tok/s" in log and "generate: 16 rows in 2 shards, 2 done earlier, 0 to go" in \
         gsm8k_run["second"].stderr
+    # The engine ran each shard as one batch (a batch that fails is retried one request at
+    # a time, several times slower: it must not happen on healthy rows).
+    assert "retrying request by request" not in log
 
 
 def test_rerun_reuses_finished_stages_without_an_engine(gsm8k_run, train):

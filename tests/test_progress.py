@@ -40,17 +40,21 @@ def test_without_a_terminal_a_line_every_interval_and_a_final_one(monkeypatch):
     clock, lines = Clock(), []
     meter = Progress("generate", 200, clock=clock, terminal=False, emit=lines.append, every=30)
     with meter:
-        for _ in range(10):
+        clock.now += 5
+        progress.advance(10, tokens=400)  # the first rows, after 5 s of start-up
+        for _ in range(9):
             clock.now += 5
             progress.advance(10, tokens=400)  # deep code moves the running step
         meter.log_now()  # what the stage loop does at a shard's end
         clock.now += 50
         progress.advance(100, tokens=4000)
+    # 30 s in: the interval line; the ETA's rate counts from the first rows (50 rows in 25 s)
     assert lines[0] == ("generate: 60/200 rows (30.0%), 2,400 tokens, 80.0 tok/s, elapsed 30s, "
-                        "ETA 1m10s")  # 30 s in: the interval line
+                        "ETA 1m10s")
     assert lines[1].startswith("generate: 100/200 rows (50.0%)")  # the shard's end
-    assert lines[-2].startswith("generate: 200/200 rows (100.0%)")  # the interval, 50 s later
-    assert lines[-1].endswith(" - done") and "ETA" not in lines[-1]
+    # Complete 50 s later: one closing line, not an interval line and then the same again.
+    assert len(lines) == 3 and lines[2].startswith("generate: 200/200 rows (100.0%)")
+    assert lines[2].endswith(" - done") and "ETA" not in lines[2]
     progress.advance(5)  # nothing runs now: no error, nothing moves
     assert meter.done == 200
 
@@ -93,3 +97,15 @@ def test_a_real_run_logs_where_it_is(tmp_path):
     assert "judge: 6/6 rows (100.0%)" in log and " - done" in log
     assert "generate: 6 rows in 2 shards, 2 done earlier, 0 to go" in again.stderr
     assert "rows (" not in quiet.stderr  # --no-progress: no progress lines
+
+
+def test_the_vllm_hook_passes_rendered_prompts_through_and_counts_finished_requests():
+    prompts = ["a", "b"]
+    assert progress.vllm_bar(prompts, desc="Rendering prompts") is prompts
+    with Progress("generate", 2, terminal=False, emit=lambda _: None) as meter:
+        bar = progress.vllm_bar(total=2, desc="Processed prompts", postfix="")
+        bar.postfix = "est. speed input: 1.00 toks/s, output: 1000000.00 toks/s"
+        bar.update(1)
+        bar.update(1)
+        bar.close()
+    assert meter.done == 2 and meter.tokens > 0
