@@ -26,11 +26,12 @@ The thresholds and why they are what they are: README, "What is admitted".
 
 from __future__ import annotations
 
+import operator
 import re
 import threading
 import unicodedata
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from fractions import Fraction
 from typing import Any
 
@@ -190,6 +191,9 @@ def final_line_value(text: str) -> str | None:
     return normalize_number(match.group(1)) if match else None
 
 
+_OPERATORS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv}
+
+
 def _evaluate(expression: str) -> Fraction | None:
     """Exact value of ``1,200 * 3 / (4 + 1)``; None for anything that is not plain arithmetic."""
     expression = expression.replace(",", "").replace("$", "").replace("x", "*")
@@ -211,25 +215,21 @@ def _evaluate(expression: str) -> Fraction | None:
             return -atom()
         return Fraction(token)
 
-    def product() -> Fraction:
+    def level(operand: Callable[[], Fraction], operators: str) -> Fraction:
+        """``operand (op operand)*`` for one precedence level, left to right."""
         nonlocal position
-        value = atom()
-        while position < len(tokens) and tokens[position] in "*/":
-            operator = tokens[position]
+        value = operand()
+        while position < len(tokens) and tokens[position] in operators:
+            apply = _OPERATORS[tokens[position]]
             position += 1
-            right = atom()
-            value = value * right if operator == "*" else value / right
+            value = apply(value, operand())
         return value
 
+    def product() -> Fraction:
+        return level(atom, "*/")
+
     def sum_() -> Fraction:
-        nonlocal position
-        value = product()
-        while position < len(tokens) and tokens[position] in "+-":
-            operator = tokens[position]
-            position += 1
-            right = product()
-            value = value + right if operator == "+" else value - right
-        return value
+        return level(product, "+-")
 
     try:
         value = sum_()
