@@ -89,6 +89,7 @@ def test_nq_curation_through_an_openai_server(vllm_server, tmp_path):
     assert calibration["judge_model"] == SERVED and calibration["positives"] == 16
     assert calibration["trusted"] is False and calibration["tnr"] < 0.9
     assert "NOT trusted" in first.stdout + first.stderr
+    assert "judge calibration: " in first.stderr and "answers (100.0%)" in first.stderr
     assert not any(rule.startswith("llm:") for rule in train["judge_rule"])
     untrusted = train.filter(pl.col("judge_rule") == "judge_untrusted")
     assert summary["rows_without_trusted_verdict"] == untrusted.height

@@ -109,3 +109,31 @@ def test_the_vllm_hook_passes_rendered_prompts_through_and_counts_finished_reque
         bar.update(1)
         bar.close()
     assert meter.done == 2 and meter.tokens > 0
+
+
+def test_lm_eval_scoring_reports_choices_in_chunks():
+    from pipeline import mc_eval
+
+    class FakeLM:
+        def __init__(self) -> None:
+            self.calls: list[int] = []
+
+        def loglikelihood(self, requests, disable_tqdm=False):
+            self.calls.append(len(requests))
+            return [(-float(r), False) for r in requests]
+
+    lm, lines = FakeLM(), []
+    mc_eval._count_loglikelihoods(lm)
+    requests = list(range(600))
+    import logging
+
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())
+    logging.getLogger("pipeline.progress").addHandler(handler)
+    logging.getLogger("pipeline.progress").setLevel(logging.INFO)
+    try:
+        assert lm.loglikelihood(requests, disable_tqdm=True) == [(-float(r), False) for r in requests]
+    finally:
+        logging.getLogger("pipeline.progress").removeHandler(handler)
+    assert lm.calls == [256, 256, 88]  # same answers, request for request, in chunks
+    assert lines[-1].startswith("lm-eval log-likelihoods: 600/600 choices (100.0%)")
