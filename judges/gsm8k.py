@@ -274,23 +274,27 @@ def _matches(left: Fraction, right: Fraction, expression: str, unit: str) -> boo
     return unit.startswith("cent") and abs(left * 100 - right) <= tolerance
 
 
-def calculations(text: str) -> list[tuple[str, Fraction, bool]]:
-    """Every written-out calculation ``a op b = c`` in ``text`` (chains ``a + b = c + d = e``
-    included) as ``(text, value of the right side, is it right?)``; 1 % tolerance, for
-    rounded divisions such as ``10 / 3 = 3.33``."""
-    found = []
+def _equalities(text: str):
+    """Each "=" of ``text``: ``(text right of it, the checked calculation or None)``, where a
+    checked calculation is ``(shown, value of the right side, is it right?)``; 1 % tolerance,
+    for rounded divisions such as ``10 / 3 = 3.33``. Chains ``a + b = c + d = e`` included."""
     for line in normalize_typography(text).splitlines():
         parts = line.split("=")
         for left_text, right_text in zip(parts, parts[1:], strict=False):
             sides = _calculation_sides(left_text, right_text)
-            if sides is None:
-                continue
-            left, right = (_evaluate(side) for side in sides)
-            if left is None or right is None:
+            values = (_evaluate(sides[0]), _evaluate(sides[1])) if sides else (None, None)
+            if sides is None or None in values:
+                yield right_text, None
                 continue
             unit = right_text.strip().lstrip("$0123456789.,").strip().lower()
-            found.append((f"{sides[0]} = {sides[1]}", right, _matches(left, right, sides[0], unit)))
-    return found
+            yield right_text, (f"{sides[0]} = {sides[1]}", values[1],
+                               _matches(values[0], values[1], sides[0], unit))
+
+
+def calculations(text: str) -> list[tuple[str, Fraction, bool]]:
+    """Every written-out calculation ``a op b = c`` in ``text`` as ``(text, value of the right
+    side, is it right?)``."""
+    return [checked for _, checked in _equalities(text) if checked is not None]
 
 
 def arithmetic_errors(text: str) -> list[str]:
@@ -302,19 +306,9 @@ def _results(text: str) -> Counter[Fraction]:
     """The results ``text`` states after an "=" (``... x 8 large paintings = $480``
     counts), with multiplicity; a result of a calculation checked as wrong does not."""
     found: Counter[Fraction] = Counter()
-    for line in normalize_typography(text).splitlines():
-        parts = line.split("=")
-        for left_text, right_text in zip(parts, parts[1:], strict=False):
-            match = re.match(r"\s*\$?\s*(" + _NUMBER + ")", right_text)
-            if not match or "/" in match.group(1):
-                continue
-            sides = _calculation_sides(left_text, right_text)
-            if sides is not None:
-                left, right = _evaluate(sides[0]), _evaluate(sides[1])
-                unit = right_text.strip().lstrip("$0123456789.,").strip().lower()
-                if left is not None and right is not None and \
-                        not _matches(left, right, sides[0], unit):
-                    continue
+    for right_text, checked in _equalities(text):
+        match = re.match(r"\s*\$?\s*(" + _NUMBER + ")", right_text)
+        if match and "/" not in match.group(1) and (checked is None or checked[2]):
             found[Fraction(normalize_number(match.group(1)))] += 1
     return found
 

@@ -252,8 +252,8 @@ def _burn() -> None:
 ])
 def test_test_shapes_become_value_checks(test, kind, expected):
     check = classify(test)
-    assert check is not None and check.kind == kind and strict_equal(check.expected, expected) \
-        if expected is not None else check.kind == kind
+    assert check is not None and check.kind == kind
+    assert expected is None or strict_equal(check.expected, expected)
     assert check.probe.callee == "f" and "f" in check.probe.names
 
 
