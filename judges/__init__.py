@@ -1,9 +1,26 @@
-"""One judge per kind of task. ``judges.get(name)`` returns a ready-to-use judge."""
+"""One judge per kind of task.
+
+``judges.build(kind, options, folder)`` makes the judge a task file names (``judge.kind``):
+
+- ``math``: a final number (``#### N`` strictly, the last number flexibly), compared with
+  Math-Verify; options ``gold_answer`` (template), ``require_final_line`` (default true);
+- ``alias``: a short answer against the row's ``answers`` list (the NQ heuristic), with
+  ``llm: {prompt: judge.jinja}`` for what the heuristic cannot decide;
+- ``exact``, ``regex`` (``pattern``, ``flags``, ``group``), ``choice`` (``labels``,
+  ``choices``): :mod:`judges.rules`, against ``gold_answer``;
+- ``python_tests``: the row's ``test_list`` asserts run on the program in the sandbox;
+- ``module``: a user's function ``judge(response, row) -> bool | Verdict`` (``path``,
+  ``callable``).
+
+``judges.get(name)`` returns a built-in task's judge by its name.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from importlib import import_module
+from pathlib import Path
+from typing import Any
 
 from judges.base import Judge, Verdict
 
@@ -30,4 +47,37 @@ def get(name: str, **settings) -> Judge:
     return factory(**settings)
 
 
-__all__ = ["Judge", "Verdict", "available", "get"]
+def build(kind: str, options: dict[str, Any], folder: Path, **runtime: Any) -> Judge:
+    """The judge of ``kind`` with a task file's ``options``. ``runtime`` (``chat``,
+    ``max_tokens``, ``min_tpr``, ``min_tnr``) reaches only an LLM-backed judge."""
+    options = dict(options)
+    if kind == "math":
+        from judges.gsm8k import Gsm8kJudge
+
+        return Gsm8kJudge(**options)
+    if kind == "alias":
+        from judges.nq import NqJudge
+        from pipeline.prompts import PromptTemplate
+
+        llm = options.get("llm")
+        if not llm or runtime.get("chat") is None:
+            return NqJudge()  # the alias heuristic alone
+        return NqJudge(prompt=PromptTemplate(folder / llm["prompt"]), **runtime)
+    if kind == "python_tests":
+        from judges.mbpp import MbppJudge
+
+        renamed = {"challenge_tests": "include_challenge_tests"}
+        return MbppJudge(**{renamed.get(k, k): v for k, v in options.items()})
+    if kind == "module":
+        from judges.rules import ModuleJudge
+
+        return ModuleJudge(folder=folder, **options)
+    from judges import rules
+
+    classes = {"exact": rules.ExactJudge, "regex": rules.RegexJudge, "choice": rules.ChoiceJudge}
+    if kind not in classes:
+        raise KeyError(f"unknown judge kind {kind!r}")
+    return classes[kind](**options)
+
+
+__all__ = ["Judge", "Verdict", "available", "build", "get"]

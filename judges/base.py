@@ -17,6 +17,9 @@ rules live in one class:
   difflib ratio of ``NEAR_COPY_RATIO``).
 * :meth:`Judge.format_target`: the one format every target of the task is written in
   (model, paraphrase and gold alike). Default: the text unchanged.
+* :meth:`Judge.format_gold`: the gold target, from the task file's ``gold`` template.
+* :meth:`Judge.check_gold`: every row's gold must pass its own judge before curation; the
+  rows whose gold fails are left out of the run. Default: judge each gold target.
 """
 
 from __future__ import annotations
@@ -123,6 +126,17 @@ class Judge(ABC):
     def format_target(self, text: str, verdict: Verdict | None, example: Mapping[str, Any]) -> str:
         """``text`` written in the task's one target format."""
         return text
+
+    def format_gold(self, text: str, example: Mapping[str, Any]) -> str:
+        """The gold target written from the task file's ``gold`` template (``text``)."""
+        return text.strip()
+
+    def check_gold(self, examples: list[Mapping[str, Any]]) -> list[tuple[str, str]]:
+        """``(row id, why)`` for every row whose gold target (``gold``) fails this judge:
+        a task whose gold cannot pass cannot tell a right answer from a wrong one."""
+        verdicts = self.judge_many([str(e["gold"]) for e in examples], list(examples))
+        return [(str(e["id"]), f"the gold answer fails the judge: {v.rule} {v.reason}".strip())
+                for e, v in zip(examples, verdicts, strict=True) if not v.correct]
 
     def settings(self) -> dict[str, Any]:
         """What changes the verdicts besides the code: part of the judge stage's key."""

@@ -331,13 +331,46 @@ def _body(text: str) -> str:
 
 
 class Gsm8kJudge(Judge):
+    """The ``math`` judge kind. ``gold_answer`` (a template over the row) says where the gold
+    number is for a task whose answers are not GSM8K solutions: its ``#### N`` line if it has
+    one, else its last number. Default: the ``answer`` field's ``#### N`` line (GSM8K).
+    ``require_final_line``: a target must end with ``#### N`` (what the GSM8K prompt asks)."""
+
     name = "gsm8k"
     version = "3"
 
+    def __init__(self, gold_answer: str | None = None, require_final_line: bool = True):
+        self.gold_answer = gold_answer
+        self.require_final_line = require_final_line
+        self._gold_template = None
+        if gold_answer is not None:
+            from pipeline.prompts import gold_environment
+
+            self._gold_template = gold_environment().from_string(gold_answer)
+
+    def settings(self) -> dict[str, Any]:
+        if self.gold_answer is None and self.require_final_line:
+            return {}  # the built-in GSM8K judge: no settings, as before
+        return {"gold_answer": self.gold_answer, "require_final_line": self.require_final_line}
+
+    def gold_number(self, example: Mapping[str, Any]) -> str | None:
+        if self._gold_template is None:
+            return extract_gold(str(example["answer"]))
+        text = normalize_typography(self._gold_template.render(**example))
+        if "####" in text:
+            return extract_gold(text)
+        numbers = _NUMBER_RE.findall(text)
+        return normalize_number(numbers[-1]) if numbers else None
+
+    def _solution(self, example: Mapping[str, Any]) -> str:
+        """The gold solution whose worked steps a paraphrase must keep."""
+        return str(example["answer"] if self._gold_template is None else example.get("gold", ""))
+
     def judge(self, response: str, example: Mapping[str, Any]) -> Verdict:
-        gold = extract_gold(str(example["answer"]))
+        gold = self.gold_number(example)
         if gold is None:
-            return Verdict(False, "bad_gold", reason="gold answer has no '#### <number>' line")
+            return Verdict(False, "bad_gold", reason="gold answer has no '#### <number>' line"
+                           if self._gold_template is None else "no number in the gold answer")
         predicted, rule = extract_answer(response or "")
         if predicted is None:
             return Verdict(False, rule, reason="no number found in the response")
@@ -349,7 +382,7 @@ class Gsm8kJudge(Judge):
         verdict = self.judge(text, example)
         if not verdict.correct:
             return verdict
-        gold = str(example["answer"])
+        gold = self._solution(example)
         gold_body, own_body = _body(gold), _body(text)
         if len(own_body) < MIN_LENGTH_RATIO * len(gold_body):
             return Verdict(False, "fidelity:too_short", verdict.extracted,
@@ -367,7 +400,7 @@ class Gsm8kJudge(Judge):
 
     def check_target(self, text: str, verdict: Verdict,
                      example: Mapping[str, Any]) -> TargetProblem | None:
-        if final_line_value(text) is None:
+        if self.require_final_line and final_line_value(text) is None:
             return TargetProblem("format:no_final_line",
                                  "the last line is not '#### <number>' (the answer prompt's form)")
         errors = arithmetic_errors(text)

@@ -314,6 +314,16 @@ class MbppJudge(Judge):
         problem = target_problem(code) if code else ("no_code", "no program found")
         return TargetProblem(*problem) if problem else None
 
+    def format_gold(self, text: str, example: Mapping[str, Any]) -> str:
+        return code_target(text)
+
+    def check_gold(self, examples: list[Mapping[str, Any]]) -> list[tuple[str, str]]:
+        """Every reference against its own tests, once each (this also times each reference
+        for the per-task time limits)."""
+        verdicts = self.calibrate(examples)
+        return [(str(e["id"]), f"reference solution fails its own tests: {v.rule} {v.reason}")
+                for e, v in zip(examples, verdicts, strict=True) if not v.correct]
+
     def format_target(self, text: str, verdict: Verdict | None, example: Mapping[str, Any]) -> str:
         code = verdict.extracted if verdict is not None and verdict.extracted else None
         if code is None:

@@ -293,6 +293,21 @@ class NqJudge(Judge):
     def judge(self, response: str, example: Mapping[str, Any]) -> Verdict:
         return self.judge_many([response], [example])[0]
 
+    def format_gold(self, text: str, example: Mapping[str, Any]) -> str:
+        # Some aliases carry a stray trailing comma or semicolon ("Super Bowl LII,").
+        return text.strip().rstrip(",;").strip()
+
+    def check_gold(self, examples: list[Mapping[str, Any]]) -> list[tuple[str, str]]:
+        """The gold must be found by the alias heuristic alone (no LLM is asked)."""
+        problems = []
+        for example in examples:
+            verdict = heuristic_verdict(str(example["gold"]), row_aliases(example),
+                                        str(example.get("question") or ""))
+            if verdict is None or not verdict.correct:
+                why = verdict.reason if verdict else "no answer alias found in it"
+                problems.append((str(example["id"]), f"the gold answer fails the alias judge: {why}"))
+        return problems
+
     def judge_many(self, responses: Sequence[str | None],
                    examples: Sequence[Mapping[str, Any]]) -> list[Verdict]:
         """Heuristic on every row, then one batched LLM call for the rows it left open."""

@@ -21,23 +21,6 @@ import yaml
 from pipeline.prompts import PromptTemplate, prompts_dir
 from pipeline.select import SOURCES
 
-# Licence of each task's source data, as (Hub licence id, how the source states it).
-LICENSES: dict[str, tuple[str, str]] = {
-    "gsm8k": ("mit", "MIT (openai/grade-school-math)"),
-    "mbpp": ("cc-by-4.0", "CC-BY-4.0 (google-research mbpp)"),
-    "nq": ("cc-by-sa-3.0", "CC-BY-SA-3.0 (Natural Questions)"),
-}
-# Where each task's data comes from originally (a local copy is named by its path only).
-ORIGINS: dict[str, str] = {
-    "gsm8k": "[openai/gsm8k](https://huggingface.co/datasets/openai/gsm8k) (train split)",
-    "mbpp": "[google-research-datasets/mbpp](https://huggingface.co/datasets/google-research-datasets/mbpp)",
-    "nq": "[google-research-datasets/nq_open](https://huggingface.co/datasets/google-research-datasets/nq_open)",
-}
-TASK_CATEGORIES: dict[str, list[str]] = {
-    "gsm8k": ["text-generation"],
-    "mbpp": ["text-generation"],
-    "nq": ["text-generation", "question-answering"],
-}
 # The Hub's size buckets (upper bounds, exclusive).
 _SIZE_BUCKETS = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
                  (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M")]
@@ -179,7 +162,7 @@ def _template_section(run: RunFiles) -> str:
     """Template versions recorded in the rows, with the text of the files that match them."""
     used = Counter(v for name in ("prompt_version", "paraphrase_prompt_version")
                    for v in run.column(name) if v)
-    folder = prompts_dir() / run.task
+    folder = task_folder(run)
     files = sorted(folder.glob("*.jinja")) if folder.is_dir() else []
     current = {PromptTemplate(path).version: path for path in files}
     lines = ["| template version | rows |", "| --- | ---: |"]
@@ -206,7 +189,7 @@ def _judge_section(run: RunFiles) -> str:
         lines.append(f"- judge: `{judge.get('judge')}` version `{judge.get('judge_version')}`, "
                      f"settings `{judge.get('judge_settings') or {}}`")
     else:
-        lines.append(f"- judge: `{_judge_name(run.task)}` (the task's judge; its version and settings "
+        lines.append(f"- judge: `{_judge_name(run)}` (the task's judge; its version and settings "
                      f"are part of the judge stage key "
                      f"`{(run.resolved.get('stage_keys') or {}).get('judge', '?')}`)")
     for key, value in sorted(run.options.items()):
@@ -252,20 +235,34 @@ def admission_section(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _judge_name(task: str) -> str:
-    from pipeline.tasks import TASKS
+def _judge_name(run: RunFiles) -> str:
+    judge = (run.resolved.get("task") or {}).get("judge") or {}
+    return str(judge.get("kind") or run.task)
 
-    spec = TASKS.get(task)
-    return spec.judge if spec else task
+
+def task_card(run: RunFiles) -> dict[str, Any]:
+    """The task file's ``card`` block, as the run recorded it (a run made before tasks
+    were files: today's built-in task of that name)."""
+    card = run.summary.get("task_card")
+    if card is None:
+        from pipeline.tasks import builtin_names, load_task
+
+        card = load_task(run.task).card if run.task in builtin_names() else {}
+    return dict(card)
+
+
+def task_folder(run: RunFiles) -> Path:
+    recorded = run.summary.get("task_file")
+    return Path(recorded).parent if recorded else prompts_dir() / run.task
 
 
 def card_metadata(run: RunFiles) -> dict[str, Any]:
-    license_id = LICENSES.get(run.task, ("other", ""))[0]
+    license_id = task_card(run).get("license") or "other"
     return {
         "language": ["en"],
         "license": license_id,
         "size_categories": [size_category(run.table.num_rows)],
-        "task_categories": TASK_CATEGORIES.get(run.task, ["text-generation"]),
+        "task_categories": task_card(run).get("task_categories") or ["text-generation"],
         "pretty_name": f"S3FT {run.task} training set ({run.options.get('model', 'unknown model')})",
         "tags": ["s3ft", "self-training", "synthetic", "trl", run.task],
         "configs": [{"config_name": "default",
@@ -279,7 +276,7 @@ def render_card(run: RunFiles, repo_id: str) -> str:
 
     summary, task, rows = run.summary, run.task, run.table.num_rows
     meta = card_metadata(run)
-    license_text = LICENSES.get(task, ("other", "see the source dataset"))[1]
+    license_text = task_card(run).get("license_text") or "see the source dataset"
     model = run.options.get("model", "?")
     paper = summary.get("paper_shares_pct") or {}
     mix = ["| target source | rows | share % | paper % |", "| --- | ---: | ---: | ---: |"]
@@ -325,9 +322,11 @@ Share of each target source in this set, next to the paper's (Table 3, Mistral-7
 
 ## Source data
 
-- task preset: `{task}`; original dataset: {ORIGINS.get(task, 'see the data source below')}
+- task preset: `{task}`; original dataset: {task_card(run).get('origin') or 'see the data source below'}
 - data source of this run: `{_cell(resolved.get('data_source', run.options.get('data')))}`
 - rows used: {rows}{f" (`--limit {run.options['limit']}`)" if run.options.get('limit') else ''}
+- rows left out before curation because their gold answer fails the task's own judge:
+  {(summary.get('gold_check') or {}).get('rows_left_out', 'not recorded')}
 - licence of the source data: {license_text}; the answers written by the model are derived
   from it.
 

@@ -24,11 +24,14 @@ from pipeline.model import DEFAULT_MODEL
 
 @dataclass
 class RunConfig:
-    task: str = field(default="gsm8k", metadata={"help": "Task preset (gsm8k, ...)."})
+    task: str = field(default="gsm8k", metadata={
+        "help": "A built-in task (gsm8k, mbpp, nq) or a task folder / task.yaml of your own "
+                "(`python -m pipeline.tasks list`)."})
     data: str | None = field(
         default=None,
-        metadata={"help": "Local data file (jsonl, jsonl.gz, json, parquet, csv). Default: "
-                  "$S3FT_DATA_DIR/<task>/..., then the task's Hub dataset."},
+        metadata={"help": "Data instead of the task file's: a local file (jsonl, jsonl.gz, json, "
+                  "parquet, csv), a folder saved with datasets' save_to_disk, or a Hub "
+                  "dataset id (owner/name)."},
     )
     split: str = field(
         default="train", metadata={"help": "Which split of the task's data to curate."}
@@ -93,7 +96,9 @@ class RunConfig:
         default=0.8,
         metadata={"help": "... and at least this share of known-right answers right."},
     )
-    max_tokens: int = field(default=384, metadata={"help": "Max new tokens per generation."})
+    max_tokens: int | None = field(
+        default=None, metadata={"help": "Max new tokens per generation. Default: the task file's "
+                                        "generation.max_tokens (384 for the built-in tasks)."})
     max_model_len: int = field(
         default=2048, metadata={"help": "Context length of the engine (prompt + answer)."}
     )
@@ -175,7 +180,8 @@ def check_run_config(config: RunConfig) -> None:
         if not ok:
             raise UsageError(f"{_flag(name)} {getattr(config, name)!r}: {what}")
 
-    for name in ("max_tokens", "max_model_len", "shard_size", "max_concurrency", "kv_cache_gib",
+    need(config.max_tokens is None or config.max_tokens >= 1, "max_tokens", "must be at least 1")
+    for name in ("max_model_len", "shard_size", "max_concurrency", "kv_cache_gib",
                  "replicas", "tensor_parallel_size"):
         need(getattr(config, name) >= 1, name, "must be at least 1")
     need(config.limit is None or config.limit >= 1, "limit", "must be a positive number of rows")
@@ -183,7 +189,7 @@ def check_run_config(config: RunConfig) -> None:
          "must be at least 1")
     need(config.max_retries >= 0, "max_retries", "must be 0 or more")
     need(config.request_timeout > 0, "request_timeout", "must be more than 0 seconds")
-    need(config.max_model_len > config.max_tokens, "max_model_len",
+    need(config.max_tokens is None or config.max_model_len > config.max_tokens, "max_model_len",
          f"must be larger than --max-tokens {config.max_tokens} (prompt + answer)")
     for name in ("max_error_rate", "judge_min_tnr", "judge_min_tpr"):
         need(0.0 <= getattr(config, name) <= 1.0, name, "must be a share between 0 and 1")

@@ -103,17 +103,18 @@ def model_under_test(spec: str, name: str | None = None, base_model: str | None 
 def split_benchmarks(names: str) -> tuple[list[str], list[str]]:
     """(in-domain tasks, canonical general benchmarks); an unknown name is an error."""
     from pipeline.benchmarks_data import BenchmarkDataError, canonical_name
-    from pipeline.tasks import TASKS
+    from pipeline.tasks import builtin_names, is_task
 
     tasks, general = [], []
     for raw in (n.strip() for n in names.split(",") if n.strip()):
-        if raw in TASKS:
+        if is_task(raw):
             tasks.append(raw)
             continue
         try:
             general.append(canonical_name(raw))
         except BenchmarkDataError as exc:
-            raise SystemExit(f"--benchmarks: {exc}; in-domain tasks: {sorted(TASKS)}") from None
+            raise SystemExit(f"--benchmarks: {exc}; in-domain tasks: {builtin_names()} or a task "
+                             f"folder") from None
     if len(set(tasks + general)) != len(tasks + general):
         raise SystemExit(f"--benchmarks lists a benchmark twice: {names}")
     return tasks, general

@@ -12,6 +12,7 @@ import gzip
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,39 +118,108 @@ def _file_fingerprint(path: Path) -> dict[str, Any]:
     return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
-def _load_hub(task: TaskSpec, split: str) -> LoadedData:
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+
+
+def _from_datasets(dataset: Any, split: str, where: str) -> Any:
+    """One split of what ``datasets`` loaded (a DatasetDict holds several)."""
     import datasets
 
-    hub = task.hub
-    if hub is None:
-        raise FileNotFoundError(f"task {task.name!r} has no Hub dataset")
-    dataset = datasets.load_dataset(hub.repo_id, hub.config, split=split)
+    if isinstance(dataset, datasets.DatasetDict):
+        if split not in dataset:
+            raise DataError(f"{where}: no split {split!r} (it has {', '.join(sorted(dataset))}); "
+                            f"pass --split")
+        return dataset[split]
+    return dataset
+
+
+def _dataset_rows(dataset: Any) -> list[dict[str, Any]]:
+    return [{**row, "_line": i} for i, row in enumerate(dataset, start=1)]
+
+
+def load_hub(repo_id: str, config: str | None, split: str) -> LoadedData:
+    """A Hub dataset (or a folder of data files) through ``datasets.load_dataset``."""
+    import datasets
+
+    dataset = datasets.load_dataset(repo_id, config, split=split)
     revision = getattr(dataset.info, "version", None)
-    rows = [{**row, "_line": i} for i, row in enumerate(dataset, start=1)]
-    fingerprint = {"hub": hub.repo_id, "config": hub.config, "split": split,
+    fingerprint = {"hub": repo_id, "config": config, "split": split,
                    "revision": str(revision), "fingerprint": dataset._fingerprint}
-    return LoadedData(rows, f"hub:{hub.repo_id}/{hub.config}/{split}", fingerprint)
+    return LoadedData(_dataset_rows(dataset), f"hub:{repo_id}/{config or 'default'}/{split}",
+                      fingerprint)
+
+
+def _is_saved_dataset(folder: Path) -> bool:
+    return any((folder / name).is_file() for name in ("dataset_dict.json", "state.json"))
+
+
+def read_data(task: TaskSpec, ref: str, split: str) -> LoadedData:
+    """``--data``: a local file, a dataset saved with ``save_to_disk``, a folder of data
+    files, or a Hub dataset id (both through ``datasets``)."""
+    path = Path(ref).expanduser()
+    if path.is_file() or path.name.lower().endswith(SUPPORTED):
+        return LoadedData(read_file(path), str(path), _file_fingerprint(path))
+    if path.is_dir():
+        if _is_saved_dataset(path):
+            import datasets
+
+            dataset = _from_datasets(datasets.load_from_disk(str(path)), split, f"--data {path}")
+            fingerprint = {"saved_dataset": str(path.resolve()), "split": split,
+                           "fingerprint": dataset._fingerprint}
+            return LoadedData(_dataset_rows(dataset), f"{path} (saved dataset, {split})", fingerprint)
+        return _hub_or_error(str(path), None, split, f"--data {path}")
+    if _HUB_ID.fullmatch(ref):
+        hub = task.data.get("hub") or {}
+        config = hub.get("config") if hub.get("id") == ref else None
+        return _hub_or_error(ref, config, split, f"--data {ref} (a Hub dataset id)")
+    if path.suffix:
+        return LoadedData(read_file(path), str(path), {})  # names the unsupported type
+    raise DataError(f"--data {path}: no such file or folder, and not a Hub dataset id "
+                    f"(owner/name); use a file ({', '.join(SUPPORTED)}), a saved dataset folder "
+                    f"or a Hub id")
+
+
+def _hub_or_error(repo_id: str, config: str | None, split: str, where: str) -> LoadedData:
+    try:
+        return load_hub(repo_id, config, split)
+    except DataError:
+        raise
+    except Exception as exc:  # offline, unknown repo, no such split: one message
+        raise DataError(f"{where}: datasets could not load it ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0][:300]})") from None
+
+
+def _task_file(task: TaskSpec, split: str) -> str | None:
+    files = task.data.get("split")
+    if isinstance(files, dict) and "by" not in files:
+        return files.get(split)
+    return task.data.get("path")
 
 
 def resolve_source(task: TaskSpec, data: str | None, split: str = "train") -> LoadedData:
-    if split not in task.local_files:
+    from pipeline.taskfile import data_path
+
+    if task.splits and split not in task.splits:
         raise DataError(f"--split {split!r}: task {task.name!r} has splits {', '.join(task.splits)}")
     if data:
-        path = Path(data).expanduser()
-        return LoadedData(read_file(path), str(path), _file_fingerprint(path))
-    local = data_dir() / task.local_files[split]
-    if local.is_file():
-        return LoadedData(read_file(local), str(local), _file_fingerprint(local))
-    tried = ["--data (not given)", f"{local} (not found; S3FT_DATA_DIR={data_dir()})"]
-    try:
-        return _load_hub(task, split)
-    except Exception as exc:  # offline, unknown repo, auth: all end in the same advice
-        where = task.hub.repo_id if task.hub else "(none)"
-        tried.append(f"Hub dataset {where} ({type(exc).__name__}: {exc})")
+        return read_data(task, data, split)
+    tried = ["--data (not given)"]
+    local = _task_file(task, split)
+    if local:
+        path = data_path(task, local)
+        if path.is_file() or path.is_dir():
+            return read_data(task, str(path), split)
+        tried.append(f"{path} (not found; S3FT_DATA_DIR={data_dir()})")
+    hub = task.data.get("hub")
+    if hub:
+        try:
+            return load_hub(hub["id"], hub.get("config"), split)
+        except Exception as exc:  # offline, unknown repo, auth: all end in the same advice
+            tried.append(f"Hub dataset {hub['id']} ({type(exc).__name__}: {exc})")
     raise DataError(
         f"no data found for task {task.name!r}. Tried, in order:\n  - " + "\n  - ".join(tried)
         + f"\nPass a local file with --data PATH, or set S3FT_DATA_DIR to a folder holding "
-        f"{task.local_files[split]}."
+        f"{local or 'the data'} (task file: {task.file})."
     )
 
 
@@ -165,17 +235,37 @@ def _type_name(value: Any) -> str:
     return {str: "a string", int: "a whole number", list: "a list"}.get(type(value), type(value).__name__)
 
 
+def map_fields(task: TaskSpec, rows: list[dict[str, Any]], source: str) -> list[dict[str, Any]]:
+    """Each row with the task's template variables (``fields``: variable -> source column)
+    added; a column the data lacks names the task file's key and the columns it has."""
+    if not rows:
+        raise DataError(f"{source}: no rows found")
+    columns = set().union(*(row.keys() for row in rows[:100])) - {"_line"}
+    for var, column in task.fields.items():
+        if column not in columns:
+            raise DataError(f"{source}: no column {column!r} (task file {task.file}, key "
+                            f"'fields.{var}'); the data has {', '.join(sorted(columns))}: map "
+                            f"'{var}' to one of them")
+    if all(var == column for var, column in task.fields.items()):
+        return rows
+    return [{**row, **{var: row.get(column) for var, column in task.fields.items()}}
+            for row in rows]
+
+
 def validate(task: TaskSpec, rows: list[dict[str, Any]], source: str) -> None:
     if not rows:
         raise DataError(f"{source}: no rows found")
     for row in rows:
         missing = [f for f in task.required_fields if row.get(f) in (None, "")]
         if missing:
+            columns = [task.fields[f] for f in missing]
+            named = ", ".join(columns) if columns == missing else \
+                ", ".join(f"{c} (for {f})" for f, c in zip(missing, columns, strict=True))
             raise DataError(
-                f"{source}: row at line {row['_line']} is missing {', '.join(missing)} "
-                f"(task {task.name!r} needs {', '.join(task.required_fields)}); fix or remove it"
+                f"{source}: row at line {row['_line']} is missing {named} "
+                f"(task {task.name!r} needs {', '.join(task.fields.values())}); fix or remove it"
             )
-        for name, wanted in task.field_types.items():
+        for name, wanted in task.types.items():
             value = row.get(name)
             ok = isinstance(value, wanted) and not isinstance(value, bool)
             if ok and wanted is list:
@@ -186,24 +276,60 @@ def validate(task: TaskSpec, rows: list[dict[str, Any]], source: str) -> None:
                                 f"not {_type_name(value)} ({str(value)[:60]!r}); fix the row")
 
 
-def load_rows(task: TaskSpec, data: str | None, limit: int | None,
-              split: str = "train") -> tuple[pl.DataFrame, LoadedData]:
+def split_of(task: TaskSpec, row: dict[str, Any], rid: str) -> str | None:
+    """The split a row belongs to under the task's split rule (None: in no split)."""
+    rule = task.split_rule
+    if rule is None:
+        return None
+    if rule["by"] == "column":
+        return str(row.get(rule["column"]))
+    if rule["by"] == "id_range":
+        value = int(row[rule["field"]])
+        for name, (low, high) in rule["ranges"].items():
+            if (low is None or value >= low) and (high is None or value <= high):
+                return name
+        return None
+    digest = hashlib.sha256((str(rule["salt"]) + rid).encode("utf-8")).digest()
+    position = int.from_bytes(digest[:8], "big") / 2**64  # uniform in [0, 1)
+    edge = 0.0
+    for name, share in rule["shares"].items():
+        edge += share
+        if position < edge:
+            return name
+    return list(rule["shares"])[-1]
+
+
+def _keep_split(task: TaskSpec, rows: list[dict[str, Any]], split: str,
+                source: str) -> list[dict[str, Any]]:
+    if task.split_rule is None:
+        return rows
+    kept = [row for row in rows if split_of(task, row, row_id(task, row)) == split]
+    if not kept:
+        rule = {k: v for k, v in task.split_rule.items()}
+        raise DataError(f"{source}: no rows of split {split!r} among its {len(rows)} rows under "
+                        f"the task's split rule {rule} (task file {task.file}, key 'data.split'); "
+                        f"use another --split, or a task file whose split rule fits the data")
+    return kept
+
+
+def load_rows(task: TaskSpec, data: str | None, limit: int | None, split: str = "train",
+              judge: Any = None) -> tuple[pl.DataFrame, LoadedData]:
     """Validated rows of ``split`` with ``id`` and ``gold`` columns, in source order, first
-    ``limit`` only."""
+    ``limit`` only. ``judge`` writes the gold in the task's target format (default: the
+    task's own judge, without an LLM)."""
     if limit is not None and limit < 1:
         raise DataError(f"--limit {limit}: must be a positive number of rows")
+    judge = judge if judge is not None else task.make_judge()
     loaded = resolve_source(task, data, split)
-    rows = loaded.rows
+    rows = map_fields(task, loaded.rows, loaded.source)
     validate(task, rows, loaded.source)
-    if task.prepare_row is not None:
+    prepare = task.prepare_row()
+    if prepare is not None:
         try:
-            rows = [task.prepare_row(row) for row in rows]
+            rows = [prepare(row) for row in rows]
         except ValueError as exc:
             raise DataError(f"{loaded.source}: {exc}") from None
-    if task.split_of is not None:  # one file holds every split: keep the asked one
-        rows = [row for row in rows if task.split_of(row) == split]
-        if not rows:
-            raise DataError(f"{loaded.source}: no rows of split {split!r}")
+    rows = _keep_split(task, rows, split, loaded.source)
     rows = rows[:limit] if limit else rows
     records = []
     seen: dict[str, int] = {}
@@ -218,7 +344,13 @@ def load_rows(task: TaskSpec, data: str | None, limit: int | None,
         fields = {k: v for k, v in row.items() if k != "_line"}
         if "id" in fields:  # keep the source's own id column next to ours
             fields["source_id"] = fields.pop("id")
-        records.append({**fields, "id": rid, "gold": task.gold_response(row)})
+        try:
+            gold = judge.format_gold(task.gold_text(row), row)
+        except Exception as exc:  # a template that does not fit this row
+            raise DataError(f"{loaded.source}: row at line {row['_line']}: the task's 'gold' "
+                            f"template fails ({type(exc).__name__}: {exc}); fix the row or the "
+                            f"template in {task.file}") from None
+        records.append({**fields, "id": rid, "gold": gold})
     return pl.DataFrame(records, infer_schema_length=None), loaded
 
 

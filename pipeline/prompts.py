@@ -1,9 +1,10 @@
-"""Prompt templates: Jinja files under ``prompts/<task>/``, versioned by their content hash."""
+"""Prompt templates: Jinja files in a task's folder, versioned by their content hash."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -14,6 +15,15 @@ import jinja2
 DEFAULT_PROMPTS_DIR = Path(__file__).resolve().parents[1] / "prompts"
 
 _ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False)
+_ENV.filters["regex_replace"] = lambda value, pattern, replacement="": re.sub(
+    pattern, replacement, str(value))
+
+
+def gold_environment() -> jinja2.Environment:
+    """The Jinja environment of every task template: undefined variables are errors, and
+    ``regex_replace(pattern, replacement)`` is a filter (e.g. to strip GSM8K's
+    ``<<48/2=24>>`` calculator notes from a gold solution)."""
+    return _ENV
 
 
 @dataclass(frozen=True)
@@ -50,3 +60,41 @@ def prompts_dir() -> Path:
 
 def template(task: str, name: str) -> PromptTemplate:
     return PromptTemplate(prompts_dir() / task / f"{name}.jinja")
+
+
+@dataclass(frozen=True)
+class ChatPrompt:
+    """A task prompt: the user turn's template, an optional system template and fixed
+    few-shot turns. ``version`` hashes all of them, so any edit reruns the stage."""
+
+    user: PromptTemplate
+    system: PromptTemplate | None = None
+    fewshot: tuple[tuple[str, str], ...] = ()
+
+    def templates(self) -> list[PromptTemplate]:
+        return [self.user] + ([self.system] if self.system else [])
+
+    @property
+    def text(self) -> str:
+        return self.user.text
+
+    @property
+    def path(self) -> Path:
+        return self.user.path
+
+    @property
+    def version(self) -> str:
+        if self.system is None and not self.fewshot:
+            return self.user.version  # a plain template keeps its plain version
+        extra = hashlib.sha256(repr((self.system and self.system.text, self.fewshot))
+                               .encode()).hexdigest()[:8]
+        return f"{self.user.version}+{extra}"
+
+    def render(self, **fields: Any) -> str:
+        return self.user.render(**fields)
+
+    def messages(self, **fields: Any) -> list[dict[str, str]]:
+        turns = [{"role": "system", "content": self.system.render(**fields)}] if self.system else []
+        for user, assistant in self.fewshot:
+            turns += [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]
+        return turns + self.user.messages(**fields)

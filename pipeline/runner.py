@@ -13,7 +13,6 @@ from typing import Any
 import polars as pl
 import yaml
 
-import judges
 from pipeline.admission import AdmitStage
 from pipeline.backends.base import SamplingSettings
 from pipeline.backends.vllm_backend import VllmBackend
@@ -22,16 +21,17 @@ from pipeline.device import engine_kwargs, resolve_dtype
 from pipeline.errors import UsageError
 from pipeline.export import build_train_table, write_train
 from pipeline.generate import GenerateStage
+from pipeline.gold_check import check_gold, refuse_if_mostly_failing
 from pipeline.judge import JudgeStage
 from pipeline.load import LoadedData, load_rows, write_shards
 from pipeline.model import ResolvedModel, cache_dir, resolve_model
 from pipeline.paraphrase import ParaphraseStage
-from pipeline.progress import Progress
 from pipeline.select import SelectStage
 from pipeline.stage import Shard, Stage, StageResult, run_stage, stage_key
 from pipeline.storage import RunLock, atomic_write_bytes, atomic_write_json
 from pipeline.summary import print_summary, summarize
-from pipeline.tasks import TaskSpec, get_task
+from pipeline.taskfile import TaskSpec, describe
+from pipeline.tasks import load_task
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +59,11 @@ def plan(config: RunConfig, served: tuple[ResolvedModel, Any, dict[str, Any]] | 
     """Decide a run. ``served`` (model, backend, engine settings) replaces the backend the
     config names, and ``judge_chat`` the LLM judge's model: evaluation shares one engine
     between several models this way."""
-    task = get_task(config.task)
-    frame, loaded = load_rows(task, config.data, config.limit, config.split)
-    model, backend, engine = served or _backend(config)
+    task = load_task(config.task)
+    model, backend, engine = served or _backend(config)  # an engine starts on first use only
     judge: Any = _judge(config, task, judge_chat or backend)
-    sampling = SamplingSettings(max_tokens=config.max_tokens, stop=task.stop)
+    frame, loaded = load_rows(task, config.data, config.limit, config.split, judge=judge)
+    sampling = SamplingSettings(max_tokens=config.max_tokens or task.max_tokens, stop=task.stop)
     stages: list[Stage] = [
         GenerateStage(task, backend, sampling, model.fingerprint, engine),
         JudgeStage(judge),
@@ -73,7 +73,8 @@ def plan(config: RunConfig, served: tuple[ResolvedModel, Any, dict[str, Any]] | 
     ]
     # --limit is not part of any key: shards are fixed windows, so a different limit reuses
     # every full shard it shares with an earlier run (see pipeline/load.py: write_shards).
-    keys = {"load": stable_hash({"task": task.name, "data": loaded.fingerprint, "split": config.split,
+    keys = {"load": stable_hash({"task": task.load_settings(), "data": loaded.fingerprint,
+                                 "split": config.split,
                                  "shard_size": config.shard_size, "version": LOAD_VERSION})}
     upstream = keys["load"]
     for stage in stages:
@@ -136,7 +137,7 @@ def _backend(config: RunConfig) -> tuple[ResolvedModel, Any, dict[str, Any]]:
 def _judge(config: RunConfig, task: TaskSpec, backend: Any) -> Any:
     """The task's judge; an LLM judge asks --judge-base-url, else the generation model."""
     if not task.llm_judge:
-        return judges.get(task.judge)
+        return task.make_judge()
     chat = backend
     if config.judge_base_url:
         from pipeline.backends.openai_backend import OpenAIBackend
@@ -149,8 +150,8 @@ def _judge(config: RunConfig, task: TaskSpec, backend: Any) -> Any:
                              timeout=config.request_timeout, max_retries=config.max_retries,
                              cache_namespace=f"openai:{config.judge_model}@"
                                              f"{config.judge_base_url.rstrip('/')}")
-    return judges.get(task.judge, chat=chat, max_tokens=config.judge_max_tokens,
-                      min_tpr=config.judge_min_tpr, min_tnr=config.judge_min_tnr)
+    return task.make_judge(chat=chat, max_tokens=config.judge_max_tokens,
+                           min_tpr=config.judge_min_tpr, min_tnr=config.judge_min_tnr)
 
 
 def execute(p: Plan, until: str | None = None) -> tuple[list[Shard], dict[str, StageResult]]:
@@ -170,23 +171,28 @@ def execute(p: Plan, until: str | None = None) -> tuple[list[Shard], dict[str, S
     return shards, results
 
 
-def run(config: RunConfig) -> dict[str, Any]:
+def run(config: RunConfig, served: tuple[ResolvedModel, Any, dict[str, Any]] | None = None
+        ) -> dict[str, Any]:
+    """Curate one task end to end. With ``served`` (model, backend, engine settings) the run
+    uses that backend and leaves it open: the caller owns it (several runs, one engine)."""
     started = time.perf_counter()
-    p = plan(config)
+    p = plan(config, served=served)
     if p.out_dir.exists() and not p.out_dir.is_dir():
         raise UsageError(f"--out {p.out_dir}: a file is in the way; pass a folder path")
     log.info("task %s: %d rows from %s; model %s; output %s", p.task.name, p.frame.height,
              p.loaded.source, p.model.path, p.out_dir)
     with RunLock(p.out_dir):
         _write_config(p)
-        problems = _preflight(p, p.out_dir / "stages")
+        problems = _gold_check(p, p.out_dir / "stages")
         try:
             shards, results = execute(p)
         finally:
-            _close(p)  # free the engine's memory before export, report or training
+            # Free the engine's memory before export, report or training (not a caller's).
+            _close(p, keep=p.backend if served is not None else None)
         table = build_train_table(shards, p.task.name)
         write_train(table, p.out_dir / "train.parquet")
         summary = summarize(table, p.task.name, results, time.perf_counter() - started,
+                            paper_shares=p.task.card.get("paper_shares"),
                             engine_starts=getattr(p.backend, "engine_starts", 0),
                             judge_calibration=_calibration_record(p))
         for name, backend in (("backend_counters", p.backend),
@@ -199,7 +205,9 @@ def run(config: RunConfig) -> dict[str, Any]:
             summary["judge_usage_this_invocation"] = dict(usage)
         summary["judge_settings"] = p.judge.settings()
         summary["out"] = str(p.out_dir)
-        summary["preflight_problems"] = dict(problems)
+        summary["task_file"] = str(p.task.file)
+        summary["task_card"] = p.task.card
+        summary["gold_check"] = {"rows_left_out": len(problems), "left_out": dict(problems)}
         atomic_write_json(p.out_dir / "summary.json", summary)
         _write_report(p.out_dir)
     print_summary(summary)
@@ -218,10 +226,11 @@ def _calibration_record(p: Plan) -> dict[str, Any] | None:
     return {**data, "description": Calibration.from_dict(data).describe()}
 
 
-def _close(p: Plan) -> None:
-    """Close the generation backend and a separate judge backend (each once)."""
+def _close(p: Plan, keep: Any = None) -> None:
+    """Close the generation backend and a separate judge backend (each once), except
+    ``keep``."""
     backends = [p.backend, getattr(p.judge, "chat", None)]
-    for backend in {id(b): b for b in backends if b is not None}.values():
+    for backend in {id(b): b for b in backends if b is not None and b is not keep}.values():
         close = getattr(backend, "close", None)
         if callable(close):
             close()
@@ -236,23 +245,25 @@ def _write_report(out_dir: Path) -> None:
         log.warning("report.html not written: %s", exc)
 
 
-def _preflight(p: Plan, stages_root: Path) -> list[tuple[str, str]]:
-    """Run the task's checks on its gold data once per data key; bad rows are flagged in the
-    summary and the log (and still curated: their gold target is kept as the source has it)."""
-    if p.task.preflight is None:
-        return []
-    record = stages_root / f"preflight-{p.keys['load']}.json"
+def _gold_check(p: Plan, stages_root: Path) -> list[tuple[str, str]]:
+    """Judge every row's gold with the task's judge, once per data key; rows whose gold
+    fails are listed (log and summary) and left out of the run (``p.frame``)."""
+    record = stages_root / f"gold-check-{p.keys['load']}.json"
+    ids = p.frame["id"].to_list()
+    problems = None
     if record.is_file() and not p.config.fresh:
         known = json.loads(record.read_text())
-        ids = set(p.frame["id"].to_list())
-        if ids <= set(known["checked"]):
-            return [(rid, why) for rid, why in known["problems"] if rid in ids]
-    with Progress(f"preflight: {p.task.name} references", p.frame.height, "programs"):
-        problems = p.task.preflight(p.judge, p.frame.to_dicts())
+        if set(ids) <= set(known["checked"]):
+            problems = [(rid, why) for rid, why in known["problems"] if rid in set(ids)]
+    if problems is None:
+        problems = check_gold(p.judge, p.frame.to_dicts())
+        record.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(record, {"checked": ids, "problems": problems})
+    refuse_if_mostly_failing(p.task.name, str(p.task.file), p.frame.height, problems)
     for rid, why in problems:
-        log.warning("preflight: %s: %s", rid, why)
-    record.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(record, {"checked": p.frame["id"].to_list(), "problems": problems})
+        log.warning("gold check: %s left out: %s", rid, why)
+    if problems:
+        p.frame = p.frame.filter(~pl.col("id").is_in([rid for rid, _ in problems]))
     return problems
 
 
@@ -264,6 +275,7 @@ def _write_config(p: Plan) -> None:
         "data_source": p.loaded.source,
         "data_fingerprint": json.loads(json.dumps(p.loaded.fingerprint, default=str)),
         "dtype": resolve_dtype(p.config.dtype), "stage_keys": p.keys,
+        "task": describe(p.task),
         "judge": p.stages[1].settings(),
     }
     text = yaml.safe_dump(options, sort_keys=False)

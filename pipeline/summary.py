@@ -11,13 +11,6 @@ import pyarrow as pa
 from pipeline.select import SOURCES
 from pipeline.stage import StageResult
 
-# Table 3 of Gupta et al. (2025), Mistral-7B-Instruct-v0.2: shares of model/paraphrase/gold.
-PAPER_SHARES = {
-    "gsm8k": {"model": 49.5, "paraphrase": 42.1, "gold": 8.4},
-    "mbpp": {"model": 30.2, "paraphrase": 32.4, "gold": 37.4},
-    "nq": {"model": 66.0, "paraphrase": 25.6, "gold": 8.1},
-}
-
 
 def _stage_cost(result: StageResult, prefix: str | None) -> dict[str, Any]:
     stats = result.stats
@@ -63,7 +56,8 @@ def admission_counts(columns: dict[str, list[Any]], prefix: str) -> dict[str, di
 
 def summarize(table: pa.Table, task: str, stages: dict[str, StageResult],
               wall_seconds: float, engine_starts: int,
-              judge_calibration: dict[str, Any] | None = None) -> dict[str, Any]:
+              judge_calibration: dict[str, Any] | None = None,
+              paper_shares: dict[str, float] | None = None) -> dict[str, Any]:
     rows = table.num_rows
     columns = table.to_pydict()
     counts = Counter(columns["source"])
@@ -79,7 +73,9 @@ def summarize(table: pa.Table, task: str, stages: dict[str, StageResult],
         "sources": {s: {"count": counts.get(s, 0),
                         "share_pct": round(100 * counts.get(s, 0) / rows, 1) if rows else 0.0}
                     for s in SOURCES},
-        "paper_shares_pct": PAPER_SHARES.get(task),
+        # The task file's card.paper_shares: for the built-ins, Table 3 of Gupta et al.
+        # (2025), Mistral-7B-Instruct-v0.2.
+        "paper_shares_pct": paper_shares,
         # Verdicts of an untrusted LLM judge are never "correct": this is the trusted share.
         "model_accuracy_pct": round(100 * sum(bool(v) for v in columns["verdict"]) / rows, 1)
         if rows else 0.0,
@@ -136,6 +132,11 @@ def print_summary(summary: dict[str, Any]) -> None:
             admission.add_row(kind, rule, str(info["count"]),
                               str(info["example"]["reason"] or "")[:70])
     console.print(admission)
+    left_out = (summary.get("gold_check") or {}).get("left_out") or {}
+    if left_out:
+        console.print(f"gold check: {len(left_out)} rows left out, their gold fails the task's "
+                      f"judge (listed in summary.json under gold_check): "
+                      + ", ".join(list(left_out)[:5]) + (" ..." if len(left_out) > 5 else ""))
     calibration = summary.get("judge_calibration")
     if calibration:
         console.print(calibration["description"])

@@ -1,164 +1,117 @@
-"""Task presets: where a task's data lives, which fields it needs, how its gold answer reads.
+"""Tasks: the built-in ones and a user's own, all folders holding a ``task.yaml``.
 
-Adding a task means adding one :class:`TaskSpec` here, a judge under ``judges/`` and its
-prompt templates under ``prompts/<task>/``.
+``--task gsm8k`` names a built-in task (``prompts/gsm8k/task.yaml``); ``--task path/to/mytask``
+(or ``.../task.yaml``) a user's. The file format is in :mod:`pipeline.taskfile` and the
+README ("Your own task").
+
+    python -m pipeline.tasks list
+    python -m pipeline.tasks show gsm8k
+    python -m pipeline.tasks check path/to/mytask [--data FILE] [--split train] [--limit N]
+
+``check`` reads the task file, loads and validates the data and judges every row's gold
+answer with the task's own judge, without starting an engine.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+import argparse
+import sys
+from pathlib import Path
 
-from pipeline.errors import UsageError
-from pipeline.prompts import PromptTemplate, template
+import yaml
 
+from pipeline.errors import UsageError, report_errors
+from pipeline.prompts import prompts_dir
+from pipeline.taskfile import TASK_FILE, TaskFileError, TaskSpec, describe, read_task
 
-@dataclass(frozen=True)
-class HubSource:
-    repo_id: str
-    config: str | None
+__all__ = ["TaskFileError", "TaskSpec", "builtin_names", "get_task", "is_task", "load_task"]
 
 
-@dataclass(frozen=True)
-class TaskSpec:
-    name: str
-    judge: str
-    #: Default data file per split, relative to ``$S3FT_DATA_DIR``.
-    local_files: dict[str, str]
-    hub: HubSource | None
-    #: Fields every source row must have (non-empty).
-    required_fields: tuple[str, ...]
-    #: The source's own id field, if it has one; otherwise ids hash the prompt.
-    id_field: str | None
-    #: The gold response written the way a model answer should read (the SFT target).
-    gold_response: Callable[[Mapping[str, Any]], str]
-    #: Strings that end a generation early (saves tokens the judge never reads).
-    stop: tuple[str, ...] = field(default=())
-    #: For sources that hold every split in one file: the split a row belongs to.
-    split_of: Callable[[Mapping[str, Any]], str] | None = None
-    #: Checks run on the gold data before curation (e.g. MBPP references must pass their own
-    #: tests): takes the judge and the rows, returns ``(row id, problem)`` for each bad row.
-    preflight: Callable[[Any, list[dict[str, Any]]], list[tuple[str, str]]] | None = None
-    #: Adds derived fields to each source row at load time (e.g. NQ's ``passage``).
-    prepare_row: Callable[[dict[str, Any]], dict[str, Any]] | None = None
-    #: The judge asks a model for what its heuristic cannot decide (NQ).
-    llm_judge: bool = False
-    #: Types the source fields must have (checked at load time, naming the row).
-    field_types: dict[str, type] = field(default_factory=dict)
-
-    @property
-    def splits(self) -> list[str]:
-        return sorted(self.local_files)
-
-    @property
-    def answer_prompt(self) -> PromptTemplate:
-        return template(self.name, "answer")
-
-    @property
-    def paraphrase_prompt(self) -> PromptTemplate:
-        return template(self.name, "paraphrase")
+def builtin_names() -> list[str]:
+    """The built-in tasks: folders of ``prompts/`` that hold a task file."""
+    root = prompts_dir()
+    return sorted(p.parent.name for p in root.glob(f"*/{TASK_FILE}")) if root.is_dir() else []
 
 
-def _gsm8k_gold(row: Mapping[str, Any]) -> str:
-    # GSM8K solutions carry calculator annotations like "<<48/2=24>>"; a model never writes
-    # them, so they are removed from the training target. The "#### N" line stays.
-    return re.sub(r"<<[^<>]*>>", "", str(row["answer"])).strip()
+def is_task(ref: str) -> bool:
+    """``ref`` names a built-in task or a task folder/file on disk."""
+    return ref in builtin_names() or _as_path(ref) is not None
 
 
-def _mbpp_split(row: Mapping[str, Any]) -> str:
-    # The split of the MBPP paper (google-research mbpp/README.md), by task id.
-    task_id = int(row["task_id"])
-    if task_id <= 10:
-        return "prompt"
-    if task_id <= 510:
-        return "test"
-    return "validation" if task_id <= 600 else "train"
+def _as_path(ref: str) -> Path | None:
+    path = Path(ref).expanduser()
+    if path.is_dir() and (path / TASK_FILE).is_file():
+        return path
+    return path if path.is_file() and path.suffix in (".yaml", ".yml") else None
 
 
-def _mbpp_gold(row: Mapping[str, Any]) -> str:
-    from judges.mbpp import gold_response
-
-    return gold_response(row)
-
-
-def _mbpp_preflight(judge: Any, rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
-    # Also calibrates the judge's per-task time limits (4x each reference's runtime).
-    from judges.mbpp import check_references
-
-    ids = {row["task_id"]: row["id"] for row in rows}
-    return [(ids[task_id], f"reference solution fails its own tests: {verdict.rule} "
-             f"{verdict.reason}") for task_id, verdict in check_references(rows, judge)]
-
-
-def _nq_split(row: Mapping[str, Any]) -> str:
-    from pipeline.nq_data import split_of
-
-    return split_of(f"nq-{row['nq_id']}")
+def load_task(ref: str) -> TaskSpec:
+    """The task ``ref`` names: a built-in's name, or a task folder or file."""
+    path = _as_path(ref)
+    if path is not None:
+        return read_task(path)
+    if ref in builtin_names():
+        return read_task(prompts_dir() / ref)
+    looks_like_path = "/" in ref or ref.endswith((".yaml", ".yml")) or Path(ref).exists()
+    hint = (f"{ref} is not a task folder (a folder holding {TASK_FILE}) or a task file"
+            if looks_like_path else f"{ref!r} is not a built-in task")
+    raise UsageError(f"--task: {hint}; built-in tasks: {', '.join(builtin_names())}, or pass "
+                     f"the path of a folder holding {TASK_FILE}")
 
 
-def _nq_gold(row: Mapping[str, Any]) -> str:
-    from pipeline.nq_data import gold_response
-
-    return gold_response(row)
+#: The name older code and scripts use.
+get_task = load_task
 
 
-def _nq_prepare(row: dict[str, Any]) -> dict[str, Any]:
-    from pipeline.nq_data import prepare_row
+def check(task: TaskSpec, data: str | None, split: str, limit: int | None) -> int:
+    """Load, validate and judge every row's gold; print what a run would use."""
+    from pipeline.gold_check import check_gold
+    from pipeline.load import load_rows
 
-    return prepare_row(row)
-
-
-TASKS: dict[str, TaskSpec] = {
-    "gsm8k": TaskSpec(
-        name="gsm8k",
-        judge="gsm8k",
-        local_files={"train": "gsm8k/train.jsonl", "test": "gsm8k/test.jsonl"},
-        hub=HubSource("openai/gsm8k", "main"),
-        required_fields=("question", "answer"),
-        id_field=None,
-        gold_response=_gsm8k_gold,
-        field_types={"question": str, "answer": str},
-    ),
-    "mbpp": TaskSpec(
-        name="mbpp",
-        judge="mbpp",
-        local_files={split: "mbpp/mbpp.jsonl" for split in ("prompt", "test", "validation", "train")},
-        hub=HubSource("google-research-datasets/mbpp", "full"),
-        required_fields=("task_id", "text", "code", "test_list"),
-        id_field="task_id",
-        gold_response=_mbpp_gold,
-        field_types={"task_id": int, "text": str, "code": str, "test_list": list},
-        # The prompt asks for code between [BEGIN] and [DONE]; nothing after [DONE] is read.
-        stop=("[DONE]",),
-        split_of=_mbpp_split,
-        preflight=_mbpp_preflight,
-    ),
-    # NQ-open with the gold passage (nq-open-oracle). The file has no train/test split: a
-    # fixed, salted hash of each question puts 20% of rows in "test" (pipeline/nq_data.py).
-    # No Hub copy of this oracle file is known, so it is read from S3FT_DATA_DIR or --data.
-    "nq": TaskSpec(
-        name="nq",
-        judge="nq",
-        local_files={"train": "nq/nq-open-oracle.jsonl.gz", "test": "nq/nq-open-oracle.jsonl.gz"},
-        hub=None,
-        required_fields=("question", "answers", "ctxs"),
-        id_field="nq_id",
-        gold_response=_nq_gold,
-        field_types={"question": str},
-        stop=("\n\n",),
-        split_of=_nq_split,
-        prepare_row=_nq_prepare,
-        llm_judge=True,
-    ),
-}
+    judge = task.make_judge()
+    frame, loaded = load_rows(task, data, limit, split, judge=judge)
+    problems = check_gold(judge, frame.to_dicts())
+    print(f"task {task.name} ({task.file}): {frame.height} rows of split {split!r} from "
+          f"{loaded.source}")
+    print(f"judge {task.judge_kind}: the gold of {frame.height - len(problems)} rows passes; "
+          f"{len(problems)} fail and would be left out of a run")
+    for rid, why in problems[:20]:
+        print(f"  {rid}: {why}")
+    if len(problems) > 20:
+        print(f"  ... and {len(problems) - 20} more")
+    return 0
 
 
-def get_task(name: str) -> TaskSpec:
-    try:
-        return TASKS[name]
-    except KeyError:
-        raise UsageError(
-            f"--task {name!r} is unknown; available tasks: {', '.join(sorted(TASKS))}"
-        ) from None
+def _main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.tasks", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--debug", action="store_true", help="Show tracebacks.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("list", help="The built-in tasks.")
+    show = commands.add_parser("show", help="A task's settings and templates.")
+    show.add_argument("task", help="A built-in task name or a task folder / task.yaml.")
+    checking = commands.add_parser("check", help="Load the data and judge every gold answer.")
+    checking.add_argument("task", help="A built-in task name or a task folder / task.yaml.")
+    checking.add_argument("--data", help="Data to use instead of the task's (file, folder, Hub id).")
+    checking.add_argument("--split", default="train", help="Split to check (default: train).")
+    checking.add_argument("--limit", type=int, help="Check only the first N rows.")
+    args = parser.parse_args(argv)
+    if args.command == "list":
+        for name in builtin_names():
+            task = load_task(name)
+            print(f"{name:8s} {task.judge_kind:13s} {task.description}")
+        return 0
+    task = load_task(args.task)
+    if args.command == "show":
+        print(yaml.safe_dump(describe(task), sort_keys=False).rstrip())
+        for prompt in (task.answer_prompt, task.paraphrase_prompt):
+            print(f"\n--- {prompt.path.name} ({prompt.version})\n{prompt.text.rstrip()}")
+        return 0
+    return check(task, args.data, args.split, args.limit)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return report_errors(_main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -14,7 +14,7 @@ def parse(argv):
 
 
 def test_defaults_then_yaml_then_command_line(tmp_path):
-    assert parse([]).max_tokens == 384
+    assert parse([]).max_tokens is None  # the task file's generation.max_tokens then
     config_file = tmp_path / "c.yaml"
     config_file.write_text("max_tokens: 64\nlimit: 10\nparaphrase_all: true\n")
     from_yaml = parse(["--config", str(config_file)])

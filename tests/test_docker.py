@@ -137,9 +137,10 @@ def test_copied_source_tree_installs_and_finds_every_prompt(tmp_path, monkeypatc
     # The prompts directory the image points S3FT_PROMPTS_DIR at holds every task's templates.
     prompts = env_vars()["S3FT_PROMPTS_DIR"]
     monkeypatch.setenv("S3FT_PROMPTS_DIR", str(root / prompts.lstrip("/")))
-    from pipeline.tasks import TASKS
+    from pipeline.tasks import builtin_names, load_task
 
-    for spec in TASKS.values():
+    assert builtin_names() == ["gsm8k", "mbpp", "nq"]
+    for spec in map(load_task, builtin_names()):
         assert spec.answer_prompt.path.is_file() and spec.paraphrase_prompt.path.is_file(), spec.name
         assert str(spec.answer_prompt.path).startswith(str(tree))
     # And the build context lets those paths through the Dockerfile's ignore file.

@@ -74,7 +74,7 @@ BAD_FILES = [
     ("invalid json line", "rows.jsonl", '{"question": "q", "answer": "#### 1"}\n{"question": \n',
      "line 2 is not valid JSON"),
     ("not an object", "rows.jsonl", "[1, 2]\n", "line 1 is not a JSON object"),
-    ("missing field", "rows.jsonl", '{"question": "q"}\n', "line 1 is missing answer"),
+    ("missing field", "rows.jsonl", '{"question": "q"}\n', "no column 'answer' (task file"),
     ("answer is a number", "rows.jsonl", '{"question": "q", "answer": 12}\n',
      "'answer' must be a string"),
     ("question is a list", "rows.jsonl", '{"question": ["q"], "answer": "#### 1"}\n',
@@ -124,7 +124,7 @@ BAD_FLAGS = [
     (["--train", "dpo"], "--train 'dpo'"),
     (["--backend", "openai", "--base-url", "127.0.0.1:8000/v1"], "must start with http://"),
     (["--backend", "openai"], "--backend openai needs --base-url"),
-    (["--task", "gsm9k"], "--task 'gsm9k' is unknown"),
+    (["--task", "gsm9k"], "'gsm9k' is not a built-in task"),
     (["--split", "dev"], "--split 'dev'"),
     (["--judge-min-tnr", "1.5"], "--judge-min-tnr 1.5"),
 ]

@@ -113,10 +113,10 @@ def cli(*args):
 
 def test_cli_reports_bad_input_without_a_traceback(tmp_path):
     bad = tmp_path / "train.jsonl"
-    bad.write_text('{"question": "q"}\n')
+    bad.write_text('{"question": "q", "answer": "#### 1"}\n{"question": "q2"}\n')
     result = cli("--task", "gsm8k", "--data", str(bad), "--out", str(tmp_path / "out"))
     assert result.returncode != 0
-    assert "line 1 is missing answer" in result.stderr
+    assert "line 2 is missing answer" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
 
@@ -124,5 +124,5 @@ def test_cli_reports_bad_input_without_a_traceback(tmp_path):
 def test_cli_unknown_task_lists_the_known_ones(tmp_path):
     result = cli("--task", "nope", "--out", str(tmp_path / "out"))
     assert result.returncode != 0
-    assert "--task 'nope' is unknown" in result.stderr
-    assert "gsm8k" in result.stderr
+    assert "--task: 'nope' is not a built-in task" in result.stderr
+    assert "built-in tasks: gsm8k, mbpp, nq" in result.stderr

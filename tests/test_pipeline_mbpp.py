@@ -44,8 +44,8 @@ def test_gold_response_is_the_reference_in_the_prompts_delimiters():
 def test_mbpp_curation_run(mbpp_run):
     train = assert_valid_s3ft_export(mbpp_run["out"] / "train.parquet", "mbpp", rows=16)
     summary = mbpp_run["summary"]
-    assert summary["preflight_problems"] == {}
-    assert "preflight: mbpp references: 16/16 programs (100.0%)" in mbpp_run["result"].stderr
+    assert summary["gold_check"] == {"rows_left_out": 0, "left_out": {}}
+    assert "gold check: 16/16 rows (100.0%)" in mbpp_run["result"].stderr
     assert summary["rows"] == 16 and summary["engine_starts"] == 1
     rules = set(train["judge_rule"])
     assert rules <= {"pass", "pass:harness", "fail", "error", "timeout", "killed", "no_code"}

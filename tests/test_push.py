@@ -29,14 +29,14 @@ import yaml
 import judges
 from judges.base import Verdict
 from pipeline.admission import admit
-from pipeline.card import DATA_FILE, LICENSES, _fence, read_run, render_card
+from pipeline.card import DATA_FILE, _fence, read_run, render_card
 from pipeline.config import RunConfig
 from pipeline.export import TRAIN_SCHEMA, write_train
 from pipeline.push import PUSHED_FILES, push_run
 from pipeline.select import SelectStage
 from pipeline.stage import StageResult
 from pipeline.summary import summarize
-from pipeline.tasks import get_task
+from pipeline.tasks import get_task, load_task
 
 PROJECT = Path(__file__).resolve().parents[1]
 HTML_TRAP = "<script>alert('x')</script> & <b>bold</b>"
@@ -135,7 +135,8 @@ def build_run_folder(root: Path, gsm8k_rows: list[dict], rows: int = 12, errors:
 
     stages = {"generate": stage(40.0, "generate", 900), "judge": stage(0.2),
               "paraphrase": stage(12.5, "paraphrase", 300), "select": stage(0.01)}
-    summary = summarize(table, "gsm8k", stages, wall_seconds=55.3, engine_starts=1)
+    summary = summarize(table, "gsm8k", stages, wall_seconds=55.3, engine_starts=1,
+                        paper_shares=load_task("gsm8k").card["paper_shares"])
     summary["out"] = str(out)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     # config.yaml as pipeline/runner.py writes it: options, then the commented resolved block.
@@ -186,7 +187,7 @@ def test_card_metadata_parses_with_huggingface_hub(dry_run):
     from huggingface_hub import DatasetCard
 
     card = DatasetCard.load(dry_run[0] / "README.md")
-    assert card.data.license == LICENSES["gsm8k"][0] == "mit"
+    assert card.data.license == load_task("gsm8k").card["license"] == "mit"
     assert card.data.task_categories == ["text-generation"]
     assert card.data.size_categories == ["n<1K"]
     assert card.data.configs == [{"config_name": "default",
