@@ -8,6 +8,8 @@
   ``llm: {prompt: judge.jinja}`` for what the heuristic cannot decide;
 - ``exact``, ``regex`` (``pattern``, ``flags``, ``group``), ``choice`` (``labels``,
   ``choices``): :mod:`judges.rules`, against ``gold_answer``;
+- ``llm``: a short answer against ``gold_answer``, the alias rules for clear matches and a
+  calibrated LLM judge (``prompt``) for the rest;
 - ``python_tests``: the row's ``test_list`` asserts run on the program in the sandbox;
 - ``module``: a user's function ``judge(response, row) -> bool | Verdict`` (``path``,
   ``callable``).
@@ -68,6 +70,12 @@ def build(kind: str, options: dict[str, Any], folder: Path, **runtime: Any) -> J
 
         renamed = {"challenge_tests": "include_challenge_tests"}
         return MbppJudge(**{renamed.get(k, k): v for k, v in options.items()})
+    if kind == "llm":
+        from judges.rules import LlmJudge
+        from pipeline.prompts import PromptTemplate
+
+        return LlmJudge(PromptTemplate(folder / options["prompt"]),
+                        gold_answer=options.get("gold_answer"), **runtime)
     if kind == "module":
         from judges.rules import ModuleJudge
 

@@ -197,3 +197,60 @@ class ModuleJudge(Judge):
             return Verdict(result, f"module:{self.callable_name}")
         raise TypeError(f"{self.file.name}:{self.callable_name} returned {type(result).__name__}; "
                         f"it must return True/False or a judges.Verdict")
+
+
+class LlmJudge(GoldAnswerJudge):
+    """An LLM judge for short free-form answers against the row's gold answer
+    (``gold_answer``): the NQ judge with that one reference. A response that states the
+    reference plainly is decided by the alias rules; the LLM (``prompt``, rendered with
+    ``question``, ``answers`` and ``response``) decides the rest, and only once it has
+    passed its calibration on known-right and known-wrong answers of the run."""
+
+    name = "llm"
+    version = "1"
+
+    def __init__(self, prompt: Any, chat: Any = None, gold_answer: str | None = None,
+                 **limits: Any):
+        from judges.nq import NqJudge
+
+        super().__init__(gold_answer)
+        self.inner = NqJudge(chat=chat, prompt=prompt, **limits)
+        self.chat = chat
+
+    @property
+    def uses_llm(self) -> bool:  # type: ignore[override]
+        return self.chat is not None
+
+    @property
+    def usage(self) -> Any:
+        return self.inner.usage
+
+    @property
+    def calibration(self) -> Any:  # type: ignore[override]
+        return self.inner.calibration
+
+    @calibration.setter
+    def calibration(self, value: Any) -> None:
+        if hasattr(self, "inner"):
+            self.inner.calibration = value
+
+    def _with_reference(self, examples: Any) -> list[dict[str, Any]]:
+        return [{**e, "answers": [self.gold(e)]} for e in examples]
+
+    def settings(self) -> dict[str, Any]:
+        return {**super().settings(), **self.inner.settings()}
+
+    def judge(self, response: str, example: Mapping[str, Any]) -> Verdict:
+        return self.judge_many([response], [example])[0]
+
+    def judge_many(self, responses: Any, examples: Any) -> list[Verdict]:
+        return self.inner.judge_many(responses, self._with_reference(examples))
+
+    def judge_paraphrase(self, text: str, example: Mapping[str, Any]) -> Verdict:
+        return self.inner.judge_paraphrase(text, self._with_reference([example])[0])
+
+    def calibrate(self, examples: Any, responses: Any) -> Any:
+        return self.inner.calibrate(self._with_reference(examples), responses)
+
+    def check_gold(self, examples: list[Mapping[str, Any]]) -> list[tuple[str, str]]:
+        return self.inner.check_gold(self._with_reference(examples))

@@ -246,6 +246,11 @@ def map_fields(task: TaskSpec, rows: list[dict[str, Any]], source: str) -> list[
             raise DataError(f"{source}: no column {column!r} (task file {task.file}, key "
                             f"'fields.{var}'); the data has {', '.join(sorted(columns))}: map "
                             f"'{var}' to one of them")
+    id_field = task.id_field
+    if id_field and id_field not in columns | set(task.fields) | set(task.prepare_adds):
+        raise DataError(f"{source}: no column {id_field!r} (task file {task.file}, key "
+                        f"'id_field'); name one of {', '.join(sorted(columns))}, or remove the "
+                        f"key to give rows ids that hash their fields")
     if all(var == column for var, column in task.fields.items()):
         return rows
     return [{**row, **{var: row.get(column) for var, column in task.fields.items()}}

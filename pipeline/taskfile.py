@@ -54,6 +54,7 @@ JUDGE_OPTIONS: dict[str, set[str]] = {
     "choice": {"gold_answer", "labels", "choices"},
     "python_tests": {"timeout_s", "memory_mb", "challenge_tests"},
     "module": {"path", "callable"},
+    "llm": {"prompt", "gold_answer"},
 }
 #: Variables a judge kind reads from every row (map your columns to them under ``fields``).
 JUDGE_NEEDS = {"alias": ("answers",), "python_tests": ("code", "test_list")}
@@ -116,7 +117,8 @@ class TaskSpec:
 
     @property
     def llm_judge(self) -> bool:
-        return self.judge_kind == "alias" and bool(self.judge_options.get("llm"))
+        return self.judge_kind == "llm" or (self.judge_kind == "alias"
+                                            and bool(self.judge_options.get("llm")))
 
     @cached_property
     def gold_template(self) -> jinja2.Template:
@@ -320,6 +322,9 @@ def _judge(judge: Any, file: Path, provided: set[str]) -> tuple[str, dict[str, A
         if not (file.parent / str(llm.get("prompt"))).is_file():
             raise TaskFileError(f"{file}: key 'judge.llm.prompt': {llm.get('prompt')!r} is not a "
                                 f"template file beside task.yaml")
+    if kind == "llm" and not (file.parent / str(options.get("prompt"))).is_file():
+        raise TaskFileError(f"{file}: key 'judge.prompt': {options.get('prompt')!r} is not a "
+                            f"template file beside task.yaml (the LLM judge's prompt)")
     return kind, options
 
 
@@ -374,9 +379,8 @@ def read_task(path: Path) -> TaskSpec:
     card = raw.get("card") or {}
     _only(card, CARD_KEYS, file, "card")
     id_field = raw.get("id_field")
-    if id_field is not None and id_field not in provided | set(fields.values()):
-        raise TaskFileError(f"{file}: key 'id_field': {id_field!r} is neither a field nor a source "
-                            f"column named under 'fields'")
+    if id_field is not None:
+        _expect(id_field, str, file, "id_field", "a column name")
     return TaskSpec(name=name, file=file.resolve(), description=str(raw.get("description") or ""),
                     data=_data(raw["data"], file), id_field=id_field, fields=dict(fields),
                     types=types, prepare=prepare.get("callable"), prepare_adds=adds,

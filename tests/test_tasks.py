@@ -385,3 +385,64 @@ def test_a_wheel_finds_every_builtin_task(tmp_path):
     shown = subprocess.run([str(python), "-m", "pipeline.tasks", "show", "mbpp"], cwd=work,
                            capture_output=True, text=True, check=True)
     assert str(site) in shown.stdout and "[BEGIN]" in shown.stdout
+
+
+def test_the_readme_example_task_checks(capsys):
+    assert main(["check", str(PROJECT / "docs" / "examples" / "mytask")]) == 0
+    out = capsys.readouterr().out
+    assert "8 rows of split 'train'" in out and "the gold of 8 rows passes; 0 fail" in out
+    readme = (PROJECT / "README.md").read_text()
+    assert 'gold: "{{ solution }}\\n#### {{ answer }}"' in readme  # the README shows this file
+    assert 'gold: "{{ solution }}\\n#### {{ answer }}"' in (
+        PROJECT / "docs" / "examples" / "mytask" / "task.yaml").read_text()
+
+
+def test_a_run_whose_gold_mostly_fails_stops_before_any_engine(tmp_path):
+    from conftest import run_cli
+
+    folder = numeric_task(tmp_path / "t")
+    edit_task(folder, judge={"kind": "math"})  # GSM8K's reading: these answers have no '####'
+    done = run_cli("--task", str(folder), "--out", str(tmp_path / "run"), timeout=300)
+    assert done.returncode == 2
+    assert "the gold answer of 8 of 8 rows fails the task's own judge" in done.stderr
+    assert "Traceback" not in done.stderr and "EngineCore" not in done.stderr
+    assert not (tmp_path / "run" / "train.parquet").exists()
+
+
+def llm_task(root: Path, rows: int) -> Path:
+    from tasks_helpers import nq_closed_book_rows
+
+    folder = module_task(root, rows=1)  # the templates of a short-answer task
+    data = [{"q": r["q"], "answer": r["aliases"][0]} for r in nq_closed_book_rows(rows)]
+    write_jsonl(root / "qa.jsonl", data)
+    (folder / "judge.jinja").write_text((PROJECT / "prompts" / "nq" / "judge.jinja").read_text())
+    edit_task(folder, name="llmqa", data={"path": "qa.jsonl"},
+              judge={"kind": "llm", "prompt": "judge.jinja", "gold_answer": "{{ answer }}"})
+    return folder
+
+
+def test_llm_judge_kind_is_calibrated_then_decides_what_the_rules_cannot(tmp_path):
+    from fake_openai_server import FakeOpenAIServer, grading_judge
+
+    from pipeline.backends.openai_backend import OpenAIBackend
+
+    task = load_task(str(llm_task(tmp_path / "t", rows=60)))
+    assert task.llm_judge
+    frame, _ = load_rows(task, None, None)
+    rows = frame.to_dicts()
+    assert check_gold(task.make_judge(), rows) == []  # the rules alone accept every gold
+    with FakeOpenAIServer(responder=grading_judge) as server:
+        chat = OpenAIBackend(server.base_url, server.served_model, api_key="k", timeout=5,
+                             max_retries=1, backoff_base=0.01, cache_path=tmp_path / "c.sqlite")
+        judge = task.make_judge(chat=chat, max_tokens=64)
+        assert judge.uses_llm and judge.calibration is None
+        calibration = judge.calibrate(rows, [None] * len(rows))
+        assert calibration.trusted and judge.calibration is calibration
+        row = rows[0]
+        stated = judge.judge(row["answer"], row)
+        assert stated.correct and stated.rule.startswith("heuristic")  # no LLM needed
+        padded = f"As far as I know, it is {row['answer']}, I believe, though many people doubt it"
+        asked = judge.judge_many([padded, "Nobody knows that."], [row, row])
+        assert [v.rule for v in asked] == ["llm:correct", "llm:incorrect"]
+        assert judge.usage["llm_requests"] >= 2
+        assert "judge_prompt" in judge.settings() and judge.settings()["gold_answer"] == "{{ answer }}"
