@@ -179,7 +179,7 @@ class ModuleJudge(Judge):
     version = "1"
 
     def __init__(self, path: str, folder: Path, callable: str = "judge"):
-        from pipeline.taskfile import load_callable
+        from pipeline.user_code import load_callable
 
         self.file = Path(path) if Path(path).is_absolute() else folder / path
         self.callable_name = callable

@@ -240,7 +240,7 @@ def map_fields(task: TaskSpec, rows: list[dict[str, Any]], source: str) -> list[
     added; a column the data lacks names the task file's key and the columns it has."""
     if not rows:
         raise DataError(f"{source}: no rows found")
-    columns = set().union(*(row.keys() for row in rows[:100])) - {"_line"}
+    columns = set().union(*(row.keys() for row in rows)) - {"_line"}
     for var, column in task.fields.items():
         if column not in columns:
             raise DataError(f"{source}: no column {column!r} (task file {task.file}, key "

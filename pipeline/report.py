@@ -216,7 +216,10 @@ def _headline(run: RunFiles) -> str:
     s = run.summary
     sources = s.get("sources") or {}
     paper = s.get("paper_shares_pct") or {}
-    tiles = [("rows", f"{run.table.num_rows}", f"task {run.task}")]
+    left_out = (s.get("gold_check") or {}).get("rows_left_out")
+    note = f"task {run.task}" + ("" if left_out is None else
+                                 f" · {left_out} left out: gold fails the task's judge")
+    tiles = [("rows", f"{run.table.num_rows}", note)]
     for source in SOURCES:
         info = sources.get(source) or {}
         note = f"paper {paper[source]:.1f}%" if source in paper else "no paper figure"

@@ -17,9 +17,6 @@ engine starts, and every error names the file, the key and what to do. The keys:
 
 from __future__ import annotations
 
-import hashlib
-import importlib
-import importlib.util
 import json
 import os
 import re
@@ -34,6 +31,7 @@ import yaml
 
 from pipeline.errors import UsageError
 from pipeline.prompts import ChatPrompt, PromptTemplate, gold_environment
+from pipeline.user_code import UserCodeError, callable_digest, load_callable
 
 TASK_FILE = "task.yaml"
 TOP_KEYS = {"name", "description", "data", "id_field", "fields", "types", "prepare", "prompts",
@@ -143,7 +141,7 @@ class TaskSpec:
     def load_settings(self) -> dict[str, Any]:
         """What the load stage's output depends on (part of its key): editing a prompt or
         the judge leaves the loaded rows alone."""
-        prepare = self.prepare and _callable_digest(self.prepare, self.folder)
+        prepare = self.prepare and callable_digest(self.prepare, self.folder)
         return {"name": self.name, "data": self.data, "id_field": self.id_field,
                 "fields": self.fields, "types": sorted(self.types), "prepare": prepare,
                 "gold": self.gold}
@@ -155,45 +153,12 @@ class TaskSpec:
         return judges.build(self.judge_kind, self.judge_options, self.folder, **runtime)
 
 
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
-def _callable_digest(spec: str, folder: Path) -> str:
-    """A ``file.py:fn`` callable hashes its file (editing it reruns what it changes)."""
-    path = spec.rsplit(":", 1)[0]
-    if path.endswith(".py"):
-        file = (folder / path) if not Path(path).is_absolute() else Path(path)
-        return f"{spec}@{_digest(file.read_text())}" if file.is_file() else spec
-    return spec
-
-
-def load_callable(spec: str, folder: Path, where: str) -> Any:
-    """``module.path:function`` (importable) or ``file.py:function`` (beside the task file)."""
-    if ":" not in spec:
-        raise TaskFileError(f"{where}: {spec!r} must read 'module:function' or 'file.py:function'")
-    target, name = spec.rsplit(":", 1)
-    if target.endswith(".py"):
-        path = Path(target) if Path(target).is_absolute() else folder / target
-        if not path.is_file():
-            raise TaskFileError(f"{where}: {path} does not exist; put the file beside task.yaml")
-        module_name = "s3ft_task_" + _digest(str(path.resolve()))
-        module_spec = importlib.util.spec_from_file_location(module_name, path)
-        module = importlib.util.module_from_spec(module_spec)
-        try:
-            module_spec.loader.exec_module(module)
-        except Exception as exc:
-            raise TaskFileError(f"{where}: importing {path} failed ({type(exc).__name__}: "
-                                f"{exc})") from None
-    else:
-        try:
-            module = importlib.import_module(target)
-        except ImportError as exc:
-            raise TaskFileError(f"{where}: cannot import {target!r} ({exc})") from None
-    fn = getattr(module, name, None)
-    if not callable(fn):
-        raise TaskFileError(f"{where}: {target} has no function {name!r}")
-    return fn
+def _check_callable(spec: str, file: Path, key: str) -> None:
+    """The callable loads now, not when the first row reaches it."""
+    try:
+        load_callable(spec, file.parent, f"{file}: key {key!r}")
+    except UserCodeError as exc:
+        raise TaskFileError(str(exc)) from None
 
 
 def _expect(value: Any, kind: type | tuple[type, ...], file: Path, key: str, what: str) -> Any:
@@ -315,7 +280,7 @@ def _judge(judge: Any, file: Path, provided: set[str]) -> tuple[str, dict[str, A
     if kind == "module":
         path = _expect(options.get("path"), str, file, "judge.path", "a Python file beside task.yaml")
         options.setdefault("callable", "judge")
-        load_callable(f"{path}:{options['callable']}", file.parent, f"{file}: key 'judge'")
+        _check_callable(f"{path}:{options['callable']}", file, "judge")
     if kind == "alias" and options.get("llm"):
         llm = _expect(options["llm"], dict, file, "judge.llm", "{prompt: judge.jinja}")
         _only(llm, {"prompt"}, file, "judge.llm")
@@ -356,11 +321,16 @@ def read_task(path: Path) -> TaskSpec:
         types[var] = TYPES[type_name]
     prepare = raw.get("prepare") or {}
     _only(prepare, {"callable", "adds"}, file, "prepare")
-    adds = tuple(prepare.get("adds") or ())
+    adds = tuple(_expect(prepare.get("adds") or [], list, file, "prepare.adds",
+                         "a list of the variables it adds"))
     if prepare:
-        load_callable(_expect(prepare.get("callable"), str, file, "prepare.callable",
-                              "'module:function'"), file.parent, f"{file}: key 'prepare.callable'")
+        _check_callable(_expect(prepare.get("callable"), str, file, "prepare.callable",
+                                "'module:function'"), file, "prepare.callable")
     provided = set(fields) | set(adds)
+    unknown_types = sorted(set(types) - provided)
+    if unknown_types:
+        raise TaskFileError(f"{file}: key 'types.{unknown_types[0]}': no such variable; name one "
+                            f"of 'fields' ({', '.join(sorted(provided))})")
     prompts = _expect(raw["prompts"], dict, file, "prompts", "{answer: ..., paraphrase: ...}")
     _only(prompts, PROMPT_KEYS, file, "prompts")
     answer = _prompt(file.parent, file, prompts, "answer", provided)

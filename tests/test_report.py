@@ -85,3 +85,14 @@ def test_report_for_an_empty_run_of_an_unknown_task(tmp_path, gsm8k_train):
     page = write_report(run_dir).read_text()
     assert page.count("data:image/png;base64,") == len(CHARTS)
     assert "No rows." in page and "no paper figure" in page
+
+
+def test_rows_left_out_by_the_gold_check_are_shown(tmp_path, gsm8k_train):
+    import json
+
+    run_dir = build_run_folder(tmp_path, gsm8k_train, rows=4)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    summary["gold_check"] = {"rows_left_out": 2, "left_out": {"gsm8k-a": "x", "gsm8k-b": "y"}}
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    page = write_report(run_dir).read_text(encoding="utf-8")
+    assert "2 left out: gold fails the task&#x27;s judge" in page  # html-escaped
