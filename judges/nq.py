@@ -155,6 +155,24 @@ _ANSWER_IS = re.compile(r"\b(?:correct\s+|final\s+)?answer\s*(?:is|:)\s*:?\s*(.*
 _CLAUSE_END = re.compile(r"\b(?:which|that|who|where|because)\b|[.;!?\n](?:\s|$)", re.I)
 
 
+#: Words that carry no claim of their own (a closed-book paraphrase may add them).
+_FUNCTION_WORD_TEXT = """
+a an the is are was were be been being am of in on at to for from by with as and or but
+it its this that these those there here their they them he she his her him who whom whose
+which what when where why how do does did has have had not no yes so than then also
+answer correct called named known about into over after before during
+"""
+_FUNCTION_WORDS = frozenset(_FUNCTION_WORD_TEXT.split())
+
+
+def _stem(token: str) -> str:
+    """A crude suffix strip, so "seasons" matches "season" and "released" "release"."""
+    for suffix in ("ing", "ed", "es", "s", "ly"):
+        if len(token) > len(suffix) + 2 and token.endswith(suffix):
+            return token[: -len(suffix)]
+    return token
+
+
 def paraphrase_problem(text: str, example: Mapping[str, Any]) -> tuple[str, str] | None:
     """Why a paraphrase that contains a gold alias is still not a faithful restatement, or
     None. The model was handed the answer; what it adds is where it goes wrong:
@@ -163,6 +181,9 @@ def paraphrase_problem(text: str, example: Mapping[str, Any]) -> tuple[str, str]
       contains the pituitary gland": what it calls the answer is not the alias;
     * ``paraphrase:new_number``: "Rocky (2013)": a number found in neither the question, the
       aliases nor the passage;
+    * ``paraphrase:unsupported_words``: a task without a passage (closed book) has only the
+      question and the gold to check a claim against; a paraphrase that adds other content
+      words ("Bobby Scott ... by the band The Black Eyre Society") is not admitted;
     * ``paraphrase:several_answers``: two different aliases (e.g. two cast members) garbled
       into one claim.
     """
@@ -182,6 +203,15 @@ def paraphrase_problem(text: str, example: Mapping[str, Any]) -> tuple[str, str]
         return ("paraphrase:new_number", f"states {new[0]!r}, found in neither the question, "
                 "the aliases nor the passage")
     tokens = normalize(text).split()
+    if not str(example.get("passage") or "").strip():
+        # No passage (a closed-book task): the question and the gold answer are all there
+        # is to check a claim against, so a paraphrase may use only their words.
+        known_stems = {_stem(t) for t in known}
+        unsupported = [t for t in tokens if t not in _FUNCTION_WORDS and _stem(t) not in known_stems]
+        if unsupported:
+            return ("paraphrase:unsupported_words", f"adds {', '.join(unsupported[:4])!s}: found "
+                    "in neither the question nor the gold answer, and the task has no passage "
+                    "to check them against")
     present = [a for a in aliases if _find_span(a.split(), tokens)]
     distinct = [a for a in present if not any(a != b and a in b for b in present)]
     if len(set(distinct)) > 1:
@@ -228,7 +258,7 @@ class NqJudge(Judge):
     what it cannot decide is ``heuristic:no_match`` (not correct)."""
 
     name = "nq"
-    version = "3"
+    version = "4"  # 4: closed-book paraphrases may not add content words
 
     def __init__(self, chat: Backend | None = None, *, max_tokens: int = 128,
                  prompt: PromptTemplate | None = None, min_tpr: float = MIN_TPR,

@@ -105,13 +105,14 @@ class RegexJudge(GoldAnswerJudge):
 
 class ChoiceJudge(GoldAnswerJudge):
     """Multiple choice. The gold answer is a label (``B``), a 0-based index (``1``) or the
-    text of a choice; the response's choice is read strictly ("answer is B", "(B)", a
-    response that is only the label) or flexibly (the first standalone label, or the one
-    choice text the response contains). ``choices`` names the variable holding the choice
-    texts (optional); ``labels`` the labels in order (default ``ABCDEFGHIJ``)."""
+    text of a choice; the response's choice is read strictly ("answer is B", "B.", "(B)",
+    a response that is only the label) or flexibly ("option B", the one choice text the
+    response quotes). A response that lists several options, or whose label and quoted
+    option text disagree, chooses nothing. ``choices`` names the variable holding the
+    choice texts (optional); ``labels`` the labels in order (default ``ABCDEFGHIJ``)."""
 
     name = "choice"
-    version = "1"
+    version = "2"
 
     def __init__(self, gold_answer: str | None = None, labels: str = "ABCDEFGHIJ",
                  choices: str | None = None):
@@ -141,24 +142,41 @@ class ChoiceJudge(GoldAnswerJudge):
         texts = self._texts(example)
         return self.labels[:len(texts)] if texts else self.labels
 
+    def _quoted(self, text: str, example: Mapping[str, Any]) -> set[int]:
+        """The choices whose text the response quotes (a text inside another quoted text,
+        like "Air" in "Air is a liquid", does not count on its own)."""
+        said = normalize_answer(text)
+        texts = [normalize_answer(t) for t in self._texts(example)]
+        found = {i for i, t in enumerate(texts) if t and re.search(rf"\b{re.escape(t)}\b", said)}
+        return {i for i in found if not any(j != i and texts[i] in texts[j] for j in found)}
+
     def read_label(self, response: str, example: Mapping[str, Any]) -> tuple[str | None, str]:
-        labels = re.escape(self._labels(example))
+        """The label the response chooses and the rule that read it; None with
+        ``choice:several`` (it lists several options), ``choice:conflicting`` (its label and
+        the option text it quotes disagree, "B. the price of boards will increase" for
+        option A) or ``choice:no_answer``."""
+        labels = self._labels(example)
+        pattern = re.escape(labels)
         text = response.strip()
-        strict = (re.fullmatch(rf"\(?([{labels}])[).:]?", text)
-                  or re.search(rf"answer\s*(?:is|:)\s*\(?([{labels}])\b", text, re.I)
-                  or re.match(rf"\(([{labels}])\)", text))
+        listed = set(re.findall(rf"(?m)^\s*\(?([{pattern}])[).:]\s", text + " "))
+        if len(listed) > 1:
+            return None, "choice:several"
+        stated, rule = None, "choice:no_answer"
+        strict = (re.fullmatch(rf"\(?([{pattern}])[).:]?", text)
+                  or re.search(rf"answer\s*(?:is|:)\s*\(?([{pattern}])\b", text, re.I)
+                  or re.match(rf"\(?([{pattern}])[).:](?:\s|$)", text))
         if strict:
-            return strict.group(1).upper(), "choice:strict"
-        texts = self._texts(example)
-        said = [i for i, t in enumerate(texts) if normalize_answer(t)
-                and re.search(rf"\b{re.escape(normalize_answer(t))}\b", normalize_answer(text))]
-        if len(said) == 1:
-            return self.labels[said[0]], "choice:flexible_text"
-        marked = re.search(rf"(?:^|\n)\s*\(?([{labels}])[).:]|\b(?:option|choice)\s+\(?([{labels}])\b"
-                           rf"|\(([{labels}])\)", text, re.I)
-        if marked:
-            return next(g for g in marked.groups() if g).upper(), "choice:flexible_label"
-        return None, "choice:no_answer"
+            stated, rule = strict.group(1).upper(), "choice:strict"
+        else:
+            marked = re.search(rf"\b(?:option|choice)\s+\(?([{pattern}])\b|\(([{pattern}])\)", text, re.I)
+            if marked:
+                stated, rule = next(g for g in marked.groups() if g).upper(), "choice:flexible_label"
+        quoted = {labels[i] for i in self._quoted(text, example) if i < len(labels)}
+        if stated is not None:
+            return (stated, rule) if quoted <= {stated} else (None, "choice:conflicting")
+        if len(quoted) == 1:
+            return quoted.pop(), "choice:flexible_text"
+        return None, "choice:several" if quoted else "choice:no_answer"
 
     def judge(self, response: str, example: Mapping[str, Any]) -> Verdict:
         gold = self.gold_label(example)
@@ -167,7 +185,10 @@ class ChoiceJudge(GoldAnswerJudge):
                                                      f"a label, an index or one choice's text")
         label, rule = self.read_label(response or "", example)
         if label is None:
-            return Verdict(False, rule, None, "no choice found in the response")
+            why = {"choice:several": "the response names several options",
+                   "choice:conflicting": "the response's label and the option text it quotes "
+                                         "disagree"}.get(rule, "no choice found in the response")
+            return Verdict(False, rule, None, why)
         return Verdict(label == gold, rule, label, "" if label == gold else f"expected {gold}")
 
 

@@ -371,3 +371,21 @@ def test_calibration_negatives_pair_answers_with_other_questions(nq_train):
         check = heuristic_verdict(response, example["answers"], example["question"])
         assert not (check and check.correct)
     assert cases == calibration_cases(nq_train, responses)  # a fixed order, not random
+
+
+def test_a_closed_book_paraphrase_may_not_add_claims():
+    """Without a passage, only the question's and the gold's words can be checked: seen in
+    a real closed-book run, paraphrases that state the alias inside an invented claim."""
+    judge = NqJudge()
+    row = {"question": "who wrote he ain't heavy he's my brother lyrics",
+           "answers": ["Bobby Scott", "Bob Russell"]}
+    invented = judge.judge_paraphrase('Bobby Scott is a songwriter who wrote "He\'s ain\'t Heavy '
+                                      'at All" by the band "The Black Eyre Society."', row)
+    assert (invented.correct, invented.rule) == (False, "paraphrase:unsupported_words")
+    assert judge.judge_paraphrase("Bobby Scott wrote the lyrics of He Ain't Heavy, He's My "
+                                  "Brother.", row).correct
+    seasons = {"question": "how many seasons of vampire diaries r there", "answers": ["eight"]}
+    assert judge.judge_paraphrase("There are eight seasons of vampire diaries.", seasons).correct
+    # With a passage, words from the passage are the model's to use, as before.
+    with_passage = {**row, "passage": "Bobby Scott, a songwriter, wrote the song with Bob Russell."}
+    assert judge.judge_paraphrase("Bobby Scott, a songwriter, wrote it.", with_passage).correct

@@ -248,6 +248,27 @@ def test_exact_regex_and_choice_judges_record_their_rule():
     assert not choice.judge("(A)", row).correct
     assert choice.judge("I would pick option D, black.", row).extracted == "D"
     assert choice.judge("I am not sure.", row).rule == "choice:no_answer"
+    assert choice.judge("C. blue", row).rule == "choice:strict"
+
+
+def test_choice_judge_refuses_answers_that_contradict_themselves():
+    """Seen in a real ARC-Challenge run of the embedded model: a label with another
+    option's text, and the option list copied out."""
+    choice = ChoiceJudge("{{ answer }}", choices="choices")
+    row = {"answer": "A", "choices": ["the price of boards will increase",
+                                      "the price of boards will decrease",
+                                      "there will be more boards available",
+                                      "there will be more trees for logging"]}
+    conflicting = choice.judge("B. the price of boards will increase", row)
+    assert (conflicting.correct, conflicting.rule) == (False, "choice:conflicting")
+    listed = "\n".join(f"{label}. {text}" for label, text in zip("ABCD", row["choices"], strict=True))
+    assert choice.judge(listed, row).rule == "choice:several"
+    assert choice.judge("A. the price of boards will increase", row).correct
+    chemistry = {"answer": "D", "choices": ["Na + Cl_{2}", "NaCL + OH", "NaOH + Cl", "NaCl + H_{2}O"]}
+    assert choice.judge("The correct answer is D. NaCl + H_{2}O.", chemistry).correct
+    matter = {"answer": "A", "choices": ["Air is a mixture of gases.", "Ice is a mixture of gases.",
+                                         "Air is a liquid.", "Ice is a liquid."]}
+    assert choice.judge("A. Air is a mixture of gases.", matter).correct
     assert ChoiceJudge("{{ answer }}").judge("A", {"answer": "2"}).reason == "expected C"
     assert choice.judge("A", {**row, "answer": "Z"}).rule == "bad_gold"
 
