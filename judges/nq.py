@@ -166,11 +166,12 @@ _FUNCTION_WORDS = frozenset(_FUNCTION_WORD_TEXT.split())
 
 
 def _stem(token: str) -> str:
-    """A crude suffix strip, so "seasons" matches "season" and "released" "release"."""
+    """A crude suffix strip, so "seasons" matches "season" and "voiced" "voice"."""
     for suffix in ("ing", "ed", "es", "s", "ly"):
         if len(token) > len(suffix) + 2 and token.endswith(suffix):
-            return token[: -len(suffix)]
-    return token
+            token = token[: -len(suffix)]
+            break
+    return token[:-1] if len(token) > 3 and token.endswith("e") else token
 
 
 def paraphrase_problem(text: str, example: Mapping[str, Any]) -> tuple[str, str] | None:

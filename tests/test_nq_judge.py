@@ -384,6 +384,8 @@ def test_a_closed_book_paraphrase_may_not_add_claims():
     assert (invented.correct, invented.rule) == (False, "paraphrase:unsupported_words")
     assert judge.judge_paraphrase("Bobby Scott wrote the lyrics of He Ain't Heavy, He's My "
                                   "Brother.", row).correct
+    homer = {"question": "who plays the voice of homer simpson", "answers": ["Dan Castellaneta"]}
+    assert judge.judge_paraphrase("Homer is voiced by Dan Castellaneta.", homer).correct
     seasons = {"question": "how many seasons of vampire diaries r there", "answers": ["eight"]}
     assert judge.judge_paraphrase("There are eight seasons of vampire diaries.", seasons).correct
     # With a passage, words from the passage are the model's to use, as before.
