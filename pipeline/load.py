@@ -324,7 +324,6 @@ def load_rows(task: TaskSpec, data: str | None, limit: int | None, split: str = 
     task's own judge, without an LLM)."""
     if limit is not None and limit < 1:
         raise DataError(f"--limit {limit}: must be a positive number of rows")
-    judge = judge if judge is not None else task.make_judge()
     loaded = resolve_source(task, data, split)
     rows = map_fields(task, loaded.rows, loaded.source)
     validate(task, rows, loaded.source)
@@ -350,7 +349,8 @@ def load_rows(task: TaskSpec, data: str | None, limit: int | None, split: str = 
         if "id" in fields:  # keep the source's own id column next to ours
             fields["source_id"] = fields.pop("id")
         try:
-            gold = judge.format_gold(task.gold_text(row), row)
+            gold = task.gold_response(row) if judge is None else \
+                judge.format_gold(task.gold_text(row), row)
         except Exception as exc:  # a template that does not fit this row
             raise DataError(f"{loaded.source}: row at line {row['_line']}: the task's 'gold' "
                             f"template fails ({type(exc).__name__}: {exc}); fix the row or the "

@@ -329,22 +329,21 @@ def test_editing_a_task_reruns_exactly_what_it_changes(tmp_path):
     folder = numeric_task(tmp_path / "t")
     base = keys(folder)
     assert keys(folder) == base
-    moved = folder
-    edit_task(moved, generation={"max_tokens": 100})
-    shorter = keys(moved)
+    edit_task(folder, generation={"max_tokens": 100})
+    shorter = keys(folder)
     assert shorter["load"] == base["load"] and shorter["generate"] != base["generate"]
-    edit_task(moved, generation={"max_tokens": 160},
+    edit_task(folder, generation={"max_tokens": 160},
               judge={"kind": "math", "gold_answer": "{{ answer }}", "require_final_line": False})
-    rejudged = keys(moved)
+    rejudged = keys(folder)
     assert (rejudged["load"], rejudged["generate"]) == (base["load"], base["generate"])
     assert rejudged["judge"] != base["judge"]
-    edit_task(moved, judge={"kind": "math", "gold_answer": "{{ answer }}"},
+    edit_task(folder, judge={"kind": "math", "gold_answer": "{{ answer }}"},
               gold="#### {{ answer }}")
-    regold = keys(moved)
+    regold = keys(folder)
     assert regold["load"] != base["load"]
-    (moved / "answer.jinja").write_text((moved / "answer.jinja").read_text() + " Be brief.")
-    edit_task(moved, gold="The answer is {{ answer }}.\n#### {{ answer }}")
-    reworded = keys(moved)
+    (folder / "answer.jinja").write_text((folder / "answer.jinja").read_text() + " Be brief.")
+    edit_task(folder, gold="The answer is {{ answer }}.\n#### {{ answer }}")
+    reworded = keys(folder)
     assert reworded["load"] == base["load"] and reworded["generate"] != base["generate"]
 
 
