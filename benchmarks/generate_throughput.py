@@ -33,15 +33,15 @@ def main() -> None:
     from vllm.inputs import TokensPrompt
 
     from pipeline.backends.base import SamplingSettings
+    from pipeline.backends.model import DEFAULT_MODEL, cache_dir, resolve_model
     from pipeline.backends.vllm_backend import VllmBackend
     from pipeline.config import RunConfig
-    from pipeline.generate import GenerateStage
-    from pipeline.load import load_rows, write_shards
-    from pipeline.model import DEFAULT_MODEL, cache_dir, resolve_model
     from pipeline.stage import run_stage
-    from pipeline.tasks import get_task
+    from pipeline.stages.generate import GenerateStage
+    from pipeline.stages.load import load_rows, write_shards
+    from pipeline.tasks import load_task
 
-    task = get_task("gsm8k")
+    task = load_task("gsm8k")
     frame, _ = load_rows(task, None, limit=args.rows)
     model = resolve_model(args.model or DEFAULT_MODEL)
     backend = VllmBackend(model.path, model.spec, cache_root=cache_dir(),

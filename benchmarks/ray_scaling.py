@@ -30,15 +30,15 @@ def main() -> None:
 
     from ray.cluster_utils import Cluster
 
-    from pipeline import device
+    from pipeline.backends import device
     from pipeline.backends.base import SamplingSettings
+    from pipeline.backends.model import DEFAULT_MODEL, cache_dir, resolve_model
     from pipeline.backends.ray_backend import RayBackend
     from pipeline.backends.vllm_backend import VllmBackend
-    from pipeline.load import load_rows
-    from pipeline.model import DEFAULT_MODEL, cache_dir, resolve_model
-    from pipeline.tasks import get_task
+    from pipeline.stages.load import load_rows
+    from pipeline.tasks import load_task
 
-    task = get_task("gsm8k")
+    task = load_task("gsm8k")
     frame, _ = load_rows(task, None, limit=args.rows)
     conversations = [task.answer_prompt.messages(**row) for row in frame.to_dicts()]
     model = resolve_model(DEFAULT_MODEL)

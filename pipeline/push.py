@@ -4,7 +4,7 @@ The upload is a folder prepared here, file by file, and sent with ``HfApi.upload
 the dataset repo holds exactly these files (``--dry-run DIR`` writes the same folder locally):
 
     data/train-00000-of-00001.parquet   the run's train.parquet, byte for byte
-    README.md                           the dataset card (pipeline/card.py)
+    README.md                           the dataset card (pipeline/reporting/card.py)
     config.yaml                         the resolved run configuration
     summary.json                        shares, accuracy, judge rules, stage costs
 
@@ -13,81 +13,35 @@ The token comes from ``HF_TOKEN`` or ``hf auth login``; ``HF_ENDPOINT`` selects 
 
 from __future__ import annotations
 
-import argparse
-import re
-import shutil
 import sys
-import tempfile
-from pathlib import Path
+from dataclasses import dataclass, field
 
-from pipeline.card import DATA_FILE, RunFiles, read_run, render_card
-
-PUSHED_FILES = (DATA_FILE, "README.md", "config.yaml", "summary.json")
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
+from pipeline.errors import UsageError
 
 
-def prepare_folder(run: RunFiles, repo_id: str, folder: Path) -> Path:
-    """Write the files to upload into ``folder`` (new, empty, or an earlier dry run of ours)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    stray = sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
-                   if p.is_file() and str(p.relative_to(folder)) not in PUSHED_FILES)
-    if stray:
-        raise SystemExit(f"--dry-run {folder}: the folder holds other files ({', '.join(stray[:5])}); "
-                         f"pass a new or empty folder so it shows exactly what would be pushed")
-    (folder / DATA_FILE).parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(run.run_dir / "train.parquet", folder / DATA_FILE)
-    (folder / "README.md").write_text(render_card(run, repo_id))
-    for name in ("config.yaml", "summary.json"):
-        shutil.copyfile(run.run_dir / name, folder / name)
-    return folder
+@dataclass
+class PushConfig:
+    run: str | None = field(default=None, metadata={
+        "help": "A finished run folder (the --out of pipeline.run). Required."})
+    repo_id: str | None = field(default=None, metadata={
+        "help": "Dataset repo on the Hub, user/name. Required."})
+    private: bool = field(default=False, metadata={
+        "help": "Create the repo private (new repos only)."})
+    dry_run: str | None = field(default=None, metadata={
+        "help": "Write the folder that would be pushed to this folder; send nothing."})
+    config: str | None = field(default=None, metadata={"help": "YAML file with any of these options."})
 
-
-def push_run(run_dir: Path | str, repo_id: str, private: bool = False,
-             dry_run_dir: Path | str | None = None) -> Path | str:
-    """Upload the run at ``run_dir`` as the dataset ``repo_id``; returns the repo URL.
-
-    With ``dry_run_dir`` nothing is sent: the folder that would be uploaded is written there
-    and its path returned.
-    """
-    if not _REPO_ID.match(repo_id):
-        raise SystemExit(f"--repo-id {repo_id!r}: expected <user or org>/<name>, e.g. alice/s3ft-gsm8k")
-    run = read_run(run_dir)
-    if dry_run_dir is not None:
-        return prepare_folder(run, repo_id, Path(dry_run_dir))
-
-    from huggingface_hub import HfApi, constants, get_token
-    from huggingface_hub.errors import HfHubHTTPError
-
-    if constants.HF_HUB_OFFLINE:
-        raise SystemExit("HF_HUB_OFFLINE is set: unset it to push, or use --dry-run DIR")
-    if not get_token():
-        raise SystemExit("no Hugging Face token: set HF_TOKEN or run `hf auth login` (a token with "
-                         "write access)")
-    api = HfApi()
-    with tempfile.TemporaryDirectory(prefix="s3ft-push-") as staging:
-        folder = prepare_folder(run, repo_id, Path(staging))
-        try:
-            url = api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-            api.upload_folder(
-                repo_id=repo_id, repo_type="dataset", folder_path=folder,
-                commit_message=f"S3FT {run.task} training set: {run.table.num_rows} rows "
-                               f"({run.run_dir.name})",
-            )
-        except (HfHubHTTPError, ValueError) as exc:  # ValueError: the Hub rejected the card's metadata
-            raise SystemExit(f"push of {run.run_dir} to {repo_id} failed: {exc}") from None
-    return str(url)
+    def __post_init__(self) -> None:
+        for name in ("run", "repo_id"):
+            if not getattr(self, name):
+                raise UsageError(f"--{name.replace('_', '-')} is required (see --help)")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="\n".join(__doc__.splitlines()[2:]))
-    parser.add_argument("--run", required=True, help="A finished run folder (the --out of pipeline.run).")
-    parser.add_argument("--repo-id", required=True, help="Dataset repo on the Hub, user/name.")
-    parser.add_argument("--private", action="store_true", help="Create the repo private (new repos only).")
-    parser.add_argument("--dry-run", metavar="OUT_DIR",
-                        help="Write the folder that would be pushed to OUT_DIR; send nothing.")
-    args = parser.parse_args(argv)
+    from pipeline.config import parse_config
+    from pipeline.reporting.hub import PUSHED_FILES, push_run
+
+    args = parse_config(PushConfig, argv, description=__doc__.splitlines()[0])
     result = push_run(args.run, args.repo_id, private=args.private, dry_run_dir=args.dry_run)
     if args.dry_run:
         print(f"dry run: wrote {', '.join(PUSHED_FILES)} to {result}")

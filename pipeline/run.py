@@ -6,8 +6,6 @@ Heavy libraries (vLLM, torch, transformers) load only after the arguments are pa
 
 from __future__ import annotations
 
-import logging
-import os
 import subprocess
 import sys
 
@@ -17,18 +15,10 @@ from pipeline.errors import report_errors
 
 def main(argv: list[str] | None = None) -> int:
     config = parse_config(RunConfig, argv, description=__doc__.splitlines()[0])
-    if not config.progress:
-        os.environ["S3FT_PROGRESS"] = "0"  # read by pipeline.progress (and a --train child)
-    logging.basicConfig(level=config.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from pipeline.runner import run
-    from pipeline.storage import RunLockedError
+    config.apply()
+    from pipeline.curate import run
 
-    try:
-        summary = run(config)
-    except RunLockedError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 3
+    summary = run(config)  # a held run folder is RunLockedError: exit 3
     if config.train:
         # A separate process: training gets a clean interpreter (no engine state, no
         # fragmented memory) and its own TRL argument parsing.
@@ -41,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: training failed: {' '.join(command)}", file=sys.stderr)
             return 4
     if config.push_to_hub:
-        from pipeline.push import push_run
+        from pipeline.reporting.hub import push_run
 
         url = push_run(summary["out"], config.push_to_hub, private=config.push_private)
         print(f"pushed to {url}")

@@ -23,6 +23,8 @@ from typing import Any
 
 import polars as pl
 
+from pipeline.errors import S3ftError
+
 log = logging.getLogger(__name__)
 
 
@@ -120,8 +122,10 @@ class StageDir:
         return pl.read_parquet(self.shard_path(index))
 
 
-class RunLockedError(RuntimeError):
-    pass
+class RunLockedError(S3ftError):
+    """Another process holds the run folder (exit 3: wait for it, or choose another --out)."""
+
+    exit_code = 3
 
 
 class RunLock:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import polars as pl
 import pyarrow.parquet as pq
 
-from pipeline.export import TRAIN_SCHEMA
-from pipeline.load import load_rows
-from pipeline.tasks import get_task
+from pipeline.stages.export import TRAIN_SCHEMA
+from pipeline.stages.load import load_rows
+from pipeline.tasks import load_task
 
 
 def assert_valid_s3ft_export(path, task: str, rows: int, split: str = "train") -> pl.DataFrame:
@@ -15,7 +15,7 @@ def assert_valid_s3ft_export(path, task: str, rows: int, split: str = "train") -
     chosen by the S3FT rule; returns it for further task-specific checks."""
     assert pq.read_schema(path).equals(TRAIN_SCHEMA)
     train = pl.read_parquet(path)
-    source_rows, _ = load_rows(get_task(task), None, limit=rows, split=split)
+    source_rows, _ = load_rows(load_task(task), None, limit=rows, split=split)
     assert train["id"].to_list() == source_rows["id"].to_list()
     gold = dict(zip(source_rows["id"], source_rows["gold"], strict=True))
     for row in train.iter_rows(named=True):

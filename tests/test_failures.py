@@ -17,12 +17,12 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from fake_openai_server import FakeOpenAIServer
 
 from pipeline.errors import RunFailed
 from pipeline.stage import Shard, Stage, append_error, run_stage
 from pipeline.text import safe_text
 from tests.conftest import run_cli
+from tests.fake_openai_server import FakeOpenAIServer
 
 ROWS = [{"question": f"Tom has {n} apples and buys {n} more. How many now?",
          "answer": f"{n} + {n} = {2 * n}\n#### {2 * n}"} for n in range(1, 7)]
@@ -429,7 +429,7 @@ def test_safe_text_replaces_lone_surrogates_only():
 
 
 def test_the_request_cache_stores_a_surrogate_answer(tmp_path):
-    from pipeline.request_cache import RequestCache
+    from pipeline.backends.request_cache import RequestCache
 
     cache = RequestCache(tmp_path / "c.sqlite")
     cache.put("k", {"messages": ["\udc80"]}, {"text": "caf\udc80"})
@@ -438,7 +438,7 @@ def test_the_request_cache_stores_a_surrogate_answer(tmp_path):
 
 def test_a_judge_reason_with_a_surrogate_is_stored(tmp_path):
     from judges import Verdict
-    from pipeline.judge import verdict_columns
+    from pipeline.stages.judge import verdict_columns
 
     columns = verdict_columns([Verdict(False, "error", "x = '\udc80'", "Error: \udc80")], "")
     assert pl.DataFrame(columns)["judge_reason"].to_list() == ["Error: \ufffd"]

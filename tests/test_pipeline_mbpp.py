@@ -5,11 +5,11 @@ import polars as pl
 import pytest
 
 import judges
-from pipeline.load import DataError, load_rows
-from pipeline.tasks import get_task
+from pipeline.stages.load import DataError, load_rows
+from pipeline.tasks import load_task
 from tests.export_checks import assert_valid_s3ft_export
 
-MBPP = get_task("mbpp")
+MBPP = load_task("mbpp")
 
 
 def test_standard_split_by_task_id():

@@ -15,7 +15,7 @@ import urllib.request
 import polars as pl
 import pytest
 
-from pipeline.model import resolve_model
+from pipeline.backends.model import resolve_model
 from tests.conftest import run_cli
 from tests.export_checks import assert_valid_s3ft_export
 
@@ -110,7 +110,7 @@ def test_nq_curation_through_an_openai_server(vllm_server, tmp_path):
 def test_a_capable_judge_is_trusted_and_decides_rows(vllm_server, tmp_path):
     """Generation on the real server, the judge on a stand-in that grades correctly: it passes
     its calibration and its verdicts are used."""
-    from fake_openai_server import FakeOpenAIServer, grading_judge
+    from tests.fake_openai_server import FakeOpenAIServer, grading_judge
 
     out = tmp_path / "nq-judged"
     with FakeOpenAIServer(served_model="grader", responder=grading_judge) as judge_server:

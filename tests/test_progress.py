@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from fake_openai_server import FakeOpenAIServer
 
 from pipeline import progress
 from pipeline.progress import Progress, duration, eta_seconds, score_text
 from tests.conftest import run_cli
+from tests.fake_openai_server import FakeOpenAIServer
 
 
 def test_eta_and_durations():
@@ -112,7 +112,7 @@ def test_the_vllm_hook_passes_rendered_prompts_through_and_counts_finished_reque
 
 
 def test_lm_eval_scoring_reports_choices_in_chunks():
-    from pipeline import mc_eval
+    from pipeline.evaluation import general as mc_eval
 
     class FakeLM:
         def __init__(self) -> None:

@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 
 from pipeline.config import RunConfig
-from pipeline.runner import plan
+from pipeline.curate import plan
 from pipeline.storage import RunLock
 from tests.conftest import GSM8K_ARGS, PROJECT, data_dir, run_cli
 

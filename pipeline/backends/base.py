@@ -7,8 +7,10 @@ one failure becomes an error row instead of a dead run.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 Messages = list[dict[str, str]]  # [{"role": "user", "content": "..."}, ...]
 
@@ -37,17 +39,30 @@ class Generation:
     error: str | None = None
 
 
-class Backend(Protocol):
+class Backend(ABC):
+    """What the generate and paraphrase stages (and an LLM judge) call. Every hook the run
+    uses is here, with its default; a backend overrides what it has."""
+
     #: Identifies the model in provenance columns (Hub id, folder, or served model name).
     model_name: str
+    #: Shards the generate and paraphrase stages hand over at once (a Ray job per group).
+    shards_per_call: int = 1
+    #: Engines started so far (``summary.json``: a resumed run that starts none says so).
+    engine_starts: int = 0
+    #: What the backend counted (requests, cache hits, retries, ...) for ``summary.json``;
+    #: None when it counts nothing.
+    counters: Mapping[str, int] | None = None
 
-    def start(self) -> None:
-        """Get ready to serve (start an engine, open a client); idempotent."""
-        ...
+    def start(self) -> None:  # noqa: B027 (an optional hook: most backends need no start)
+        """Get ready to serve (start an engine, open a client); idempotent. Default: nothing."""
 
+    @abstractmethod
     def generate(self, conversations: list[Messages], sampling: SamplingSettings) -> list[Generation]:
-        """One :class:`Generation` per conversation, same order."""
-        ...
+        """One :class:`Generation` per conversation, same order; never raises for one bad
+        request (that row's ``error`` is set instead)."""
+
+    def close(self) -> None:  # noqa: B027 (an optional hook)
+        """Free the engine or client (the run calls it once, before export). Default: nothing."""
 
 
 def chat_token_ids(tokenizer: Any, conversation: Messages) -> list[int]:

@@ -12,7 +12,7 @@ dead run. What a remote server adds, and how it is handled:
 * 401/403/404 mean a wrong key, base URL or model name for every row alike: the batch is
   finished (answers that did arrive are cached) and then :class:`OpenAIBackendError` is raised;
 * at most ``max_concurrency`` requests are in flight (asyncio.Semaphore);
-* answers are cached on disk (:mod:`pipeline.request_cache`), so a rerun does not pay twice.
+* answers are cached on disk (:mod:`pipeline.backends.request_cache`), so a rerun does not pay twice.
 
 The openai client's own retries are switched off (``max_retries=0``) so that retries happen
 in one place, where they are counted and the malformed-body case is covered too.
@@ -36,8 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import progress
-from pipeline.backends.base import Generation, Messages, SamplingSettings
-from pipeline.request_cache import RequestCache, request_key
+from pipeline.backends.base import Backend, Generation, Messages, SamplingSettings
+from pipeline.backends.request_cache import RequestCache, request_key
+from pipeline.errors import RunFailed
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ _FATAL_STATUS = {401, 403, 404}
 TIMEOUT_RETRIES = 1
 
 
-class OpenAIBackendError(RuntimeError):
+class OpenAIBackendError(RunFailed):
     """A configuration problem every request would hit (key, URL, model name)."""
 
 
@@ -126,7 +127,7 @@ def _run_sync(make_coroutine: Any) -> Any:
         return pool.submit(lambda: asyncio.run(make_coroutine())).result()
 
 
-class OpenAIBackend:
+class OpenAIBackend(Backend):
     """Chat completions from ``base_url`` (e.g. ``http://127.0.0.1:8000/v1``) for ``model``.
 
     api_key: the key itself; if None it is read from ``$<api_key_env>``, then
@@ -137,7 +138,7 @@ class OpenAIBackend:
         jitter, or what ``Retry-After`` asks for if longer, never more than ``backoff_max``.
     cache_path: the SQLite request cache; None = ``$S3FT_CACHE_DIR/openai-requests.sqlite``.
     use_cache: False = no disk cache at all.
-    cache_namespace: mixed into every cache key (see :mod:`pipeline.request_cache`).
+    cache_namespace: mixed into every cache key (see :mod:`pipeline.backends.request_cache`).
     extra_body: extra JSON fields for every request (vLLM's ``top_k``, ``repetition_penalty``...).
     """
 
@@ -180,7 +181,7 @@ class OpenAIBackend:
         """Open the request cache; no network (a down server shows up as row errors)."""
         if self._use_cache and self._cache is None:
             if self._cache_path is None:
-                from pipeline.model import cache_dir
+                from pipeline.backends.model import cache_dir
 
                 self._cache_path = cache_dir() / DEFAULT_CACHE_FILE
             self._cache = RequestCache(self._cache_path)
@@ -208,7 +209,7 @@ class OpenAIBackend:
         }
         if sampling.stop:
             body["stop"] = list(sampling.stop)
-        schema = getattr(sampling, "json_schema", None)
+        schema = sampling.json_schema
         if schema:
             body["response_format"] = response_format(schema)
         return body

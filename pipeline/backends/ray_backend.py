@@ -21,14 +21,16 @@ import os
 from functools import cached_property
 from typing import Any
 
-from pipeline import device
+from pipeline.backends import device
 from pipeline.backends.base import (
+    Backend,
     Generation,
     Messages,
     SamplingSettings,
     chat_token_ids,
     tokenize_within_context,
 )
+from pipeline.errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -42,17 +44,17 @@ def import_ray() -> Any:
         import ray
         import ray.data.llm  # noqa: F401  (fails early if ray[data] is incomplete)
     except ImportError as exc:
-        raise SystemExit(f"--engine ray needs Ray Data: pip install 's3ft[ray]' ({exc})") from None
+        raise UsageError(f"--engine ray needs Ray Data: pip install 's3ft[ray]' ({exc})") from None
     return ray
 
 
-class RayBackend:
+class RayBackend(Backend):
     def __init__(self, model_path: str, model_name: str, *, engine_kwargs: dict[str, Any],
                  address: str | None, replicas: int, tensor_parallel_size: int = 1,
                  shards_per_call: int | None = None, kv_cache_gib: int,
                  cache_root: Any = None, startup_timeout_s: int = 1800):
         if replicas < 1 or tensor_parallel_size < 1:
-            raise SystemExit("--replicas and --tensor-parallel-size must be at least 1")
+            raise UsageError("--replicas and --tensor-parallel-size must be at least 1")
         self.model_name = model_name
         self.model_path = model_path
         self.max_model_len = engine_kwargs["max_model_len"]

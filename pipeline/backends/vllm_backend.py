@@ -11,8 +11,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from pipeline import device, faults, progress
+from pipeline import faults, progress
+from pipeline.backends import device
 from pipeline.backends.base import (
+    Backend,
     Generation,
     Messages,
     SamplingSettings,
@@ -23,7 +25,7 @@ from pipeline.backends.base import (
 log = logging.getLogger(__name__)
 
 
-class VllmBackend:
+class VllmBackend(Backend):
     def __init__(self, model_path: str, model_name: str, *, cache_root: Path, dtype: str = "auto",
                  max_model_len: int = 2048, seed: int = 0, kv_cache_gib: int,
                  gpu_memory_utilization: float = 0.9, max_lora_rank: int | None = None):
@@ -156,7 +158,7 @@ class VllmBackend:
             faults.check("engine", self.tokenizer.decode(prompt["prompt_token_ids"]))
 
 
-class AdapterView:
+class AdapterView(Backend):
     """A backend that generates with a shared :class:`VllmBackend` through one LoRA adapter.
     The base backend owns the engine: closing a view does nothing."""
 

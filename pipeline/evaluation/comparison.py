@@ -1,0 +1,149 @@
+"""The paper's table: curate, train one adapter per mode, score the base and every adapter.
+
+Curation and training each run in a child process of their own (``multiprocessing``,
+spawned), calling the same functions as ``python -m pipeline.run`` and ``pipeline.train``
+(:func:`pipeline.curate.run`, :func:`pipeline.training.trainer.train`) with config objects,
+not argument lists: a child frees the engine's or the trainer's memory when it ends. Every
+step reuses finished work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import multiprocessing
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from pipeline.errors import RunFailed, UsageError, report_errors
+
+if TYPE_CHECKING:
+    from pipeline.compare import CompareConfig
+
+log = logging.getLogger(__name__)
+
+
+def _child_main(target: Callable[..., Any], args: tuple, log_level: str) -> None:
+    """Entry point of a spawned child: a fresh interpreter, one-line errors, an exit code."""
+    logging.basicConfig(level=log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    sys.exit(report_errors(lambda _argv: target(*args) or 0, argv=[]))
+
+
+def in_child(what: str, target: Callable[..., Any], *args: Any, log_level: str = "INFO") -> None:
+    """Run ``target(*args)`` in a spawned child process; a failure stops the comparison."""
+    process = multiprocessing.get_context("spawn").Process(
+        target=_child_main, args=(target, args, log_level), name=what)
+    process.start()
+    process.join()
+    if process.exitcode != 0:
+        raise RunFailed(f"{what} failed (exit {process.exitcode}; its error is above); fix it and "
+                        f"rerun the same compare command: finished work is reused")
+
+
+def engine_and_work(settings: Any) -> dict[str, Any]:
+    """The engine and work option groups of ``settings``, for the configs compare builds:
+    curation and scoring run with the same model, dtype, lengths and shards."""
+    from pipeline.config import EngineOptions, WorkOptions
+
+    names = {f.name for group in (EngineOptions, WorkOptions) for f in dataclasses.fields(group)}
+    return {name: getattr(settings, name) for name in sorted(names - {"config"})}
+
+
+def _curate(config: Any) -> None:
+    from pipeline.curate import run
+
+    run(config)
+
+
+def curate(settings: CompareConfig, run_out: Path) -> Path:
+    """The task's training set, curated the S3FT way (reused when finished)."""
+    from pipeline.config import RunConfig
+
+    config = RunConfig(task=settings.task, out=str(run_out), limit=settings.limit_train,
+                       paraphrase_all=settings.paraphrase_all, **engine_and_work(settings))
+    log.info("curation: %s into %s", settings.task, run_out)
+    in_child("curation", _curate, config, log_level=settings.log_level)
+    return run_out / "train.parquet"
+
+
+def training_options(path: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A ``--train-config`` YAML split into (our training options, SFTConfig options)."""
+    from pipeline.train import TrainArguments
+
+    if not path:
+        return {}, {}
+    try:
+        values = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise UsageError(f"--train-config {path}: not a readable YAML file ({exc})") from None
+    if not isinstance(values, dict):
+        raise UsageError(f"--train-config {path}: expected a mapping of option: value")
+    ours = {f.name for f in dataclasses.fields(TrainArguments)}
+    fixed = sorted({"data", "mode", "out"} & set(values))
+    if fixed:
+        raise UsageError(f"--train-config {path}: {', '.join(fixed)} is set by compare itself; "
+                         f"remove it")
+    return ({k: v for k, v in values.items() if k in ours},
+            {k: v for k, v in values.items() if k not in ours})
+
+
+def _train(data: str, mode: str, out: str, ours: dict[str, Any], sft: dict[str, Any]) -> None:
+    from pipeline.train import TrainArguments
+    from pipeline.training.trainer import make_sft_config, train
+
+    train(TrainArguments(data=data, mode=mode, out=out, **ours), make_sft_config(sft))
+
+
+def train_mode(settings: CompareConfig, data: Path, mode: str, out: Path) -> Path:
+    """One adapter per mode; reused while the training data and config are unchanged."""
+    config_text = Path(settings.train_config).read_text() if settings.train_config else ""
+    stamp = {"mode": mode, "data_sha256": hashlib.sha256(data.read_bytes()).hexdigest(),
+             "train_config": config_text}
+    stamp_path = out / "compare-stamp.json"
+    if (not settings.fresh and (out / "adapter_config.json").is_file() and stamp_path.is_file()
+            and json.loads(stamp_path.read_text()) == stamp):
+        log.info("%s: reusing the adapter in %s", mode, out)
+        return out
+    ours, sft = training_options(settings.train_config)
+    log.info("training (%s): %s into %s", mode, data, out)
+    in_child(f"training ({mode})", _train, str(data), mode, str(out), ours, sft,
+             log_level=settings.log_level)
+    stamp_path.write_text(json.dumps(stamp, indent=2))
+    return out
+
+
+def compare(settings: CompareConfig) -> dict[str, Any]:
+    from pipeline.config import stable_hash
+    from pipeline.evaluate import EvaluateConfig
+    from pipeline.evaluation.scoreboard import plot_chart, write_table
+    from pipeline.evaluation.scoring import evaluate_models, model_under_test, split_benchmarks
+    from pipeline.tasks import load_task
+
+    load_task(settings.task)  # fail on a bad task or benchmark name before any work
+    training_options(settings.train_config)  # ... or a bad training config
+    modes = [m.strip() for m in settings.modes.split(",") if m.strip()]
+    benchmarks = f"{settings.task},{settings.benchmarks}" if settings.benchmarks else settings.task
+    split_benchmarks(benchmarks)
+    key = stable_hash({k: v for k, v in vars(settings).items()
+                       if k not in ("fresh", "log_level", "progress", "debug", "config")})
+    out = Path(settings.out or Path("runs") / f"compare-{settings.task}-{key[:8]}")
+    out.mkdir(parents=True, exist_ok=True)
+
+    data = curate(settings, Path(settings.run_out or out / "curation"))
+    adapters = {mode: train_mode(settings, data, mode, out / "train" / f"{mode}-lora") for mode in modes}
+    models = [model_under_test(settings.model, "base")]
+    models += [model_under_test(str(path), mode) for mode, path in adapters.items()]
+    evaluation = EvaluateConfig(limit=settings.limit_eval, **{
+        **engine_and_work(settings), "max_tokens": settings.eval_max_tokens or settings.max_tokens})
+    results = evaluate_models(models, benchmarks, evaluation, out)
+    print(write_table(results, out, baseline="base"))
+    plot_chart(results, out / "chart.png")
+    print(f"table, chart and per-item results in {out}")
+    return results

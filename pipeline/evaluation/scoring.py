@@ -1,0 +1,220 @@
+"""Scoring models: in-domain tasks through the pipeline's own generate and judge stages, and
+general benchmarks through lm-evaluation-harness; every score with its n and 95% interval.
+
+The command line is ``python -m pipeline.evaluate`` (:mod:`pipeline.evaluate`); ``pipeline.compare``
+calls :func:`evaluate_models` for the base model and every adapter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipeline.errors import UsageError
+from pipeline.progress import score_text
+
+if TYPE_CHECKING:
+    from pipeline.evaluate import EvaluateConfig
+
+log = logging.getLogger(__name__)
+
+IN_DOMAIN_SPLIT = "test"
+#: Ranks vLLM accepts for ``max_lora_rank``; an adapter of rank r needs the next one up.
+VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
+
+
+@dataclass(frozen=True)
+class ModelUnderTest:
+    name: str
+    spec: str  # what the user passed
+    base: str  # the model spec vLLM / lm-eval load
+    adapter: str | None = None  # PEFT adapter folder served on top of ``base``
+    rank: int = 0
+
+    @property
+    def adapter_fingerprint(self) -> str | None:
+        if not self.adapter:
+            return None
+        digest = hashlib.sha256()
+        for name in ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin"):
+            path = Path(self.adapter) / name
+            if path.is_file():
+                digest.update(path.read_bytes())
+        return digest.hexdigest()[:16]
+
+
+def model_under_test(spec: str, name: str | None = None, base_model: str | None = None) -> ModelUnderTest:
+    path = Path(spec)
+    adapter_config = path / "adapter_config.json"
+    if not adapter_config.is_file():
+        if path.is_dir() and not (path / "config.json").is_file():
+            raise UsageError(f"--model {spec}: the folder has neither config.json (a model) nor "
+                             f"adapter_config.json (a PEFT adapter)")
+        return ModelUnderTest(name or (path.name if path.exists() else spec), spec, spec)
+    settings = json.loads(adapter_config.read_text())
+    base = base_model or settings.get("base_model_name_or_path")
+    if not base:
+        raise UsageError(f"{adapter_config} names no base_model_name_or_path: pass --base-model")
+    return ModelUnderTest(name or path.name, spec, base, str(path.resolve()), int(settings.get("r", 8)))
+
+
+def split_benchmarks(names: str) -> tuple[list[str], list[str]]:
+    """(in-domain tasks, canonical general benchmarks); an unknown name is an error."""
+    from pipeline.evaluation.benchmark_data import BenchmarkDataError, canonical_name
+    from pipeline.tasks import builtin_names, is_task
+
+    tasks, general = [], []
+    for raw in (n.strip() for n in names.split(",") if n.strip()):
+        if is_task(raw):
+            tasks.append(raw)
+            continue
+        try:
+            general.append(canonical_name(raw))
+        except BenchmarkDataError as exc:
+            raise UsageError(f"--benchmarks: {exc}; in-domain tasks: {builtin_names()} or a task "
+                             f"folder") from None
+    if len(set(tasks + general)) != len(tasks + general):
+        raise UsageError(f"--benchmarks lists a benchmark twice: {names}")
+    return tasks, general
+
+
+def interval_summary(n: int, correct: float) -> dict[str, Any]:
+    from pipeline.evaluation.general import wilson_interval
+
+    return {"n": n, "accuracy": correct / n if n else None,
+            "ci95": list(wilson_interval(correct, n)) if n else None}
+
+
+def evaluate_in_domain(models: list[ModelUnderTest], tasks: list[str], settings: EvaluateConfig,
+                       out: Path) -> tuple[dict[str, dict[str, Any]], Any]:
+    """Generate + judge every model on every task's test split; one engine per base model."""
+    import polars as pl
+
+    from pipeline.backends.model import ResolvedModel, cache_dir, resolve_model
+    from pipeline.backends.vllm_backend import VllmBackend
+    from pipeline.config import RunConfig
+    from pipeline.curate import engine_settings, execute, plan
+    from pipeline.storage import RunLock
+
+    results: dict[str, dict[str, Any]] = {m.name: {} for m in models}
+    frames = []
+    resolved_of = {m.name: resolve_model(m.base) for m in models}
+    # Group by the folder actually loaded: "embedded:..." and its converted folder are one base.
+    for base_path in dict.fromkeys(r.path for r in resolved_of.values()):
+        group = [m for m in models if resolved_of[m.name].path == base_path]
+        resolved, base = resolved_of[group[0].name], group[0].base  # any member: same folder
+        rank = max((m.rank for m in group if m.adapter), default=0)
+        backend = VllmBackend(
+            resolved.path, model_name=resolved.spec, cache_root=cache_dir(), dtype=settings.dtype,
+            max_model_len=settings.max_model_len, kv_cache_gib=settings.kv_cache_gib,
+            seed=settings.seed, gpu_memory_utilization=settings.gpu_memory_utilization,
+            max_lora_rank=next((r for r in VLLM_LORA_RANKS if r >= rank), rank) if rank else None)
+        served_settings = engine_settings(settings.dtype, settings.max_model_len, settings.seed)
+        try:
+            for m in group:
+                served = backend.with_adapter(m.adapter, m.name) if m.adapter else backend
+                # The model's own spec decides its key ("embedded:..." and the folder it converts
+                # to have different fingerprints), so a result is found again whoever asks.
+                fingerprint = resolved_of[m.name].fingerprint + (
+                    f"+lora:{m.adapter_fingerprint}" if m.adapter else "")
+                model = ResolvedModel(spec=m.spec, path=resolved.path, fingerprint=fingerprint)
+                for task in tasks:
+                    config = RunConfig(task=task, split=IN_DOMAIN_SPLIT, limit=settings.limit,
+                                       model=base, out=str(out / m.name / task),
+                                       max_tokens=settings.max_tokens, shard_size=settings.shard_size,
+                                       max_model_len=settings.max_model_len, dtype=settings.dtype,
+                                       seed=settings.seed, fresh=settings.fresh)
+                    # The judge's LLM (NQ) is the base model, whichever model is being scored.
+                    p = plan(config, served=(model, served, served_settings), judge_chat=backend)
+                    with RunLock(p.out_dir):
+                        shards, _ = execute(p, until="judge")
+                    frame = pl.concat([pl.read_parquet(s.path) for s in shards], how="diagonal_relaxed")
+                    correct = frame["verdict"].fill_null(False)
+                    results[m.name][task] = {
+                        **interval_summary(frame.height, float(correct.sum())), "split": IN_DOMAIN_SPLIT,
+                        "metric": "judged correct", "errors": int(frame["error"].is_not_null().sum()),
+                        "truncated": int((frame["finish_reason"] == "length").sum()),
+                    }
+                    score = results[m.name][task]
+                    log.info("%s on %s: %s (95%% interval)", m.name, task,
+                             score_text(score["accuracy"], score["ci95"], score["n"]))
+                    frames.append(frame.select(
+                        pl.lit(m.name).alias("model"), pl.lit(task).alias("task"), "id", "candidate",
+                        "verdict", "judge_rule", "judge_extracted", "finish_reason", "completion_tokens",
+                        "error"))
+        finally:
+            backend.close()
+    return results, (pl.concat(frames) if frames else None)
+
+
+def evaluate_general(models: list[ModelUnderTest], benchmarks: list[str], settings: EvaluateConfig,
+                     out: Path) -> tuple[dict[str, dict[str, Any]], Any]:
+    """lm-eval multiple-choice scores; each (model, benchmark) result is saved and reused."""
+    import polars as pl
+
+    from pipeline.backends.model import resolve_model
+    from pipeline.config import stable_hash
+    from pipeline.evaluation.general import items_frame, score_benchmarks
+    from pipeline.storage import atomic_write_json, atomic_write_parquet
+
+    results: dict[str, dict[str, Any]] = {m.name: {} for m in models}
+    frames = []
+    for m in models:
+        base = resolve_model(m.base)
+        for benchmark in benchmarks:
+            key = stable_hash({"model": base.fingerprint, "adapter": m.adapter_fingerprint,
+                               "benchmark": benchmark, "limit": settings.limit,
+                               "num_fewshot": settings.num_fewshot,
+                               "dtype": _lm_eval_dtype(settings.dtype)})
+            saved = out / m.name / "general" / f"{benchmark}-{key}.json"
+            items_path = saved.with_suffix(".parquet")
+            if saved.is_file() and items_path.is_file() and not settings.fresh:
+                log.info("%s on %s: reusing %s", m.name, benchmark, saved)
+                summary = json.loads(saved.read_text())
+                items = pl.read_parquet(items_path)
+            else:
+                scored = score_benchmarks(m.adapter or base.path, [benchmark], settings.limit,
+                                          base_model=base.path if m.adapter else None,
+                                          num_fewshot=settings.num_fewshot, batch_size=settings.batch_size,
+                                          dtype=_lm_eval_dtype(settings.dtype))[benchmark]
+                summary = {k: v for k, v in scored.items() if k not in ("items", "lm_eval_results")}
+                items = items_frame({benchmark: scored})
+                saved.parent.mkdir(parents=True, exist_ok=True)
+                atomic_write_parquet(items_path, items)
+                atomic_write_json(saved, summary)
+            results[m.name][benchmark] = summary
+            frames.append(items.select(pl.lit(m.name).alias("model"), pl.all()))
+    return results, (pl.concat(frames) if frames else None)
+
+
+def _lm_eval_dtype(dtype: str) -> str:
+    # lm-eval's HF backend on CPU: float32 unless a dtype is asked for (bf16 log-likelihoods are
+    # coarse, and the general-benchmark scores would move with the hardware).
+    return "float32" if dtype == "auto" else dtype
+
+
+def evaluate_models(models: list[ModelUnderTest], benchmarks: str, settings: EvaluateConfig,
+                    out: Path) -> dict[str, Any]:
+    """Score every model on every benchmark; writes results.json and the item tables."""
+    from pipeline.storage import atomic_write_json, atomic_write_parquet
+
+    tasks, general = split_benchmarks(benchmarks)
+    in_domain, in_domain_items = evaluate_in_domain(models, tasks, settings, out) if tasks else ({}, None)
+    general_results, general_items = (evaluate_general(models, general, settings, out)
+                                      if general else ({}, None))
+    results = {
+        "order": [m.name for m in models],  # results.json is written with sorted keys
+        "models": {m.name: {"spec": m.spec, "base": m.base, "adapter": m.adapter} for m in models},
+        "limit": settings.limit, "in_domain_tasks": tasks, "general_benchmarks": general,
+        "scores": {m.name: {**in_domain.get(m.name, {}), **general_results.get(m.name, {})}
+                   for m in models},
+    }
+    for name, items in (("items_in_domain", in_domain_items), ("items_general", general_items)):
+        if items is not None:
+            atomic_write_parquet(out / f"{name}.parquet", items)
+    atomic_write_json(out / "results.json", results)
+    return results

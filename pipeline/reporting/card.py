@@ -1,0 +1,386 @@
+"""The dataset card (``README.md``) of a curated run, written from the run's own files.
+
+Everything on the card is read from the run folder (``train.parquet``, ``summary.json``,
+``config.yaml``) and the prompt templates, so the card describes the data that is uploaded,
+not the code as it is today. :func:`read_run` is shared with the run report.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+from pipeline.errors import UsageError
+from pipeline.stages.select import SOURCES
+from pipeline.tasks.templates import PromptTemplate, prompts_dir
+
+# The Hub's size buckets (upper bounds, exclusive).
+_SIZE_BUCKETS = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
+                 (1_000_000, "100K<n<1M"), (10_000_000, "1M<n<10M")]
+DATA_FILE = "data/train-00000-of-00001.parquet"
+
+# Columns the card and the report read; an older or foreign train.parquet without them is
+# refused with a message instead of failing half-way through.
+REQUIRED_COLUMNS = ("id", "prompt", "completion", "source", "target", "gold", "candidate", "verdict",
+                    "judge_rule", "admitted", "admission_rule", "paraphrase", "paraphrase_verdict",
+                    "paraphrase_judge_rule", "paraphrase_admitted", "paraphrase_admission_rule",
+                    "completion_tokens", "paraphrase_tokens", "error", "model", "prompt_version",
+                    "paraphrase_prompt_version")
+
+COLUMN_DOCS: dict[str, str] = {
+    "id": "stable row id (the source's id, or a hash of the prompt fields)",
+    "task": "task preset",
+    "prompt": "the user turn (conversational form, TRL `prompt`)",
+    "completion": "the assistant turn holding `target` (TRL `completion`)",
+    "source": "where `target` comes from: `model`, `paraphrase` or `gold`",
+    "target": "the S3FT training target",
+    "gold": "the dataset's reference answer",
+    "candidate": "the base model's own answer (greedy)",
+    "verdict": "the judge's verdict on `candidate`",
+    "judge_rule": "the judge rule that decided `verdict`",
+    "judge_reason": "why the judge decided so",
+    "admitted": "`candidate` may be the target (judged correct, not cut off, right format)",
+    "admission_rule": "`admitted`, or the rule that kept `candidate` out (`truncated`, `wrong`, ...)",
+    "admission_reason": "what the admission rule saw",
+    "paraphrase_judge_reason": "why the judge decided so about `paraphrase`",
+    "paraphrase_admitted": "`paraphrase` may be the target",
+    "paraphrase_admission_rule": "`admitted`, or the rule that kept `paraphrase` out (`copy_of_gold`, ...)",
+    "paraphrase_admission_reason": "what the admission rule saw",
+    "paraphrase_finish_reason": "why generation of `paraphrase` stopped",
+    "paraphrase": "the model's rewrite of `gold` (null if not paraphrased)",
+    "paraphrase_verdict": "the judge's verdict on `paraphrase`",
+    "paraphrase_judge_rule": "the judge rule that decided `paraphrase_verdict`",
+    "finish_reason": "why generation of `candidate` stopped (`stop`, `length`)",
+    "prompt_tokens": "prompt length in tokens",
+    "completion_tokens": "`candidate` length in tokens",
+    "paraphrase_tokens": "`paraphrase` length in tokens",
+    "error": "stage errors for this row, if any (the row then falls back to gold)",
+    "model": "the model that answered and paraphrased",
+    "prompt_version": "answer template as `<task>/<file>@<content hash>`",
+    "paraphrase_prompt_version": "paraphrase template as `<task>/<file>@<content hash>`",
+}
+
+
+@dataclass
+class RunFiles:
+    """A finished run folder, read once."""
+
+    run_dir: Path
+    table: pa.Table
+    summary: dict[str, Any]
+    options: dict[str, Any]  # the options block of config.yaml
+    resolved: dict[str, Any]  # run.json: what the run resolved (fingerprints, stage keys)
+    config_text: str
+
+    @property
+    def task(self) -> str:
+        return str(self.summary.get("task") or self.options.get("task") or "unknown")
+
+    def column(self, name: str) -> list[Any]:
+        return self.table.column(name).to_pylist()
+
+
+def read_run(run_dir: Path | str) -> RunFiles:
+    """Read a run folder; a missing or malformed file stops with a message naming it."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UsageError(f"--run {run_dir}: no such folder (pass the --out folder of a finished "
+                         f"`python -m pipeline.run`)")
+    paths = {name: run_dir / name
+             for name in ("train.parquet", "summary.json", "config.yaml", "run.json")}
+    missing = [name for name, path in paths.items() if not path.is_file()]
+    if missing:
+        raise UsageError(f"--run {run_dir}: {', '.join(missing)} missing; is the run finished? "
+                         f"Rerun the same `python -m pipeline.run` command to complete it.")
+    try:
+        table = pq.read_table(paths["train.parquet"])
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise UsageError(f"{paths['train.parquet']}: not a readable Parquet file ({exc})") from None
+    absent = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
+    if absent:
+        raise UsageError(f"{paths['train.parquet']}: column(s) {', '.join(absent)} missing; export "
+                         f"the run again with this version of `python -m pipeline.run`")
+    summary = _json_object(paths["summary.json"])
+    resolved = _json_object(paths["run.json"])
+    config_text = paths["config.yaml"].read_text()
+    return RunFiles(run_dir, table, summary, parse_config_yaml(config_text, paths["config.yaml"]),
+                    resolved, config_text)
+
+
+def _json_object(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{path}: invalid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{path}: expected the JSON object pipeline.run writes")
+    return data
+
+
+def parse_config_yaml(text: str, path: Path) -> dict[str, Any]:
+    """The options of ``config.yaml``."""
+    try:
+        options = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{path}: invalid YAML ({exc})") from None
+    if not isinstance(options, dict):
+        raise UsageError(f"{path}: expected a mapping of option: value")
+    return options
+
+
+def size_category(rows: int) -> str:
+    for bound, label in _SIZE_BUCKETS:
+        if rows < bound:
+            return label
+    return "n>10M"
+
+
+def _fence(text: str, lang: str = "") -> str:
+    """A fenced code block that survives backticks inside ``text``."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{lang}\n{text.rstrip()}\n{fence}"
+
+
+def _cell(value: Any) -> str:
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _pct(value: Any) -> str:
+    return f"{value:.1f}" if isinstance(value, int | float) else "-"
+
+
+def _template_section(run: RunFiles) -> str:
+    """Template versions recorded in the rows, with the text of the files that match them."""
+    used = Counter(v for name in ("prompt_version", "paraphrase_prompt_version")
+                   for v in run.column(name) if v)
+    folder = task_folder(run)
+    files = sorted(folder.glob("*.jinja")) if folder.is_dir() else []
+    current = {PromptTemplate(path).version: path for path in files}
+    lines = ["| template version | rows |", "| --- | ---: |"]
+    lines += [f"| `{_cell(version)}` | {count} |" for version, count in sorted(used.items())]
+    for version in sorted(used):
+        path = current.get(version)
+        if path is None:
+            lines.append(f"\n`{version}`: the template file has changed since this run; its text "
+                         f"is not included.")
+            continue
+        lines.append(f"\n**`{path.name}`** (`{version}`):\n\n{_fence(path.read_text(), 'jinja')}")
+    # Templates the rows do not record (e.g. an LLM judge's prompt): today's text, marked so.
+    for version, path in sorted(current.items()):
+        if version not in used:
+            lines.append(f"\n**`{path.name}`** (`{version}`, not recorded in the rows; the file as it "
+                         f"is at push time):\n\n{_fence(path.read_text(), 'jinja')}")
+    return "\n".join(lines)
+
+
+def _judge_section(run: RunFiles) -> str:
+    judge = run.resolved.get("judge") if isinstance(run.resolved.get("judge"), dict) else None
+    lines = []
+    if judge:  # recorded by runners that write the judge stage's settings into config.yaml
+        lines.append(f"- judge: `{judge.get('judge')}` version `{judge.get('judge_version')}`, "
+                     f"settings `{judge.get('judge_settings') or {}}`")
+    else:
+        lines.append(f"- judge: `{_judge_name(run)}` (the task's judge; its version and settings "
+                     f"are part of the judge stage key "
+                     f"`{(run.resolved.get('stage_keys') or {}).get('judge', '?')}`)")
+    for key, value in sorted(run.options.items()):
+        if key.startswith("judge") or key == "paraphrase_all":
+            lines.append(f"- `{key}`: `{value}`")
+    para = run.summary.get("paraphrase") or {}
+    if para:
+        lines.append(f"- paraphrases passing the judge: {para.get('passed')}/{para.get('attempted')}")
+    answers = Counter(zip(run.column("judge_rule"), run.column("verdict"), strict=True))
+    paraphrases = Counter((rule, ok) for rule, ok, text in zip(
+        run.column("paraphrase_judge_rule"), run.column("paraphrase_verdict"), run.column("paraphrase"),
+        strict=True) if text is not None)
+    lines += ["", "Judge outcomes by the rule that decided them (correct / wrong):", "",
+              "| rule | model answers | paraphrases |", "| --- | ---: | ---: |"]
+    for rule in sorted({r for r, _ in answers} | {r for r, _ in paraphrases}, key=str):
+        cells = [f"{c[(rule, True)]} / {c[(rule, False)] + c[(rule, None)]}" if any(
+            r == rule for r, _ in c) else "-" for c in (answers, paraphrases)]
+        lines.append(f"| `{_cell(rule)}` | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines)
+
+
+def admission_section(summary: dict[str, Any]) -> str:
+    """What was admitted as a target and what was not, by rule, with an example reason; and
+    the LLM judge's calibration (shared by the card; the report renders the same data)."""
+    lines = ["A text is a training target only when the pipeline knows it is right: judged "
+             "correct (by a judge that proved itself, for an LLM judge), not cut off at the "
+             "token limit, not a copy of the gold (paraphrases), and in the task's target format "
+             "(see the project's README, \"What is admitted\").", "",
+             "| text | rule | rows | example reason |", "| --- | --- | ---: | --- |"]
+    for kind, rules in (summary.get("admission") or {}).items():
+        for rule, info in rules.items():
+            reason = str((info.get("example") or {}).get("reason") or "")[:120]
+            lines.append(f"| {kind} | `{_cell(rule)}` | {info.get('count')} | {_cell(reason)} |")
+    lines.append("")
+    lines.append(f"- paraphrases that copied the gold: {summary.get('paraphrase_copies', '?')}")
+    calibration = summary.get("judge_calibration")
+    if calibration:
+        lines.append(f"- LLM judge calibration: {_cell(calibration.get('description'))}")
+    untrusted = summary.get("rows_without_trusted_verdict")
+    if untrusted:
+        lines.append(f"- rows the alias rules could not decide and the LLM judge was not trusted to: "
+                     f"{untrusted} (not admitted as the model's answer)")
+    return "\n".join(lines)
+
+
+def _judge_name(run: RunFiles) -> str:
+    judge = (run.resolved.get("task") or {}).get("judge") or {}
+    return str(judge.get("kind") or run.task)
+
+
+def task_card(run: RunFiles) -> dict[str, Any]:
+    """The task file's ``card`` block, as the run recorded it (a run made before tasks
+    were files: today's built-in task of that name)."""
+    card = run.summary.get("task_card")
+    if card is None:
+        from pipeline.tasks import builtin_names, load_task
+
+        card = load_task(run.task).card if run.task in builtin_names() else {}
+    return dict(card)
+
+
+def task_folder(run: RunFiles) -> Path:
+    recorded = run.summary.get("task_file")
+    return Path(recorded).parent if recorded else prompts_dir() / run.task
+
+
+def card_metadata(run: RunFiles) -> dict[str, Any]:
+    license_id = task_card(run).get("license") or "other"
+    return {
+        "language": ["en"],
+        "license": license_id,
+        "size_categories": [size_category(run.table.num_rows)],
+        "task_categories": task_card(run).get("task_categories") or ["text-generation"],
+        "pretty_name": f"S3FT {run.task} training set ({run.options.get('model', 'unknown model')})",
+        "tags": ["s3ft", "self-training", "synthetic", "trl", run.task],
+        "configs": [{"config_name": "default",
+                     "data_files": [{"split": "train", "path": DATA_FILE}]}],
+    }
+
+
+def render_card(run: RunFiles, repo_id: str) -> str:
+    """The README.md text: YAML metadata, then Markdown."""
+    from huggingface_hub import DatasetCardData
+
+    summary, task, rows = run.summary, run.task, run.table.num_rows
+    meta = card_metadata(run)
+    license_text = task_card(run).get("license_text") or "see the source dataset"
+    model = run.options.get("model", "?")
+    paper = summary.get("paper_shares_pct") or {}
+    mix = ["| target source | rows | share % | paper % |", "| --- | ---: | ---: | ---: |"]
+    sources = summary.get("sources") or {}
+    for source in [*SOURCES, *sorted(set(sources) - set(SOURCES))]:
+        info = sources.get(source) or {}
+        mix.append(f"| {source} | {info.get('count')} | {_pct(info.get('share_pct'))} | "
+                   f"{_pct(paper.get(source))} |")
+    columns = ["| column | meaning |", "| --- | --- |"]
+    columns += [f"| `{name}` | {_cell(COLUMN_DOCS.get(name, ''))} |" for name in run.table.column_names]
+    resolved = run.resolved
+    safe_name = repo_id.replace("/", "--")
+    body = f"""
+# {meta['pretty_name']}
+
+Training data curated the **S3FT** way (Selective Self-to-Supervised Fine-Tuning, Gupta et al.,
+NAACL Findings 2025): the base model answered every training prompt; a task judge checked each
+answer. Where the answer was correct (and admitted, see below) the target is the model's **own
+answer**; otherwise the model paraphrased the gold answer, and the target is that
+**paraphrase** if it passed the judge and admission, else the **gold** answer. Training on
+the model's own wording where it is right over-specialises the model less than plain SFT on
+gold answers.
+
+| | |
+| --- | --- |
+| task | `{task}` |
+| rows | {rows} |
+| model | `{_cell(model)}` |
+| model accuracy on these prompts (trusted verdicts) | {_pct(summary.get('model_accuracy_pct'))} % |
+| model answers admitted as targets | {_pct(summary.get('model_admitted_pct'))} % |
+| rows with errors (fell back to gold) | {summary.get('rows_with_errors', '?')} |
+| licence | {license_text} |
+
+## Training mix
+
+Share of each target source in this set, next to the paper's (Table 3, Mistral-7B-Instruct-v0.2):
+
+{chr(10).join(mix)}
+
+## What was admitted, and how the pipeline knows
+
+{admission_section(summary)}
+
+## Source data
+
+- task preset: `{task}`; original dataset: {task_card(run).get('origin') or 'see the data source below'}
+- data source of this run: `{_cell(resolved.get('data_source', run.options.get('data')))}`
+- rows used: {rows}{f" (`--limit {run.options['limit']}`)" if run.options.get('limit') else ''}
+- rows left out before curation because their gold answer fails the task's own judge:
+  {(summary.get('gold_check') or {}).get('rows_left_out', 'not recorded')}
+- licence of the source data: {license_text}; the answers written by the model are derived
+  from it.
+
+## Model
+
+- `--model {_cell(model)}`; fingerprint `{_cell(resolved.get('model_fingerprint', '?'))}`
+- greedy decoding, `max_tokens` {run.options.get('max_tokens', '?')}, `max_model_len`
+  {run.options.get('max_model_len', '?')}, dtype `{resolved.get('dtype', run.options.get('dtype', '?'))}`
+
+## Prompt templates
+
+{_template_section(run)}
+
+## Judge
+
+{_judge_section(run)}
+
+## Columns
+
+{chr(10).join(columns)}
+
+## Load it
+
+```python
+from datasets import load_dataset
+
+train = load_dataset("{repo_id}", split="train")
+print(train[0]["prompt"], train[0]["completion"])
+```
+
+`prompt`/`completion` are TRL's conversational prompt-completion columns, so the set trains
+as is with `trl.SFTTrainer`. SFT on gold or SDFT on paraphrases are column choices on the same
+file (`gold`, `paraphrase`), not new runs.
+
+## Train on it
+
+```bash
+hf download {repo_id} --repo-type dataset --local-dir data/{safe_name}
+python -m pipeline.train --data data/{safe_name}/{DATA_FILE} --mode s3ft
+```
+
+## Reproduce
+
+`python -m pipeline.run --config config.yaml --out runs/again` with this repository's
+`config.yaml`:
+
+{_fence(run.config_text, 'yaml')}
+
+`run.json` records what the run resolved from these options: data and model fingerprints,
+the stage keys, the task file and the judge's settings.
+
+## Citation
+
+Gupta et al., *Selective Self-to-Supervised Fine-Tuning for Generalization in Large Language
+Models*, Findings of NAACL 2025.
+"""
+    return f"---\n{DatasetCardData(**meta).to_yaml()}\n---\n{body.lstrip()}"

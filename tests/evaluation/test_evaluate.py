@@ -1,0 +1,181 @@
+"""``pipeline.evaluate`` / ``pipeline.compare`` / ``pipeline.evaluation.scoreboard``: benchmark names, model
+specs, the table's arithmetic, and one real compare run (curation reused, three real LoRA
+trainings, one vLLM engine scoring the base and its adapters, lm-eval on real ARC items)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from pipeline.errors import UsageError
+from pipeline.evaluation.scoreboard import csv_table, general_change, markdown_table, plot_chart
+from pipeline.evaluation.scoring import model_under_test, split_benchmarks
+
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+def test_benchmark_names_split_into_tasks_and_general():
+    assert split_benchmarks("gsm8k, mmlu,truthfulqa_mc,arc") == (
+        ["gsm8k"], ["mmlu", "truthfulqa_mc1", "arc_challenge"])
+    assert split_benchmarks("mbpp,nq") == (["mbpp", "nq"], [])
+    with pytest.raises(UsageError, match="winogrande"):
+        split_benchmarks("gsm8k,winogrande")
+    with pytest.raises(UsageError, match="twice"):
+        split_benchmarks("truthfulqa,truthfulqa_mc1")
+
+
+def test_model_specs(tmp_path):
+    adapter = tmp_path / "s3ft-lora"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "/m/base", "r": 8}))
+    m = model_under_test(str(adapter))
+    assert (m.name, m.base, m.adapter, m.rank) == ("s3ft-lora", "/m/base", str(adapter.resolve()), 8)
+    assert model_under_test(str(adapter), "s3ft", base_model="/other").base == "/other"
+    before = m.adapter_fingerprint
+    (adapter / "adapter_model.safetensors").write_bytes(b"weights")
+    assert m.adapter_fingerprint != before  # retrained adapter → new cache keys
+    embedded = model_under_test("embedded:smollm2-135m-instruct", "base")
+    assert (embedded.base, embedded.adapter) == ("embedded:smollm2-135m-instruct", None)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(UsageError, match="neither config.json"):
+        model_under_test(str(empty))
+    (tmp_path / "nobase").mkdir()
+    (tmp_path / "nobase" / "adapter_config.json").write_text("{}")
+    with pytest.raises(UsageError, match="--base-model"):
+        model_under_test(str(tmp_path / "nobase"))
+
+
+def _score(accuracy: float, n: int = 100) -> dict:
+    return {"n": n, "accuracy": accuracy, "ci95": [max(0.0, accuracy - 0.1), min(1.0, accuracy + 0.1)]}
+
+
+RESULTS = {
+    "limit": 100, "in_domain_tasks": ["gsm8k"], "general_benchmarks": ["mmlu", "arc_challenge"],
+    "scores": {
+        "base": {"gsm8k": _score(0.40), "mmlu": _score(0.50), "arc_challenge": _score(0.30)},
+        "sft": {"gsm8k": _score(0.53), "mmlu": _score(0.44), "arc_challenge": _score(0.27)},
+        "s3ft": {"gsm8k": _score(0.57), "mmlu": _score(0.49), "arc_challenge": _score(0.29, n=80)},
+    },
+}
+
+
+def test_table_shows_scores_intervals_and_average_general_change(tmp_path):
+    assert general_change(RESULTS, "sft", "base") == pytest.approx(-4.5)  # (-6 - 3) / 2
+    assert general_change(RESULTS, "s3ft", "base") == pytest.approx(-1.0)
+    text = markdown_table(RESULTS, baseline="base")
+    lines = text.splitlines()
+    assert lines[0] == "| model | gsm8k | mmlu | arc_challenge | avg general Δ vs base (pts) |"
+    assert lines[3] == "| sft | 53.0 [43.0, 63.0] (n=100) | 44.0 [34.0, 54.0] (n=100) | " \
+                       "27.0 [17.0, 37.0] (n=100) | -4.5 |"
+    assert lines[4].endswith("29.0 [19.0, 39.0] (n=80) | -1.0 |")
+    assert "avg general" not in markdown_table(RESULTS, baseline=None)
+    rows = list(csv.DictReader(io.StringIO(csv_table(RESULTS, "base"))))
+    assert len(rows) == 9
+    sft_mmlu = next(r for r in rows if r["model"] == "sft" and r["benchmark"] == "mmlu")
+    assert (sft_mmlu["kind"], sft_mmlu["n"]) == ("general", "100")
+    assert float(sft_mmlu["change_vs_baseline_pts"]) == pytest.approx(-6.0)
+    chart = plot_chart(RESULTS, tmp_path / "chart.png")
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_adapter_needs_a_lora_engine(tmp_path):
+    from pipeline.backends.vllm_backend import VllmBackend
+
+    backend = VllmBackend(str(tmp_path), "m", cache_root=tmp_path, kv_cache_gib=1)  # no engine starts here
+    with pytest.raises(ValueError, match="max_lora_rank"):
+        backend.with_adapter(str(tmp_path), "a")
+
+
+def _run(module: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=PROJECT, capture_output=True,
+                          text=True, timeout=1500, env=dict(os.environ))
+
+
+@pytest.fixture(scope="module")
+def compared(gsm8k_run, tmp_path_factory) -> dict:
+    """``compare`` on a tiny CPU config, reusing the session's 16-row curation, then again."""
+    root = tmp_path_factory.mktemp("compare")
+    curation = root / "curation"
+    shutil.copytree(gsm8k_run["out"], curation)
+    train_config = root / "train.yaml"
+    # A large learning rate on purpose: two steps must move the adapter's greedy answers.
+    train_config.write_text("max_steps: 2\nper_device_train_batch_size: 4\nlimit: 8\nlearning_rate: 5.0e-3\n")
+    args = ("--task", "gsm8k", "--limit-train", "16", "--shard-size", "8", "--dtype", "float32",
+            "--no-paraphrase-all",
+            "--run-out", str(curation), "--train-config", str(train_config), "--limit-eval", "4",
+            "--eval-max-tokens", "96", "--benchmarks", "arc_challenge", "--out", str(root / "out"))
+    first = _run("pipeline.compare", *args)
+    assert first.returncode == 0, first.stderr[-4000:]
+    results_first = json.loads((root / "out" / "results.json").read_text())
+    second = _run("pipeline.compare", *args)
+    assert second.returncode == 0, second.stderr[-4000:]
+    return {"out": root / "out", "first": first, "second": second, "results_first": results_first}
+
+
+@pytest.mark.slow
+def test_compare_writes_the_table_chart_and_items(compared):
+    out = compared["out"]
+    results = json.loads((out / "results.json").read_text())
+    assert results["order"] == ["base", "sft", "sdft", "s3ft"]
+    assert set(results["scores"]) == set(results["order"])
+    lines = (out / "table.md").read_text().splitlines()
+    assert [line.split(" | ")[0] for line in lines[2:6]] == ["| base", "| sft", "| sdft", "| s3ft"]
+    assert "avg general Δ vs base (pts)" in lines[0]
+    assert (out / "chart.png").read_bytes()[:4] == b"\x89PNG"
+    in_domain = pl.read_parquet(out / "items_in_domain.parquet")
+    general = pl.read_parquet(out / "items_general.parquet")
+    for model, scores in results["scores"].items():
+        rows = in_domain.filter(pl.col("model") == model)
+        assert rows.height == scores["gsm8k"]["n"] == 4
+        assert scores["gsm8k"]["accuracy"] == pytest.approx(rows["verdict"].fill_null(False).mean())
+        arc = general.filter(pl.col("model") == model)
+        assert arc.height == scores["arc_challenge"]["n"] == 4
+        assert 0.0 <= scores["arc_challenge"]["accuracy"] <= 1.0
+        assert scores["arc_challenge"]["accuracy"] == pytest.approx(arc["correct"].mean())
+        low, high = scores["arc_challenge"]["ci95"]
+        assert low <= scores["arc_challenge"]["accuracy"] <= high
+    # The three adapters were trained (one per mode) and really served through vLLM's LoRA:
+    # at least one answer differs from the base model's.
+    for mode in ("sft", "sdft", "s3ft"):
+        assert json.loads((out / "train" / f"{mode}-lora" / "train_metrics.json").read_text())["steps"] == 2
+    base = in_domain.filter(pl.col("model") == "base")["candidate"].to_list()
+    assert any(in_domain.filter(pl.col("model") == m)["candidate"].to_list() != base
+               for m in ("sft", "sdft", "s3ft"))
+    # Different adapters → different log-likelihoods on the general benchmark too.
+    lls = {m: general.filter(pl.col("model") == m)["loglikelihoods"].to_list() for m in results["scores"]}
+    assert lls["s3ft"] != lls["base"]
+
+
+@pytest.mark.slow
+def test_compare_rerun_reuses_every_step(compared):
+    log = compared["second"].stderr
+    assert "starting the vLLM engine" not in log  # in-domain shards reused, curation finished
+    assert log.count("reusing the adapter") == 3
+    assert "arc_challenge: reusing" in log
+    assert json.loads((compared["out"] / "results.json").read_text()) == compared["results_first"]
+
+
+@pytest.mark.slow
+def test_evaluate_cli_scores_one_adapter(compared, tmp_path):
+    """The single-model CLI on an adapter, in a folder of its own: same scores as compare's."""
+    out = tmp_path / "eval"
+    # Copy compare's finished work for this model, so the CLI reuses it (no second engine).
+    shutil.copytree(compared["out"] / "s3ft", out / "s3ft")
+    result = _run("pipeline.evaluate", "--model", str(compared["out"] / "train" / "s3ft-lora"),
+                  "--name", "s3ft", "--benchmarks", "gsm8k,arc", "--limit", "4", "--max-tokens", "96",
+                  "--shard-size", "8", "--dtype", "float32", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "starting the vLLM engine" not in result.stderr
+    scores = json.loads((out / "results.json").read_text())["scores"]
+    assert scores == {"s3ft": compared["results_first"]["scores"]["s3ft"]}
+    assert "| s3ft |" in result.stdout and (out / "table.csv").is_file()

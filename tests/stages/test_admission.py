@@ -1,0 +1,302 @@
+"""Admission rules on real rows of ../shared/data: what the curated data may and may not
+contain. Each case is a kind of bad target seen in real runs of the embedded model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import judges
+from judges.base import Verdict
+from judges.gsm8k import arithmetic_errors, extract_answer, final_line_value
+from judges.mbpp import code_target, is_copy_of_code
+from pipeline.stages.admission import admit
+from pipeline.stages.load import data_dir
+from pipeline.tasks import load_task
+
+GSM8K = judges.get("gsm8k")
+
+
+@pytest.fixture(scope="module")
+def natalia(gsm8k_train) -> dict:
+    """GSM8K train row 0: 48/2 = 24 clips in May, 48 + 24 = 72 in all."""
+    row = dict(gsm8k_train[0])
+    assert row["answer"].endswith("#### 72")
+    return {**row, "gold": load_task("gsm8k").gold_response(row)}
+
+
+def admit_paraphrase(text: str, row: dict, finish_reason: str = "stop"):
+    verdict = GSM8K.judge_paraphrase(text, row)
+    return verdict, admit(GSM8K, text, finish_reason, verdict, row, row["gold"], paraphrase=True)
+
+
+def admit_answer(text: str, row: dict, finish_reason: str = "stop"):
+    verdict = GSM8K.judge(text, row)
+    return verdict, admit(GSM8K, text, finish_reason, verdict, row, row["gold"], paraphrase=False)
+
+
+def test_a_faithful_gsm8k_paraphrase_is_admitted(natalia):
+    text = ("In May she sold half of 48, which is 48/2 = 24 clips.\n"
+            "Over both months that makes 48 + 24 = 72 clips.\n#### 72")
+    verdict, decision = admit_paraphrase(text, natalia)
+    assert verdict.correct and verdict.rule == "fidelity:strict:hash"
+    assert decision.admitted and decision.rule == "admitted"
+
+
+@pytest.mark.parametrize("text, rule", [
+    # the answer alone (33 of 67 "passing" paraphrases in the issue's run)
+    ("Natalia sold 72 clips.\n#### 72", "fidelity:too_short"),
+    # results stated without being worked out
+    ("Natalia sold 24 clips in May, which is half of what she sold in April.\n"
+     "Altogether she sold 72 clips in April and May, counting both months.\n#### 72",
+     "fidelity:missing_steps"),
+    # broken arithmetic that happens to end on the right number
+    ("In May, half as many: 48/2 = 26 clips.\nBoth months together: 48+26 = 72 clips.\n#### 72",
+     "fidelity:missing_steps"),
+    # the wrong final number
+    ("In May, half as many: 48/2 = 24 clips.\nBoth months together: 48+24 = 72 clips.\n#### 70",
+     "strict:hash"),
+])
+def test_unfaithful_gsm8k_paraphrases_are_not_admitted(natalia, text, rule):
+    verdict, decision = admit_paraphrase(text, natalia)
+    assert verdict.rule == rule and not verdict.correct
+    assert not decision.admitted and decision.rule == "wrong"
+
+
+@pytest.mark.parametrize("copies", [1, 3])
+def test_the_gold_copied_is_not_a_paraphrase(natalia, copies):
+    text = "\n".join([natalia["gold"]] * copies)
+    _, decision = admit_paraphrase(text, natalia)
+    assert decision.rule == "copy_of_gold" and not decision.admitted
+
+
+def test_a_near_verbatim_copy_is_a_copy(natalia):
+    text = natalia["gold"].replace("altogether", "in all")
+    assert admit_paraphrase(text, natalia)[1].rule == "copy_of_gold"
+
+
+def test_a_cut_off_answer_is_never_admitted_even_if_correct(natalia):
+    text = "48/2 = 24 clips in May, and 48 + 24 = 72 in all.\n#### 72"
+    verdict, decision = admit_answer(text, natalia, finish_reason="length")
+    assert verdict.correct
+    assert decision.rule == "truncated" and not decision.admitted
+    assert admit_paraphrase(text, natalia, finish_reason="repetition")[1].rule == "truncated"
+
+
+def test_a_right_answer_without_the_final_line_is_not_a_target(natalia):
+    verdict, decision = admit_answer("48/2 = 24 and 48 + 24 = 72. The answer is 72.", natalia)
+    assert verdict.correct and verdict.rule == "strict:answer_is"
+    assert decision.rule == "format:no_final_line"
+
+
+def test_a_right_answer_through_wrong_arithmetic_is_not_a_target(natalia):
+    verdict, decision = admit_answer("She sold 48/2 = 25 clips in May, so 48 + 24 = 72.\n#### 72",
+                                     natalia)
+    assert verdict.correct
+    assert decision.rule == "arithmetic" and "48/2 = 25" in decision.reason
+
+
+def test_a_right_worked_answer_is_admitted(natalia):
+    _, decision = admit_answer("She sold 48/2 = 24 clips in May, so 48 + 24 = 72.\n#### 72", natalia)
+    assert decision.admitted
+
+
+@pytest.mark.parametrize("text, value", [
+    ("#### 72", "72"), ("Thus:\n####  $1,200.\n", "1200"), ("#### 72\nmore text", None),
+    ("The answer is 72", None),
+])
+def test_final_line(text, value):
+    assert final_line_value(text) == value
+
+
+@pytest.mark.parametrize("text, errors", [
+    ("3 x 4 = 12 and 12 + 3 = 15", []),
+    ("8 * 24 = 160 pages", ["8 * 24 = 160"]),
+    ("2 * 23 - 4 = 46 - 4 = 42", []),  # a chain
+    ("10 / 3 = 3.33 each", []),  # rounded
+    ("60 students x 2/3 = 40 students", []),  # a quantity in words: not checked
+    ("20% of 50 = 10", []),
+    ("He has 1 1/2 cups, and 8 x 1 1/2 = 12 rolls", []),  # mixed numbers: not checked
+    ("6:00+48=6:48 PM", []),
+    ("$4200+$3000 = $8600", ["$4200+$3000 = $8600"]),
+    ("17/3 = 5 and 2/3 loads", []),  # a mixed number
+    ("13 / 6 = 2 full cycles", []),  # a whole quotient
+    ("$1 / 2 = 50 cents", []),
+    ("he ate .25*24 = 6 slices", []),
+    ("Marco gets 28 / 1/5 = 28 * 5 = 140 cups", []),  # divided by a fraction: not read
+    ("i.e. 0900-0130 = 0730 hours", []),
+    ("30 − 19 = 11", []),  # Unicode minus
+    ("30 + 19 = 58 situps", ["30 + 19 = 58"]),
+])
+def test_arithmetic_check(text, errors):
+    assert arithmetic_errors(text) == errors
+
+
+@pytest.mark.slow
+def test_arithmetic_check_flags_almost_no_gold_solution(gsm8k_train):
+    """The check errs towards passing: on the 7,473 gold solutions it flags 20, nearly all
+    real slips of the gold itself (``192*100=$1920``, ``2*8 = 24``)."""
+    gold = load_task("gsm8k").gold_response
+    flagged = [row for row in gsm8k_train if arithmetic_errors(gold(row))]
+    assert len(flagged) <= 25
+
+
+@pytest.mark.slow
+def test_gold_solutions_pass_their_own_fidelity_check(gsm8k_train):
+    """A rewrite as faithful as the gold itself passes: >= 98 % of gold solutions do."""
+    gold = load_task("gsm8k").gold_response
+    passed = sum(GSM8K.judge_paraphrase(gold(row), row).correct for row in gsm8k_train)
+    assert passed >= 0.98 * len(gsm8k_train)
+
+
+# -- GSM8K extraction: LaTeX and typography through Math-Verify ------------------------------
+
+@pytest.mark.parametrize("response, gold, rule", [
+    ("The answer is $\\frac{1}{2}$.", "0.5", "strict:answer_is"),
+    ("So we get \\boxed{\\frac{3}{4}}", "0.75", "strict:boxed"),
+    ("The answer is \\boxed{\\dfrac{10}{2}} apples, 3 more than 2", "5", "strict:boxed"),
+    ("We get \\boxed{\\frac{10}{2}} apples, 3 more than 2", "5", "strict:boxed"),
+    ("She is 5 short.\n#### \u22125", "-5", "strict:hash"),
+    ("The answer is \u22123.", "-3", "strict:answer_is"),
+    ("#### \uff14\uff12", "42", "strict:hash"),  # full-width digits
+])
+def test_latex_and_typographic_answers(response, gold, rule):
+    row = {"question": "q", "answer": f"Steps.\n#### {gold}"}
+    verdict = GSM8K.judge(response, row)
+    assert (verdict.correct, verdict.rule) == (True, rule), verdict
+
+
+def test_a_latex_answer_is_not_read_as_its_last_number():
+    # Before Math-Verify read LaTeX, "\frac{1}{2}" fell through to the last number: 2.
+    assert extract_answer("The answer is $\\frac{1}{2}$")[0] == "\\frac{1}{2}"
+    assert not GSM8K.judge("The answer is $\\frac{1}{2}$", {"answer": "#### 2"}).correct
+
+
+# -- MBPP: one target format, copies by AST --------------------------------------------------
+
+@pytest.fixture(scope="module")
+def mbpp_602() -> dict:
+    with (data_dir() / "mbpp" / "mbpp.jsonl").open() as handle:
+        row = next(r for r in map(json.loads, handle) if r["task_id"] == 602)
+    assert "\r\n" in row["code"]
+    return row
+
+
+def test_every_mbpp_target_has_one_format(mbpp_602):
+    judge = judges.get("mbpp")
+    fenced = "Here you go:\n```python\n" + mbpp_602["code"].replace("\r\n", "\n") + "\n```\nDone."
+    verdict = judge.judge(fenced, mbpp_602)
+    assert verdict.correct
+    target = judge.format_target(fenced, verdict, mbpp_602)
+    assert target == code_target(mbpp_602["code"]) == load_task("mbpp").gold_response(mbpp_602)
+    assert target.startswith("[BEGIN]\ndef first_repeated_char") and target.endswith("\n[DONE]")
+    assert "\r" not in target
+
+
+def test_mbpp_copies_are_found_by_their_ast(mbpp_602):
+    code = mbpp_602["code"]
+    reformatted = code.replace("\r\n", "\n").replace("index,c", "index, c") + "  # same"
+    assert is_copy_of_code(reformatted, code)
+    assert is_copy_of_code("\n\n".join([code] * 3), code)
+    renamed = code.replace("str1", "text").replace("index", "i")
+    assert not is_copy_of_code(renamed, code)
+    judge = judges.get("mbpp")
+    gold = load_task("mbpp").gold_response(mbpp_602)
+    verdict = judge.judge(f"[BEGIN]\n{reformatted}\n[DONE]", mbpp_602)
+    decision = admit(judge, f"[BEGIN]\n{reformatted}\n[DONE]", "stop", verdict, mbpp_602, gold,
+                     paraphrase=True)
+    assert verdict.correct and decision.rule == "copy_of_gold"
+    verdict = judge.judge(f"[BEGIN]\n{renamed}\n[DONE]", mbpp_602)
+    assert admit(judge, f"[BEGIN]\n{renamed}\n[DONE]", "stop", verdict, mbpp_602, gold,
+                 paraphrase=True).admitted
+
+
+# -- NQ: a paraphrase states an alias; untrusted verdicts are not admitted ------------------
+
+NQ_ROW = {"question": "who plays the voice of homer simpson", "answers": ["Dan Castellaneta"],
+          "gold": "Dan Castellaneta"}
+
+
+def test_an_nq_paraphrase_must_state_a_gold_alias():
+    judge = judges.get("nq")
+    assert judge.judge_paraphrase("Homer is voiced by Dan Castellaneta.", NQ_ROW).correct
+    verdict = judge.judge_paraphrase("The voice actor of the Simpsons' father.", NQ_ROW)
+    assert (verdict.correct, verdict.rule) == (False, "heuristic:no_match")
+
+
+def test_a_verdict_of_an_untrusted_judge_is_not_admitted():
+    verdict = Verdict(False, "judge_untrusted", reason="failed calibration")
+    decision = admit(judges.get("nq"), "Castellaneta, I think", "stop", verdict, NQ_ROW,
+                     NQ_ROW["gold"], paraphrase=False)
+    assert decision.rule == "judge_untrusted" and not decision.admitted
+
+
+def test_the_gold_alias_restated_alone_is_a_copy():
+    judge = judges.get("nq")
+    verdict = judge.judge_paraphrase("Dan Castellaneta.", NQ_ROW)
+    assert verdict.correct
+    assert admit(judge, "Dan Castellaneta.", "stop", verdict, NQ_ROW, NQ_ROW["gold"],
+                 paraphrase=True).rule == "copy_of_gold"
+
+
+def test_a_pasted_repeat_is_written_once_and_demo_code_is_not_a_target(mbpp_602):
+    from judges.mbpp import target_problem, without_repeats
+
+    code = mbpp_602["code"].replace("\r\n", "\n")
+    assert without_repeats(f"{code}\n\n{code}\n\n{code}") == code
+    assert code_target(f"{code}\n\n{code}") == code_target(code)
+    assert target_problem(f"{code}\n\n{code}") is None  # the same function twice: written once
+    demo = f"{code}\n\n# Test the function\nprint(first_repeated_char('abcabc'))  # 'b'"
+    assert target_problem(demo)[0] == "format:top_level_code"
+    other = code.replace('return "None"', 'return None')
+    assert target_problem(f"{code}\n\n{other}")[0] == "format:redefined"
+    judge = judges.get("mbpp")
+    gold = load_task("mbpp").gold_response(mbpp_602)
+    verdict = judge.judge(f"[BEGIN]\n{demo}\n[DONE]", mbpp_602)
+    assert verdict.correct  # it passes the tests ...
+    decision = admit(judge, f"[BEGIN]\n{demo}\n[DONE]", "stop", verdict, mbpp_602, gold,
+                     paraphrase=False)
+    assert decision.rule == "format:top_level_code"  # ... and is still not a target
+
+
+@pytest.mark.slow
+def test_no_mbpp_reference_breaks_a_target_rule():
+    from judges.mbpp import target_problem
+
+    with (data_dir() / "mbpp" / "mbpp.jsonl").open() as handle:
+        rows = [json.loads(line) for line in handle]
+    assert len(rows) == 974
+    assert [r["task_id"] for r in rows if target_problem(r["code"].replace("\r\n", "\n"))] == []
+
+
+@pytest.mark.parametrize("text, example, rule", [
+    # real paraphrases of the embedded model that name an alias and are still wrong
+    ("The correct answer is the middle cranial fossa, which is the part of the brain that "
+     "contains the pituitary gland.",
+     {"question": "what part of the brain is in the middle cranial fossa",
+      "answers": ["pituitary gland", "the temporal lobes"], "passage": "The middle cranial fossa "
+      "houses the temporal lobes and the pituitary gland."}, "paraphrase:answer_is_other"),
+    ("Rocky (2013)", {"question": "who won the oscar for best picture in 1976",
+                      "answers": ["Rocky"], "passage": "Rocky won Best Picture in 1977."},
+     "paraphrase:new_number"),
+    ('Oliver Conant, the voice actor who played Hermie in the movie "Summer of 42" was '
+     'Katherine Allentuck.', {"question": "who starred in the movie summer of 42",
+                              "answers": ["Oliver Conant", "Gary Grimes", "Katherine Allentuck"],
+                              "passage": "Summer of '42 stars Gary Grimes, Oliver Conant."},
+     "paraphrase:several_answers"),
+])
+def test_an_nq_paraphrase_that_names_an_alias_can_still_be_wrong(text, example, rule):
+    verdict = judges.get("nq").judge_paraphrase(text, example)
+    assert (verdict.correct, verdict.rule) == (False, rule)
+
+
+@pytest.mark.parametrize("text", [
+    "The correct answer is 291.",
+    "The answer is Tulsa, Oklahoma, Oklahoma",
+    "The minimum wage was established in the United States in 1938.",
+])
+def test_faithful_nq_paraphrases_pass(text):
+    example = {"question": "q", "answers": ["291", "Tulsa, Oklahoma", "1938"],
+               "passage": "the united states established it in 1938"}
+    assert judges.get("nq").judge_paraphrase(text, example).correct

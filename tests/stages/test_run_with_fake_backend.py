@@ -1,0 +1,132 @@
+"""The whole run, every stage, on real GSM8K rows with :class:`FakeBackend`: no engine, so
+this layer runs in seconds. Each row's answer and paraphrase are chosen by the test, so the
+source of every target, the admission rule and the summary's figures are known in advance."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import polars as pl
+import pytest
+
+from pipeline.backends.base import Generation
+from pipeline.backends.fake import FakeBackend, last_user_message
+from pipeline.config import RunConfig
+from pipeline.curate import run
+
+ROWS = 12
+STEPS = ("First we write down what the problem gives us.\nThen we work through it one step at "
+         "a time, keeping every number.\n")
+
+
+def gold_of(row: dict) -> str:
+    return re.sub(r"<<[^<>]*>>", "", row["answer"])  # the task file's gold template
+
+
+def reworded(gold: str) -> str:
+    """The gold's steps in other words around them (far enough from a copy), same numbers."""
+    *steps, final = gold.splitlines()
+    lines = (f"Next, we see that {step[0].lower()}{step[1:]}\n" for step in steps if step)
+    return STEPS + "".join(lines) + final
+
+
+def plan_for(rows: list[dict]) -> dict[str, tuple[str, str]]:
+    """question -> (what the model answers, what it paraphrases), one kind per row index."""
+    kinds = {}
+    for i, row in enumerate(rows):
+        gold = gold_of(row)
+        if i % 4 == 0:  # right answer: the model's own answer is the target
+            kinds[row["question"]] = ("right", gold, "unused")
+        elif i % 4 == 1:  # wrong, then a faithful paraphrase: the paraphrase is the target
+            kinds[row["question"]] = ("paraphrase", "I think it is\n#### 987654", reworded(gold))
+        elif i % 4 == 2:  # wrong, then the gold copied back: gold, counted as a copy
+            kinds[row["question"]] = ("copy", "#### 987654", gold)
+        else:  # a loop cut at the token limit, then a failed request: gold, with the error
+            kinds[row["question"]] = ("cut", "and again " * 400, None)
+    return kinds
+
+
+def fake_for(rows: list[dict]) -> FakeBackend:
+    kinds = plan_for(rows)
+
+    def reply(conversation):
+        text = last_user_message(conversation)
+        question = next(q for q in kinds if q in text)
+        _, answer, paraphrase = kinds[question]
+        if not text.startswith("Here is a math problem and its correct solution"):
+            return answer
+        if paraphrase is None:
+            return Generation(None, None, error="http_503: the server is busy")
+        return paraphrase
+
+    return FakeBackend(reply)
+
+
+@pytest.fixture(scope="module")
+def fake_run(gsm8k_train, tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("fake") / "run"
+    fake = fake_for(gsm8k_train[:ROWS])
+    config = RunConfig(task="gsm8k", limit=ROWS, shard_size=4, out=str(out), max_error_rate=1.0,
+                       progress=False)
+    summary = run(config, served=fake.served())
+    return {"out": out, "summary": summary, "fake": fake, "config": config}
+
+
+def test_every_target_comes_from_the_source_the_rules_say(fake_run, gsm8k_train):
+    train = pl.read_parquet(fake_run["out"] / "train.parquet")
+    kinds = plan_for(gsm8k_train[:ROWS])
+    expected = {"right": ("model", "admitted", None), "paraphrase": ("paraphrase", "wrong", "admitted"),
+                "copy": ("gold", "wrong", "copy_of_gold"), "cut": ("gold", "truncated", "no_text")}
+    assert train.height == ROWS
+    for row in train.iter_rows(named=True):
+        kind = next(kinds[q][0] for q in kinds if q in row["prompt"][-1]["content"])
+        rules = (row["source"], row["admission_rule"], row["paraphrase_admission_rule"])
+        assert rules == expected[kind], kind
+        if kind == "right":
+            assert row["target"] == row["candidate"] and row["paraphrase"] is None
+        elif kind == "paraphrase":
+            assert row["target"] == row["paraphrase"] and row["paraphrase_verdict"] is True
+        else:
+            assert row["target"] == row["gold"]
+        if kind == "cut":
+            assert row["finish_reason"] == "length"
+            assert row["error"] == "paraphrase: http_503: the server is busy"
+            assert row["paraphrase_judge_rule"] == "no_response"
+        else:
+            assert row["error"] is None
+
+
+def test_summary_counts_what_the_rows_hold(fake_run):
+    summary = fake_run["summary"]
+    assert {s: v["count"] for s, v in summary["sources"].items()} == {"model": 3, "paraphrase": 3,
+                                                                       "gold": 6}
+    assert summary["paraphrase"] == {"attempted": 9, "passed": 3, "pass_rate_pct": 33.3}
+    assert summary["paraphrase_copies"] == 3
+    assert summary["admission"]["model"]["truncated"]["count"] == 3
+    assert summary["errors_by_stage"] == {"paraphrase": 3}
+    assert summary["engine_starts"] == 0
+    assert summary["backend_counters"] == {"requests": ROWS + 9}
+    assert list(summary["stages"]) == ["generate", "judge", "admit", "paraphrase", "judge_paraphrase",
+                                       "admit_paraphrase", "select", "export"]
+    assert summary == json.loads((fake_run["out"] / "summary.json").read_text())
+
+
+def test_run_metadata_is_data(fake_run):
+    resolved = json.loads((fake_run["out"] / "run.json").read_text())
+    assert resolved["model_fingerprint"] == "fake:fake-model"
+    assert set(resolved["stage_keys"]) == {"load", "generate", "judge", "admit", "paraphrase",
+                                           "judge_paraphrase", "admit_paraphrase", "select", "export"}
+    assert "#" not in (fake_run["out"] / "config.yaml").read_text()
+
+
+def test_a_rerun_retries_only_the_failed_rows(fake_run, gsm8k_train):
+    before = (fake_run["out"] / "train.parquet").read_bytes()
+    again = fake_for(gsm8k_train[:ROWS])
+    summary = run(fake_run["config"], served=again.served())
+    # The three paraphrase requests that failed are asked again (and fail again); nothing else.
+    assert again.counters["requests"] == 3
+    assert summary["stages"]["generate"]["shards_computed"] == 0
+    assert summary["stages"]["paraphrase"]["retried_rows"] == 3
+    assert (fake_run["out"] / "train.parquet").read_bytes() == before
+    assert summary["sources"] == fake_run["summary"]["sources"]
