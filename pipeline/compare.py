@@ -58,7 +58,8 @@ class CompareConfig(WorkOptions, EngineOptions, CompareOptions):
 def main(argv: list[str] | None = None) -> int:
     from pipeline.config import parse_config
 
-    settings = parse_config(CompareConfig, argv, description=__doc__.splitlines()[0])
+    settings = parse_config(CompareConfig, argv, description=__doc__.splitlines()[0],
+                            prog="python -m pipeline.compare")
     settings.apply()
     from pipeline.evaluation.comparison import compare
 

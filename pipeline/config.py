@@ -306,15 +306,23 @@ def _groups(cls: type) -> list[tuple[str, list[dataclasses.Field]]]:
     return groups
 
 
-def build_parser(cls: type, description: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=description, argument_default=argparse.SUPPRESS)
+def build_parser(cls: type, description: str, prog: str | None = None) -> argparse.ArgumentParser:
+    """A flag per field (``--max-tokens``), grouped by option group; a field with
+    ``metadata["positional"]`` is a positional argument instead (optional when it has a
+    default), and ``metadata["choices"]`` limits its values."""
+    parser = argparse.ArgumentParser(prog=prog, description=description,
+                                     argument_default=argparse.SUPPRESS)
     for title, fields in _groups(cls):
         group = parser.add_argument_group(title)
         for f in fields:
             base, _ = _field_type(cls, f)
             flag = "--" + f.name.replace("_", "-")
             help_text = f.metadata.get("help", "") + f" (default: {f.default})"
-            if base is bool:
+            if f.metadata.get("positional"):
+                group.add_argument(f.name, type=base, choices=f.metadata.get("choices"),
+                                   nargs=None if f.default is dataclasses.MISSING else "?",
+                                   help=f.metadata.get("help", ""))
+            elif base is bool:
                 group.add_argument(flag, action=argparse.BooleanOptionalAction, help=help_text)
                 if "negative_alias" in f.metadata:
                     group.add_argument(f.metadata["negative_alias"], dest=f.name, action="store_false",
@@ -324,9 +332,9 @@ def build_parser(cls: type, description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def parse_config(cls: type, argv: list[str] | None, description: str) -> Any:
+def parse_config(cls: type, argv: list[str] | None, description: str, prog: str | None = None) -> Any:
     """Defaults < YAML (``--config``) < command line."""
-    explicit = vars(build_parser(cls, description).parse_args(argv))
+    explicit = vars(build_parser(cls, description, prog).parse_args(argv))
     values: dict[str, Any] = {}
     if explicit.get("config"):
         values.update(load_yaml(cls, Path(explicit["config"])))

@@ -57,7 +57,8 @@ class EvaluateConfig(WorkOptions, EngineOptions, EvaluateOptions):
 def main(argv: list[str] | None = None) -> int:
     from pipeline.config import parse_config, stable_hash
 
-    settings = parse_config(EvaluateConfig, argv, description=__doc__.splitlines()[0])
+    settings = parse_config(EvaluateConfig, argv, description=__doc__.splitlines()[0],
+                            prog="python -m pipeline.evaluate")
     settings.apply()
     from pipeline.evaluation.scoring import evaluate_models, model_under_test, split_benchmarks
 

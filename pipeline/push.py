@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.config import parse_config
     from pipeline.reporting.hub import PUSHED_FILES, push_run
 
-    args = parse_config(PushConfig, argv, description=__doc__.splitlines()[0])
+    args = parse_config(PushConfig, argv, description=__doc__.splitlines()[0], prog="python -m pipeline.push")
     result = push_run(args.run, args.repo_id, private=args.private, dry_run_dir=args.dry_run)
     if args.dry_run:
         print(f"dry run: wrote {', '.join(PUSHED_FILES)} to {result}")

@@ -6,7 +6,6 @@ Heavy libraries (vLLM, torch, transformers) load only after the arguments are pa
 
 from __future__ import annotations
 
-import subprocess
 import sys
 
 from pipeline.config import RunConfig, parse_config
@@ -14,22 +13,21 @@ from pipeline.errors import report_errors
 
 
 def main(argv: list[str] | None = None) -> int:
-    config = parse_config(RunConfig, argv, description=__doc__.splitlines()[0])
+    config = parse_config(RunConfig, argv, description=__doc__.splitlines()[0], prog="python -m pipeline.run")
     config.apply()
     from pipeline.curate import run
 
     summary = run(config)  # a held run folder is RunLockedError: exit 3
     if config.train:
-        # A separate process: training gets a clean interpreter (no engine state, no
-        # fragmented memory) and its own TRL argument parsing.
-        command = [sys.executable, "-m", "pipeline.train", "--data",
-                   f"{summary['out']}/train.parquet", "--mode", config.train,
-                   "--out", f"{summary['out']}/{config.train}-lora"]
-        if config.train_config:
-            command += ["--config", config.train_config]
-        if subprocess.run(command).returncode != 0:
-            print(f"error: training failed: {' '.join(command)}", file=sys.stderr)
-            return 4
+        # A child process: training gets a clean interpreter (no engine state, no fragmented
+        # memory); the same function as `python -m pipeline.train`.
+        from pipeline.child import in_child
+        from pipeline.training.trainer import train_from_config
+
+        out = f"{summary['out']}/{config.train}-lora"
+        in_child(f"training ({config.train})", train_from_config, f"{summary['out']}/train.parquet",
+                 config.train, out, config.train_config, log_level=config.log_level)
+        print(f"trained {config.train} adapter in {out}")
     if config.push_to_hub:
         from pipeline.reporting.hub import push_run
 

@@ -59,3 +59,44 @@ def test_help_is_instant_and_lists_options():
         cwd=PROJECT, capture_output=True, text=True, timeout=60)
     assert probe.stdout.strip() == "False"
     assert time.perf_counter() - began < 60
+
+
+def test_every_command_shares_one_default_per_engine_and_work_option():
+    import dataclasses
+
+    from pipeline.compare import CompareConfig
+    from pipeline.config import EngineOptions, WorkOptions
+    from pipeline.evaluate import EvaluateConfig
+
+    shared = [f.name for group in (EngineOptions, WorkOptions) for f in dataclasses.fields(group)]
+    run, evaluate, compare = RunConfig(), EvaluateConfig(), CompareConfig()
+    for name in shared:
+        assert getattr(run, name) == getattr(evaluate, name) == getattr(compare, name), name
+    # ... and the same check of a bad value, whichever command gets it
+    for cls in (RunConfig, EvaluateConfig, CompareConfig):
+        with pytest.raises(UsageError, match="--max-model-len 8: must be larger than --max-tokens 16"):
+            cls(max_tokens=16, max_model_len=8)
+
+
+def test_help_lists_the_options_by_group():
+    from pipeline.config import build_parser
+
+    text = build_parser(RunConfig, "curate", prog="python -m pipeline.run").format_help()
+    titles = ["What to curate", "The model and the engine", "Scale-out", "An OpenAI-compatible",
+              "The LLM judge", "Where work is kept"]
+    positions = [text.index(title) for title in titles]
+    assert positions == sorted(positions)
+    assert positions[1] < text.index("\n  --max-tokens") < positions[2] < text.index("\n  --replicas")
+
+
+def test_a_positional_field_of_the_tasks_command():
+    from pipeline.config import parse_config
+    from pipeline.tasks.cli import TasksConfig
+
+    args = parse_config(TasksConfig, ["check", "mbpp", "--limit", "3"], "tasks")
+    assert (args.command, args.task, args.limit, args.split) == ("check", "mbpp", 3, "train")
+    assert parse_config(TasksConfig, ["list"], "tasks").task is None
+    with pytest.raises(UsageError, match="show needs a task"):
+        parse_config(TasksConfig, ["show"], "tasks")
+    with pytest.raises(SystemExit):  # argparse: not one of list, show, check
+        parse_config(TasksConfig, ["remove", "mbpp"], "tasks")

@@ -1,10 +1,10 @@
 """The paper's table: curate, train one adapter per mode, score the base and every adapter.
 
-Curation and training each run in a child process of their own (``multiprocessing``,
-spawned), calling the same functions as ``python -m pipeline.run`` and ``pipeline.train``
-(:func:`pipeline.curate.run`, :func:`pipeline.training.trainer.train`) with config objects,
-not argument lists: a child frees the engine's or the trainer's memory when it ends. Every
-step reuses finished work.
+Curation and training each run in a child process of their own (:mod:`pipeline.child`),
+calling the same functions as ``python -m pipeline.run`` and ``pipeline.train``
+(:func:`pipeline.curate.run`, :func:`pipeline.training.trainer.train_from_config`) with config
+objects, not argument lists: a child frees the engine's or the trainer's memory when it ends.
+Every step reuses finished work.
 """
 
 from __future__ import annotations
@@ -13,38 +13,16 @@ import dataclasses
 import hashlib
 import json
 import logging
-import multiprocessing
-import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from pipeline.errors import RunFailed, UsageError, report_errors
+from pipeline.child import in_child
+from pipeline.training.trainer import train_from_config, training_options
 
 if TYPE_CHECKING:
     from pipeline.compare import CompareConfig
 
 log = logging.getLogger(__name__)
-
-
-def _child_main(target: Callable[..., Any], args: tuple, log_level: str) -> None:
-    """Entry point of a spawned child: a fresh interpreter, one-line errors, an exit code."""
-    logging.basicConfig(level=log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    sys.exit(report_errors(lambda _argv: target(*args) or 0, argv=[]))
-
-
-def in_child(what: str, target: Callable[..., Any], *args: Any, log_level: str = "INFO") -> None:
-    """Run ``target(*args)`` in a spawned child process; a failure stops the comparison."""
-    process = multiprocessing.get_context("spawn").Process(
-        target=_child_main, args=(target, args, log_level), name=what)
-    process.start()
-    process.join()
-    if process.exitcode != 0:
-        raise RunFailed(f"{what} failed (exit {process.exitcode}; its error is above); fix it and "
-                        f"rerun the same compare command: finished work is reused")
 
 
 def engine_and_work(settings: Any) -> dict[str, Any]:
@@ -73,34 +51,6 @@ def curate(settings: CompareConfig, run_out: Path) -> Path:
     return run_out / "train.parquet"
 
 
-def training_options(path: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A ``--train-config`` YAML split into (our training options, SFTConfig options)."""
-    from pipeline.train import TrainArguments
-
-    if not path:
-        return {}, {}
-    try:
-        values = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise UsageError(f"--train-config {path}: not a readable YAML file ({exc})") from None
-    if not isinstance(values, dict):
-        raise UsageError(f"--train-config {path}: expected a mapping of option: value")
-    ours = {f.name for f in dataclasses.fields(TrainArguments)}
-    fixed = sorted({"data", "mode", "out"} & set(values))
-    if fixed:
-        raise UsageError(f"--train-config {path}: {', '.join(fixed)} is set by compare itself; "
-                         f"remove it")
-    return ({k: v for k, v in values.items() if k in ours},
-            {k: v for k, v in values.items() if k not in ours})
-
-
-def _train(data: str, mode: str, out: str, ours: dict[str, Any], sft: dict[str, Any]) -> None:
-    from pipeline.train import TrainArguments
-    from pipeline.training.trainer import make_sft_config, train
-
-    train(TrainArguments(data=data, mode=mode, out=out, **ours), make_sft_config(sft))
-
-
 def train_mode(settings: CompareConfig, data: Path, mode: str, out: Path) -> Path:
     """One adapter per mode; reused while the training data and config are unchanged."""
     config_text = Path(settings.train_config).read_text() if settings.train_config else ""
@@ -111,10 +61,9 @@ def train_mode(settings: CompareConfig, data: Path, mode: str, out: Path) -> Pat
             and json.loads(stamp_path.read_text()) == stamp):
         log.info("%s: reusing the adapter in %s", mode, out)
         return out
-    ours, sft = training_options(settings.train_config)
     log.info("training (%s): %s into %s", mode, data, out)
-    in_child(f"training ({mode})", _train, str(data), mode, str(out), ours, sft,
-             log_level=settings.log_level)
+    in_child(f"training ({mode})", train_from_config, str(data), mode, str(out),
+             settings.train_config, log_level=settings.log_level)
     stamp_path.write_text(json.dumps(stamp, indent=2))
     return out
 

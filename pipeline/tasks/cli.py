@@ -10,10 +10,12 @@ answer with the task's own judge, without starting an engine.
 
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass, field
 
 import yaml
 
+from pipeline.config import parse_config
+from pipeline.errors import UsageError
 from pipeline.tasks import builtin_names, load_task
 from pipeline.tasks.taskfile import TaskSpec, describe
 
@@ -37,19 +39,34 @@ def check(task: TaskSpec, data: str | None, split: str, limit: int | None) -> in
     return 0
 
 
+@dataclass
+class TasksConfig:
+    """What to do with which task."""
+
+    command: str = field(metadata={
+        "positional": True, "choices": ["list", "show", "check"],
+        "help": "list: the built-in tasks; show: a task's settings and templates; check: load "
+                "the data and judge every gold answer."})
+    task: str | None = field(default=None, metadata={
+        "positional": True, "help": "A built-in task name or a task folder / task.yaml "
+                                    "(show, check)."})
+    data: str | None = field(default=None, metadata={
+        "help": "Data to use instead of the task's: a file, a folder or a Hub id (check)."})
+    split: str = field(default="train", metadata={"help": "Split to check (check)."})
+    limit: int | None = field(default=None, metadata={"help": "Check only the first N rows (check)."})
+    debug: bool = field(default=False, metadata={"help": "Show tracebacks instead of one-line errors."})
+
+    def __post_init__(self) -> None:
+        if self.command != "list" and not self.task:
+            raise UsageError(f"{self.command} needs a task: a built-in name ({', '.join(builtin_names())}) "
+                             f"or a task folder")
+        if self.limit is not None and self.limit < 1:
+            raise UsageError(f"--limit {self.limit}: must be a positive number of rows")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.tasks", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--debug", action="store_true", help="Show tracebacks.")
-    commands = parser.add_subparsers(dest="command", required=True)
-    commands.add_parser("list", help="The built-in tasks.")
-    show = commands.add_parser("show", help="A task's settings and templates.")
-    show.add_argument("task", help="A built-in task name or a task folder / task.yaml.")
-    checking = commands.add_parser("check", help="Load the data and judge every gold answer.")
-    checking.add_argument("task", help="A built-in task name or a task folder / task.yaml.")
-    checking.add_argument("--data", help="Data to use instead of the task's (file, folder, Hub id).")
-    checking.add_argument("--split", default="train", help="Split to check (default: train).")
-    checking.add_argument("--limit", type=int, help="Check only the first N rows.")
-    args = parser.parse_args(argv)
+    args = parse_config(TasksConfig, argv, description=__doc__.split("\n\n")[0],
+                        prog="python -m pipeline.tasks")
     if args.command == "list":
         for name in builtin_names():
             task = load_task(name)
@@ -62,4 +79,3 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\n--- {prompt.path.name} ({prompt.version})\n{prompt.text.rstrip()}")
         return 0
     return check(task, args.data, args.split, args.limit)
-

@@ -144,6 +144,38 @@ def prepare_training(args: TrainArguments, training_args: Any = None) -> Prepare
     return PreparedTraining(trainer, tokenizer, args, model_path, len(examples), out, timer)
 
 
+def training_options(path: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A training YAML (``--train-config``) split into (our options, SFTConfig options)."""
+    import yaml
+
+    from pipeline.errors import UsageError
+    from pipeline.train import TrainArguments
+
+    if not path:
+        return {}, {}
+    try:
+        values = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise UsageError(f"--train-config {path}: not a readable YAML file ({exc})") from None
+    if not isinstance(values, dict):
+        raise UsageError(f"--train-config {path}: expected a mapping of option: value")
+    fixed = sorted({"data", "mode", "out"} & set(values))
+    if fixed:
+        raise UsageError(f"--train-config {path}: {', '.join(fixed)} is set by the command "
+                         f"itself; remove it")
+    ours = {f.name for f in dataclasses.fields(TrainArguments)}
+    return ({k: v for k, v in values.items() if k in ours},
+            {k: v for k, v in values.items() if k not in ours})
+
+
+def train_from_config(data: str, mode: str, out: str, config_path: str | None) -> dict[str, Any]:
+    """:func:`train` on ``data`` in ``mode`` into ``out``, with a training YAML's options."""
+    from pipeline.train import TrainArguments
+
+    ours, sft = training_options(config_path)
+    return train(TrainArguments(data=data, mode=mode, out=out, **ours), make_sft_config(sft))
+
+
 def train(args: TrainArguments, training_args: Any = None) -> dict[str, Any]:
     """Fine-tune on ``args.data``; save the adapter (or full model), logs, loss curve and, with
     ``args.merge``, the merged model. Returns the run's metrics and output paths

@@ -428,3 +428,20 @@ def test_full_fine_tuning_saves_a_whole_model(smoke_data: Path, tmp_path: Path) 
     base = AutoModelForCausalLM.from_pretrained(metrics["model"], dtype=torch.float32)
     layer = "model.layers.0.self_attn.q_proj.weight"
     assert not torch.equal(tuned.state_dict()[layer], base.state_dict()[layer])
+
+
+def test_a_training_yaml_splits_into_our_options_and_sftconfig_options(tmp_path):
+    from pipeline.errors import UsageError
+    from pipeline.training.trainer import training_options
+
+    path = tmp_path / "train.yaml"
+    path.write_text("max_steps: 2\nlimit: 8\nlora_r: 4\nlearning_rate: 5.0e-3\n")
+    assert training_options(str(path)) == ({"limit": 8, "lora_r": 4},
+                                           {"max_steps": 2, "learning_rate": 0.005})
+    assert training_options(None) == ({}, {})
+    path.write_text("mode: sft\n")
+    with pytest.raises(UsageError, match="mode is set by the command itself"):
+        training_options(str(path))
+    path.write_text("- a list\n")
+    with pytest.raises(UsageError, match="expected a mapping"):
+        training_options(str(path))
