@@ -18,7 +18,11 @@ def _child_main(target: Callable[..., Any], args: tuple, log_level: str) -> None
     """Entry point of the child: one-line errors and an exit code, as a command has."""
     logging.basicConfig(level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    sys.exit(report_errors(lambda _argv: target(*args) or 0, argv=[]))
+    def call(_argv: list[str] | None) -> int:
+        target(*args)  # what it returns stays in the child (e.g. training metrics)
+        return 0
+
+    sys.exit(report_errors(call, argv=[]))
 
 
 def in_child(what: str, target: Callable[..., Any], *args: Any, log_level: str = "INFO") -> None:

@@ -10,8 +10,9 @@ from pipeline.child import in_child
 from pipeline.errors import RunFailed, UsageError
 
 
-def write_marker(path: str, text: str) -> None:
+def write_marker(path: str, text: str) -> dict:
     Path(path).write_text(text)
+    return {"written": len(text)}  # a result (as training's metrics): not an exit status
 
 
 def refuse(flag: str) -> None:
