@@ -11,13 +11,13 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from pipeline.config import LOG_FORMAT
 from pipeline.errors import RunFailed, report_errors
 
 
 def _child_main(target: Callable[..., Any], args: tuple, log_level: str) -> None:
     """Entry point of the child: one-line errors and an exit code, as a command has."""
-    logging.basicConfig(level=log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
     def call(_argv: list[str] | None) -> int:
         target(*args)  # what it returns stays in the child (e.g. training metrics)
         return 0

@@ -40,6 +40,10 @@ class Options:
                 check(self)
 
 
+#: How every command (and a spawned child) logs.
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
@@ -223,8 +227,7 @@ class WorkOptions(Options):
         """Set up what a command prints: the log level, and no progress with --no-progress."""
         if not self.progress:
             os.environ["S3FT_PROGRESS"] = "0"  # read by pipeline.progress (and child processes)
-        logging.basicConfig(level=self.log_level.upper(),
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(level=self.log_level.upper(), format=LOG_FORMAT)
 
 
 @dataclass

@@ -119,10 +119,7 @@ def _backend(config: RunConfig) -> tuple[ResolvedModel, Backend, dict[str, Any]]
         )
         served = ResolvedModel(spec=config.model, path=config.base_url, fingerprint=identity)
         return served, backend, {"backend": "openai"}
-    if config.backend != "vllm":
-        raise UsageError(f"--backend {config.backend!r}: use vllm or openai")
-    if config.engine not in ("local", "ray"):
-        raise UsageError(f"--engine {config.engine!r}: use local or ray")
+    # --backend and --engine hold known values: OpenAIOptions/RayOptions.check refused others.
     model = resolve_model(config.model)
     # Where the engine runs does not change what it answers: both engines share stage keys.
     settings = engine_settings(config.dtype, config.max_model_len, config.seed)

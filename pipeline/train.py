@@ -24,6 +24,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.config import LOG_FORMAT
 from pipeline.training.data import MODES, TrainInputError
 from pipeline.training.trainer import FULL_LEARNING_RATE, LORA_LEARNING_RATE, sft_defaults, train
 
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if "--help-all" in argv:
         argv = ["--help"]
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     parser = make_parser()
     try:
         args, sft_config = parser.parse_args_and_config(args=argv)
