@@ -107,6 +107,20 @@ class EngineOptions(Options):
 
 
 @dataclass
+class SamplingOptions(Options):
+    """How answers and paraphrases are generated (every command that generates)."""
+
+    loop_guard: bool = field(
+        default=True,
+        metadata={"help": "Stop a generation as soon as it loops (its last 8 periods, of up to "
+                  "64 tokens, each >= 90%% like the one before): it could never be a target, "
+                  "so the tokens after the loop starts are not spent. Recorded as "
+                  "finish_reason 'repetition'. In-process and Ray engines, not an OpenAI "
+                  "server (docs/loop-guard.md)."},
+    )
+
+
+@dataclass
 class RayOptions(Options):
     """Scale-out: Ray Data's vLLM processor on a Ray cluster (--engine ray)."""
 
@@ -283,7 +297,8 @@ class RunOptions(Options):
 
 
 @dataclass
-class RunConfig(WorkOptions, JudgeOptions, OpenAIOptions, RayOptions, EngineOptions, RunOptions):
+class RunConfig(WorkOptions, JudgeOptions, OpenAIOptions, RayOptions, SamplingOptions, EngineOptions,
+                RunOptions):
     """``python -m pipeline.run``: every option group (fields in the order of the bases,
     reversed: the run's own options first)."""
 

@@ -18,6 +18,7 @@ import yaml
 from judges import Judge
 from pipeline.backends.base import Backend, SamplingSettings
 from pipeline.backends.device import engine_kwargs, resolve_dtype
+from pipeline.backends.loop_guard import LoopGuard
 from pipeline.backends.model import ResolvedModel, cache_dir, resolve_model
 from pipeline.backends.vllm_backend import VllmBackend
 from pipeline.config import RunConfig, stable_hash
@@ -68,7 +69,8 @@ def plan(config: RunConfig, served: tuple[ResolvedModel, Backend, dict[str, Any]
     model, backend, engine = served or _backend(config)  # an engine starts on first use only
     judge = _judge(config, task, judge_chat or backend)
     frame, loaded = load_rows(task, config.data, config.limit, config.split, judge=judge)
-    sampling = SamplingSettings(max_tokens=config.max_tokens or task.max_tokens, stop=task.stop)
+    sampling = SamplingSettings(max_tokens=config.max_tokens or task.max_tokens, stop=task.stop,
+                                loop_guard=_loop_guard(config))
     answers_judge = JudgeStage(judge)
     paraphrase_judge = JudgeStage(judge, paraphrase=True)
     stages: list[Stage] = [
@@ -92,6 +94,18 @@ def plan(config: RunConfig, served: tuple[ResolvedModel, Backend, dict[str, Any]
     paraphrase_judge.calibration_stage_dir = f"{answers_judge.name}-{keys[answers_judge.name]}"
     out_dir = Path(config.out or Path("runs") / f"{task.name}-{upstream[:8]}")
     return Plan(config, task, frame, loaded, model, backend, judge, stages, keys, out_dir)
+
+
+def _loop_guard(config: RunConfig) -> LoopGuard | None:
+    """The loop guard, where the backend can apply it: the in-process and Ray engines load the
+    processor; an OpenAI-compatible server decides its own decoding, so there is none."""
+    if not config.loop_guard:
+        return None
+    if config.backend == "openai":
+        log.info("loop guard: not applied with --backend openai (the server generates to the "
+                 "limit; cut-off answers are still never admitted)")
+        return None
+    return LoopGuard()
 
 
 def engine_settings(dtype: str, max_model_len: int, seed: int) -> dict[str, Any]:
@@ -284,6 +298,8 @@ def _write_config(p: Plan) -> None:
         "dtype": resolve_dtype(p.config.dtype), "stage_keys": p.keys,
         "task": describe(p.task),
         "judge": next(s for s in p.stages if s.name == "judge").settings(),
+        # How answers were sampled (loop guard included), as the generate stage's key has it.
+        "sampling": next(s for s in p.stages if s.name == "generate").settings()["sampling"],
     }
     atomic_write_bytes(p.out_dir / "config.yaml", yaml.safe_dump(options, sort_keys=False).encode())
     atomic_write_json(p.out_dir / RUN_FILE, resolved)

@@ -29,6 +29,26 @@ def test_resume_is_the_default_and_fresh_overrides_it():
     assert parse(["--fresh", "--resume"]).fresh is False
 
 
+def test_the_loop_guard_is_on_unless_turned_off(tmp_path):
+    assert parse([]).loop_guard is True
+    assert parse(["--no-loop-guard"]).loop_guard is False
+    config_file = tmp_path / "c.yaml"
+    config_file.write_text("loop_guard: false\n")
+    assert parse(["--config", str(config_file)]).loop_guard is False
+    assert parse(["--config", str(config_file), "--loop-guard"]).loop_guard is True
+
+
+def test_the_loop_guard_is_not_claimed_where_the_backend_cannot_apply_it():
+    from pipeline.backends.loop_guard import LoopGuard
+    from pipeline.curate import _loop_guard
+
+    assert _loop_guard(RunConfig()) == LoopGuard()
+    assert _loop_guard(RunConfig(engine="ray")) == LoopGuard()
+    assert _loop_guard(RunConfig(loop_guard=False)) is None
+    # An OpenAI-compatible server decides its own decoding: no guard in the stage keys.
+    assert _loop_guard(RunConfig(backend="openai", base_url="http://127.0.0.1:1/v1")) is None
+
+
 def test_unknown_yaml_option_is_named(tmp_path):
     config_file = tmp_path / "c.yaml"
     config_file.write_text("max_tokenz: 64\n")
@@ -82,11 +102,12 @@ def test_help_lists_the_options_by_group():
     from pipeline.config import build_parser
 
     text = build_parser(RunConfig, "curate", prog="python -m pipeline.run").format_help()
-    titles = ["What to curate", "The model and the engine", "Scale-out", "An OpenAI-compatible",
-              "The LLM judge", "Where work is kept"]
+    titles = ["What to curate", "The model and the engine", "How answers and paraphrases",
+              "Scale-out", "An OpenAI-compatible", "The LLM judge", "Where work is kept"]
     positions = [text.index(title) for title in titles]
     assert positions == sorted(positions)
     assert positions[1] < text.index("\n  --max-tokens") < positions[2] < text.index("\n  --replicas")
+    assert positions[2] < text.index("\n  --loop-guard, --no-loop-guard") < positions[3]
 
 
 def test_a_positional_field_of_the_tasks_command():

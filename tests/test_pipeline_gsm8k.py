@@ -54,7 +54,7 @@ def test_admission_is_the_judges_rules_applied_again(train, gsm8k_train):
         decision = admit(judge, row["candidate"], row["finish_reason"], verdict, example,
                          row["gold"], paraphrase=False)
         assert (decision.admitted, decision.rule) == (row["admitted"], row["admission_rule"])
-        if row["finish_reason"] == "length":
+        if row["finish_reason"] in ("length", "repetition"):
             assert row["admission_rule"] == "truncated"
         if row["paraphrase"] is not None:
             verdict = judge.judge_paraphrase(row["paraphrase"], example)
@@ -79,7 +79,7 @@ def test_recorded_verdicts_match_the_judge(train, gsm8k_train):
 def test_generation_provenance(train):
     assert set(train["model"]) == {"embedded:smollm2-135m-instruct"}
     assert all(v.startswith("gsm8k/answer.jinja@") for v in train["prompt_version"])
-    assert train["finish_reason"].is_in(["stop", "length"]).all()
+    assert train["finish_reason"].is_in(["stop", "length", "repetition"]).all()
     assert (train["completion_tokens"] > 0).all()
     assert train["error"].null_count() == 16
 

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from pipeline.backends.loop_guard import LoopGuard
+
 Messages = list[dict[str, str]]  # [{"role": "user", "content": "..."}, ...]
 
 
@@ -25,15 +27,22 @@ class SamplingSettings:
     stop: tuple[str, ...] = ()
     #: Constrain the output to this JSON schema (guided decoding), e.g. for LLM-judge verdicts.
     json_schema: dict[str, Any] | None = field(default=None, hash=False)
+    #: Stop a generation that loops (finish_reason "repetition"); None: run to the limit.
+    loop_guard: LoopGuard | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
+#: Finish reasons of a generation that did not end on its own (the token limit, the loop guard).
+CUT_OFF = frozenset({"length", "repetition"})
+
+
 @dataclass(frozen=True)
 class Generation:
     text: str | None
-    finish_reason: str | None  # "stop", "length", or None when the request failed
+    #: "stop", "length", "repetition" (the loop guard stopped it), or None when it failed
+    finish_reason: str | None
     prompt_tokens: int = 0
     completion_tokens: int = 0
     error: str | None = None

@@ -13,6 +13,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from pipeline.backends.loop_guard import PROCESSOR as LOOP_GUARD_PROCESSOR
+
 
 @cache
 def is_cpu_build() -> bool:
@@ -68,6 +70,8 @@ def engine_kwargs(model_path: str, *, dtype: str, max_model_len: int, seed: int,
         # greedy anyway, the seed only pins tie-breaking and any future sampling).
         "seed": seed,
         "enable_prefix_caching": True,
+        # Loaded always; it acts only on requests that ask for it (SamplingSettings.loop_guard).
+        "logits_processors": [LOOP_GUARD_PROCESSOR],
     }
     if is_cpu_build():
         # Eager mode starts in ~45 s instead of ~95 s at the same decoding speed on CPU.

@@ -2,7 +2,9 @@
 
 ``FakeBackend(reply)`` answers every conversation with ``reply(conversation)``: a function of
 the chat messages that returns the text, or a :class:`Generation` when a test needs a finish
-reason, token counts or an error. Same conversation, same answer, in any batch: a stage test
+reason, token counts or an error. A text reply counts one token per word, is cut at
+``max_tokens`` words ("length") and, with the loop guard on, stopped by the guard's own rule
+where it trips ("repetition"). Same conversation, same answer, in any batch: a stage test
 runs the whole pipeline (:func:`pipeline.curate.run` with ``served=``) in a second, without an
 engine. The real engines keep their own integration tests.
 """
@@ -13,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable
 
 from pipeline.backends.base import Backend, Generation, Messages, SamplingSettings
+from pipeline.backends.loop_guard import loop_start
 from pipeline.backends.model import ResolvedModel
 
 Reply = Callable[[Messages], "str | Generation"]
@@ -43,14 +46,22 @@ class FakeBackend(Backend):
         for conversation in conversations:
             answer = self.reply(conversation)
             if isinstance(answer, str):
-                words = len(answer.split())
-                cut = words > sampling.max_tokens
-                text = " ".join(answer.split()[:sampling.max_tokens]) if cut else answer
-                answer = Generation(text, "length" if cut else "stop",
-                                    prompt_tokens=len(last_user_message(conversation).split()),
-                                    completion_tokens=min(words, sampling.max_tokens))
+                answer = self._as_generation(answer, conversation, sampling)
             out.append(answer)
         return out
+
+    @staticmethod
+    def _as_generation(answer: str, conversation: Messages, sampling: SamplingSettings) -> Generation:
+        words = answer.split()
+        end, reason = len(words), "stop"
+        if end > sampling.max_tokens:
+            end, reason = sampling.max_tokens, "length"
+        looped = loop_start(words[:end], sampling.loop_guard) if sampling.loop_guard else None
+        if looped is not None and looped < end:
+            end, reason = looped, "repetition"
+        text = answer if reason == "stop" else " ".join(words[:end])
+        return Generation(text, reason, prompt_tokens=len(last_user_message(conversation).split()),
+                          completion_tokens=end)
 
     def served(self) -> tuple[ResolvedModel, FakeBackend, dict[str, str]]:
         """What :func:`pipeline.curate.run` takes as ``served``: (model, backend, engine

@@ -30,6 +30,7 @@ from pipeline.backends.base import (
     chat_token_ids,
     tokenize_within_context,
 )
+from pipeline.backends.loop_guard import stopped_by_guard
 from pipeline.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,8 @@ class RayBackend(Backend):
         }
         if sampling.json_schema:
             params["structured_outputs"] = {"json": sampling.json_schema}
+        if sampling.loop_guard:  # the engines load the processor (device.engine_kwargs)
+            params["extra_args"] = sampling.loop_guard.extra_args()
         config = vLLMEngineProcessorConfig(
             model_source=self.model_path,
             engine_kwargs=self.engine_kwargs,
@@ -125,6 +128,17 @@ class RayBackend(Backend):
         )
         return build_processor(config, preprocess=lambda row: {
             "index": row["index"], "tokenized_prompt": row["ids"], "sampling_params": dict(params)})
+
+    def _finish_reason(self, out: dict[str, Any], tokens: int, sampling: SamplingSettings) -> str:
+        """The processor does not return vLLM's finish_reason: an answer that used every
+        allowed token was cut off, and one the loop guard ended is told by its tokens."""
+        if tokens >= sampling.max_tokens:
+            return "length"
+        tokens_out = out.get("generated_tokens")  # a list, or an array after Arrow
+        if sampling.loop_guard and tokens_out is not None and stopped_by_guard(
+                [int(t) for t in tokens_out], sampling.loop_guard, {self.tokenizer.eos_token_id}):
+            return "repetition"
+        return "stop"
 
     def generate(self, conversations: list[Messages], sampling: SamplingSettings) -> list[Generation]:
         results, runnable = tokenize_within_context(
@@ -150,9 +164,7 @@ class RayBackend(Backend):
                 tokens = int(out.get("num_generated_tokens") or 0)
                 results[row["index"]] = Generation(
                     text=None if error else out["generated_text"],
-                    # The processor does not return vLLM's finish_reason: a greedy answer
-                    # that used every allowed token was cut off.
-                    finish_reason=None if error else ("length" if tokens >= sampling.max_tokens else "stop"),
+                    finish_reason=None if error else self._finish_reason(out, tokens, sampling),
                     prompt_tokens=len(row["ids"]), completion_tokens=tokens,
                     error=f"engine_error: {error}" if error else None)
         assert all(r is not None for r in results)

@@ -21,6 +21,7 @@ from pipeline.backends.base import (
     chat_token_ids,
     tokenize_within_context,
 )
+from pipeline.backends.loop_guard import stopped_by_guard
 
 log = logging.getLogger(__name__)
 
@@ -106,17 +107,26 @@ class VllmBackend(Backend):
                 include_stop_str_in_output=True,
                 structured_outputs=(StructuredOutputsParams(json=sampling.json_schema)
                                     if sampling.json_schema else None),
+                extra_args=sampling.loop_guard.extra_args() if sampling.loop_guard else None,
             )
             prompts = [TokensPrompt(prompt_token_ids=ids) for _, ids in runnable]
             for (index, ids), output in zip(runnable, self._run(prompts, params, lora_request), strict=True):
                 results[index] = output if isinstance(output, Generation) else Generation(
                     text=output.outputs[0].text,
-                    finish_reason=output.outputs[0].finish_reason,
+                    finish_reason=self._finish_reason(output.outputs[0], sampling),
                     prompt_tokens=len(ids),
                     completion_tokens=len(output.outputs[0].token_ids),
                 )
         assert all(r is not None for r in results)
         return results  # type: ignore[return-value]
+
+    def _finish_reason(self, completion: Any, sampling: SamplingSettings) -> str:
+        """vLLM's reason, except that a stop forced by the loop guard is "repetition"."""
+        guard = sampling.loop_guard
+        if guard and completion.finish_reason == "stop" and stopped_by_guard(
+                completion.token_ids, guard, {self.tokenizer.eos_token_id}):
+            return "repetition"
+        return completion.finish_reason
 
     def _run(self, prompts: list[Any], params: Any, lora_request: Any = None) -> list[Any]:
         """Generate a batch; if the engine rejects it, retry one by one so only bad rows fail.

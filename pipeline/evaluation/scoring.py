@@ -94,6 +94,7 @@ def evaluate_in_domain(models: list[ModelUnderTest], tasks: list[str], settings:
     """Generate + judge every model on every task's test split; one engine per base model."""
     import polars as pl
 
+    from pipeline.backends.base import CUT_OFF
     from pipeline.backends.model import ResolvedModel, cache_dir, resolve_model
     from pipeline.backends.vllm_backend import VllmBackend
     from pipeline.config import RunConfig
@@ -137,7 +138,8 @@ def evaluate_in_domain(models: list[ModelUnderTest], tasks: list[str], settings:
                     results[m.name][task] = {
                         **interval_summary(frame.height, float(correct.sum())), "split": IN_DOMAIN_SPLIT,
                         "metric": "judged correct", "errors": int(frame["error"].is_not_null().sum()),
-                        "truncated": int((frame["finish_reason"] == "length").sum()),
+                        # Cut at the token limit or stopped by the loop guard.
+                        "truncated": int(frame["finish_reason"].is_in(list(CUT_OFF)).sum()),
                     }
                     score = results[m.name][task]
                     log.info("%s on %s: %s (95%% interval)", m.name, task,

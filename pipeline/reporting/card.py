@@ -58,7 +58,8 @@ COLUMN_DOCS: dict[str, str] = {
     "paraphrase": "the model's rewrite of `gold` (null if not paraphrased)",
     "paraphrase_verdict": "the judge's verdict on `paraphrase`",
     "paraphrase_judge_rule": "the judge rule that decided `paraphrase_verdict`",
-    "finish_reason": "why generation of `candidate` stopped (`stop`, `length`)",
+    "finish_reason": ("why generation of `candidate` stopped (`stop`; `length`: the token limit; "
+                      "`repetition`: the loop guard)"),
     "prompt_tokens": "prompt length in tokens",
     "completion_tokens": "`candidate` length in tokens",
     "paraphrase_tokens": "`paraphrase` length in tokens",
@@ -156,6 +157,21 @@ def _cell(value: Any) -> str:
 
 def _pct(value: Any) -> str:
     return f"{value:.1f}" if isinstance(value, int | float) else "-"
+
+
+def _loop_guard_line(run: RunFiles) -> str:
+    """What the loop guard did (docs/loop-guard.md), from run.json and the stage costs."""
+    if "sampling" not in run.resolved:
+        return "loop guard: not recorded (a run from before it existed)"
+    guard = run.resolved["sampling"].get("loop_guard")
+    if not guard:
+        return "loop guard: off (generations ran to `max_tokens`)"
+    stages = run.summary.get("stages") or {}
+    stopped = {name: (stages.get(name) or {}).get("loop_stopped", 0) for name in ("generate", "paraphrase")}
+    return (f"loop guard: on (a generation whose last {guard['repeats']} periods repeated the one "
+            f"before, ≥ {100 * guard['similarity']:.0f} % alike, was stopped: `finish_reason` "
+            f"`repetition`, never a target): {stopped['generate']} answers and "
+            f"{stopped['paraphrase']} paraphrases stopped")
 
 
 def _template_section(run: RunFiles) -> str:
@@ -335,6 +351,7 @@ Share of each target source in this set, next to the paper's (Table 3, Mistral-7
 - `--model {_cell(model)}`; fingerprint `{_cell(resolved.get('model_fingerprint', '?'))}`
 - greedy decoding, `max_tokens` {run.options.get('max_tokens', '?')}, `max_model_len`
   {run.options.get('max_model_len', '?')}, dtype `{resolved.get('dtype', run.options.get('dtype', '?'))}`
+- {_loop_guard_line(run)}
 
 ## Prompt templates
 

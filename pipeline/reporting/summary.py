@@ -31,6 +31,9 @@ def _stage_cost(result: StageResult, prefix: str | None) -> dict[str, Any]:
             engine_seconds=round(engine_seconds, 2),
             tokens_per_s=round(tokens / engine_seconds, 1) if engine_seconds else None,
             truncated=int(stats.get(f"{prefix}_truncated", 0)),
+            # The loop guard: rows it stopped, and the token budget they did not spend.
+            loop_stopped=int(stats.get(f"{prefix}_loop_stopped", 0)),
+            loop_tokens_saved=int(stats.get(f"{prefix}_loop_tokens_saved", 0)),
             errors=int(stats.get(f"{prefix}_errors", 0)),
         )
     return cost
@@ -124,6 +127,13 @@ def print_summary(summary: dict[str, Any]) -> None:
                       str(cost.get("generated_tokens", "")),
                       str(cost.get("tokens_per_s") or ""))
     console.print(costs)
+    looped = {name: summary["stages"].get(name, {}) for name in ("generate", "paraphrase")}
+    if any(cost.get("loop_stopped") for cost in looped.values()):
+        console.print(
+            f"loop guard: stopped {looped['generate'].get('loop_stopped', 0)} answers and "
+            f"{looped['paraphrase'].get('loop_stopped', 0)} paraphrases that repeated themselves "
+            f"(finish_reason 'repetition'; up to "
+            f"{sum(c.get('loop_tokens_saved', 0) for c in looped.values()):,} tokens not spent)")
     admission = Table(title="Admission: why a text was or was not a target")
     for column in ("text", "rule", "rows", "example reason"):
         admission.add_column(column, justify="right" if column == "rows" else "left")

@@ -29,10 +29,9 @@ from typing import Any
 import polars as pl
 
 from judges import Judge, Verdict
+from pipeline.backends.base import CUT_OFF
 from pipeline.stage import Stage
 
-#: Finish reasons of an answer that did not end on its own.
-CUT_OFF = frozenset({"length", "repetition"})
 ADMITTED = "admitted"
 
 

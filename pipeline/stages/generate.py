@@ -34,6 +34,11 @@ def run_backend(backend: Backend, conversations: list[list[dict[str, str]]],
     stats[f"{prefix}_completion_tokens"] += sum(g.completion_tokens for g in generations)
     stats[f"{prefix}_errors"] += sum(g.error is not None for g in generations)
     stats[f"{prefix}_truncated"] += sum(g.finish_reason == "length" for g in generations)
+    looped = [g for g in generations if g.finish_reason == "repetition"]
+    stats[f"{prefix}_loop_stopped"] += len(looped)
+    # What those rows would have spent without the guard, at most: the rest of their budget.
+    stats[f"{prefix}_loop_tokens_saved"] += sum(sampling.max_tokens - g.completion_tokens
+                                                for g in looped)
     return generations
 
 

@@ -28,6 +28,8 @@ import yaml
 
 import judges
 from judges.base import Verdict
+from pipeline.backends.base import SamplingSettings
+from pipeline.backends.loop_guard import LoopGuard
 from pipeline.config import RunConfig
 from pipeline.errors import UsageError
 from pipeline.reporting.card import DATA_FILE, _fence, read_run, render_card
@@ -131,7 +133,8 @@ def build_run_folder(root: Path, gsm8k_rows: list[dict], rows: int = 12, errors:
         stats: Counter = Counter(seconds=seconds)
         if prefix:
             stats.update({f"{prefix}_completion_tokens": tokens, f"{prefix}_prompt_tokens": 4 * tokens,
-                          f"{prefix}_seconds": seconds * 0.95})
+                          f"{prefix}_seconds": seconds * 0.95, f"{prefix}_loop_stopped": tokens // 300,
+                          f"{prefix}_loop_tokens_saved": 100 * (tokens // 300)})
         return StageResult([], "k", stats, 2, 0, seconds)
 
     stages = {"generate": stage(40.0, "generate", 900), "judge": stage(0.2),
@@ -146,7 +149,8 @@ def build_run_folder(root: Path, gsm8k_rows: list[dict], rows: int = 12, errors:
     options = {k: v for k, v in dataclasses.asdict(config).items() if k != "config"}
     resolved = {"data_source": "/data/gsm8k/train.jsonl", "dtype": "float32",
                 "model_fingerprint": "gguf-sha256:b179c9523d0e", "model_path": "/models/smollm2",
-                "stage_keys": {"load": "aaa", "generate": "bbb", "judge": "ccc"}}
+                "stage_keys": {"load": "aaa", "generate": "bbb", "judge": "ccc"},
+                "sampling": SamplingSettings(loop_guard=LoopGuard()).as_dict()}
     (out / "config.yaml").write_text(yaml.safe_dump(options, sort_keys=False))
     (out / "run.json").write_text(json.dumps(resolved, indent=2))
     return out
@@ -212,6 +216,9 @@ def test_card_content_comes_from_the_run(run_dir, dry_run):
     assert 'load_dataset("alice/s3ft-gsm8k", split="train")' in text
     assert "python -m pipeline.train --data data/alice--s3ft-gsm8k/" + DATA_FILE + " --mode s3ft" in text
     assert (run_dir / "config.yaml").read_text().strip() in text
+    assert ("loop guard: on (a generation whose last 8 periods repeated the one before, ≥ 90 %"
+            " alike, was stopped") in text
+    assert "3 answers and 1 paraphrases stopped" in text
     outcomes = Counter(zip(table.column("judge_rule").to_pylist(), table.column("verdict").to_pylist(),
                            strict=True))
     # The right model answers are the worked gold after a first line: admitted as targets.

@@ -42,7 +42,7 @@ def plan_for(rows: list[dict]) -> dict[str, tuple[str, str]]:
             kinds[row["question"]] = ("paraphrase", "I think it is\n#### 987654", reworded(gold))
         elif i % 4 == 2:  # wrong, then the gold copied back: gold, counted as a copy
             kinds[row["question"]] = ("copy", "#### 987654", gold)
-        else:  # a loop cut at the token limit, then a failed request: gold, with the error
+        else:  # a loop (the guard stops it), then a failed request: gold, with the error
             kinds[row["question"]] = ("cut", "and again " * 400, None)
     return kinds
 
@@ -90,7 +90,9 @@ def test_every_target_comes_from_the_source_the_rules_say(fake_run, gsm8k_train)
         else:
             assert row["target"] == row["gold"]
         if kind == "cut":
-            assert row["finish_reason"] == "length"
+            assert row["finish_reason"] == "repetition"
+            # Where the rule trips: 32 words compared with the two before them, all alike.
+            assert row["candidate"] == "and again " * 16 + "and again"
             assert row["error"] == "paraphrase: http_503: the server is busy"
             assert row["paraphrase_judge_rule"] == "no_response"
         else:
@@ -105,6 +107,10 @@ def test_summary_counts_what_the_rows_hold(fake_run):
     assert summary["paraphrase_copies"] == 3
     assert summary["admission"]["model"]["truncated"]["count"] == 3
     assert summary["errors_by_stage"] == {"paraphrase": 3}
+    generate = summary["stages"]["generate"]
+    # The three loops, stopped after 34 of their 384 allowed tokens (words, on the fake).
+    assert (generate["loop_stopped"], generate["loop_tokens_saved"]) == (3, 3 * (384 - 34))
+    assert generate["truncated"] == 0 and summary["stages"]["paraphrase"]["loop_stopped"] == 0
     assert summary["engine_starts"] == 0
     assert summary["backend_counters"] == {"requests": ROWS + 9}
     assert list(summary["stages"]) == ["generate", "judge", "admit", "paraphrase", "judge_paraphrase",
@@ -112,8 +118,39 @@ def test_summary_counts_what_the_rows_hold(fake_run):
     assert summary == json.loads((fake_run["out"] / "summary.json").read_text())
 
 
+def test_without_the_loop_guard_a_loop_runs_to_the_limit_and_nothing_else_changes(
+        fake_run, gsm8k_train, tmp_path):
+    config = RunConfig(task="gsm8k", limit=ROWS, shard_size=4, out=str(tmp_path / "unguarded"),
+                       max_error_rate=1.0, progress=False, loop_guard=False)
+    summary = run(config, served=fake_for(gsm8k_train[:ROWS]).served())
+    generate = summary["stages"]["generate"]
+    assert (generate["loop_stopped"], generate["loop_tokens_saved"], generate["truncated"]) == (0, 0, 3)
+    guarded = pl.read_parquet(fake_run["out"] / "train.parquet")
+    unguarded = pl.read_parquet(tmp_path / "unguarded" / "train.parquet")
+    cut = unguarded.filter(pl.col("finish_reason") == "length")
+    assert cut.height == 3 and set(cut["completion_tokens"]) == {384}
+    assert set(cut["admission_rule"]) == {"truncated"}
+    looped = pl.col("finish_reason") == "repetition"
+    assert guarded.filter(~looped).equals(unguarded.filter(pl.col("finish_reason") != "length"))
+    # The loops' targets are the gold either way; only their (shorter) text differs.
+    same = ("id", "source", "target")
+    assert guarded.filter(looped).select(same).equals(cut.select(same))
+    assert all(u.startswith(g) for g, u in zip(guarded.filter(looped)["candidate"], cut["candidate"],
+                                                strict=True))
+    assert summary["sources"] == fake_run["summary"]["sources"]
+    resolved = json.loads((tmp_path / "unguarded" / "run.json").read_text())
+    assert resolved["sampling"]["loop_guard"] is None
+    # The guard's settings are in the generation stages' keys: no shard is shared by mistake.
+    keys = json.loads((fake_run["out"] / "run.json").read_text())["stage_keys"]
+    assert keys["load"] == resolved["stage_keys"]["load"]
+    assert keys["generate"] != resolved["stage_keys"]["generate"]
+    assert summary["stages"]["generate"]["shards_reused"] == 0
+
+
 def test_run_metadata_is_data(fake_run):
     resolved = json.loads((fake_run["out"] / "run.json").read_text())
+    assert resolved["sampling"]["loop_guard"] == {"max_period": 64, "repeats": 8, "similarity": 0.9,
+                                                  "min_span": 32}
     assert resolved["model_fingerprint"] == "fake:fake-model"
     assert set(resolved["stage_keys"]) == {"load", "generate", "judge", "admit", "paraphrase",
                                            "judge_paraphrase", "admit_paraphrase", "select", "export"}
@@ -130,3 +167,12 @@ def test_a_rerun_retries_only_the_failed_rows(fake_run, gsm8k_train):
     assert summary["stages"]["paraphrase"]["retried_rows"] == 3
     assert (fake_run["out"] / "train.parquet").read_bytes() == before
     assert summary["sources"] == fake_run["summary"]["sources"]
+
+
+def test_the_printed_summary_says_what_the_loop_guard_stopped(fake_run, capsys):
+    from pipeline.reporting.summary import print_summary
+
+    print_summary(fake_run["summary"])
+    printed = " ".join(capsys.readouterr().out.split())  # rich wraps at the terminal width
+    assert (f"loop guard: stopped 3 answers and 0 paraphrases that repeated themselves "
+            f"(finish_reason 'repetition'; up to {3 * (384 - 34):,} tokens not spent)") in printed
