@@ -27,6 +27,9 @@ import yaml
 
 from pipeline.backends.model import DEFAULT_MODEL
 from pipeline.errors import UsageError
+from pipeline.sampling import DEFAULTS as SAMPLING_DEFAULTS
+from pipeline.sampling import PICK_RULES
+from pipeline.sampling import problem as sampling_problem
 
 
 class Options:
@@ -75,7 +78,10 @@ class EngineOptions(Options):
         metadata={"help": "Model dtype for vLLM; auto = bfloat16 where the hardware has it, "
                   "else float32 on CPU."},
     )
-    seed: int = field(default=0, metadata={"help": "Engine seed (decoding is greedy)."})
+    seed: int = field(default=0, metadata={"help": "Seed of the engine and, with --samples > 1, "
+                                                   "of every row's samples (each prompt's "
+                                                   "seed is derived from it and the prompt: a "
+                                                   "resumed or re-sharded run draws the same)."})
     max_tokens: int | None = field(
         default=None, metadata={"help": "Max new tokens per generation. Default: the task file's "
                                         "generation.max_tokens (384 for the built-in tasks)."})
@@ -118,6 +124,47 @@ class SamplingOptions(Options):
                   "finish_reason 'repetition'. In-process and Ray engines, not an OpenAI "
                   "server (docs/loop-guard.md)."},
     )
+    # The sampling settings: None means "not given here", and the run takes the task file's
+    # generation.<key>, else the default in the help (pipeline/sampling.py resolves them).
+    samples: int | None = field(
+        default=None,
+        metadata={"help": "Answers sampled per prompt (one vLLM request with n=k, sharing the "
+                  "prompt's KV). Every sample is judged and admitted on its own; the target is "
+                  "an admitted sample chosen by --pick; only rows without one are paraphrased. "
+                  "Default: the task file's, else 1 (one greedy answer)."},
+    )
+    pick: str | None = field(
+        default=None,
+        metadata={"help": "Which admitted sample becomes the target: likeliest (highest mean "
+                  "token log-prob under the model: closest to its own distribution), first, "
+                  "or shortest. Default: likeliest.", "choices": PICK_RULES},
+    )
+    temperature: float | None = field(
+        default=None,
+        metadata={"help": "Sampling temperature. Default: 0 (greedy) with --samples 1, 0.7 "
+                  "with more (greedy decoding gives one answer only)."},
+    )
+    top_p: float | None = field(default=None, metadata={
+        "help": "Nucleus sampling: keep the top tokens holding this share of probability "
+                "(default 1: off)."})
+    top_k: int | None = field(default=None, metadata={
+        "help": "Keep only the k likeliest tokens (default 0: off)."})
+    min_p: float | None = field(default=None, metadata={
+        "help": "Drop tokens below this share of the likeliest token's probability (default 0: "
+                "off)."})
+    repetition_penalty: float | None = field(default=None, metadata={
+        "help": "vLLM's repetition penalty (default 1: off)."})
+
+    def sampling_given(self) -> dict[str, Any]:
+        """The sampling settings given on the command line or in --config (None: not given)."""
+        return {key: getattr(self, key) for key in SAMPLING_DEFAULTS}
+
+    def check(self) -> None:
+        for key, value in self.sampling_given().items():
+            what = None if value is None else sampling_problem(key, value)
+            need(self, what is None, key, what or "")
+        need(self, self.samples in (None, 1) or self.temperature != 0, "temperature",
+             f"must be above 0 with --samples {self.samples}: greedy decoding gives one answer")
 
 
 @dataclass
@@ -346,7 +393,8 @@ def build_parser(cls: type, description: str, prog: str | None = None) -> argpar
                     group.add_argument(f.metadata["negative_alias"], dest=f.name, action="store_false",
                                        help=f"same as --no-{flag[2:]}")
             else:
-                group.add_argument(flag, type=base, help=help_text, metavar=f.name.upper())
+                group.add_argument(flag, type=base, help=help_text, metavar=f.name.upper(),
+                                   choices=f.metadata.get("choices"))
     return parser
 
 

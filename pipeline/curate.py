@@ -24,6 +24,8 @@ from pipeline.backends.vllm_backend import VllmBackend
 from pipeline.config import RunConfig, stable_hash
 from pipeline.errors import UsageError
 from pipeline.reporting.summary import print_summary, summarize
+from pipeline.sampling import AnswerSampling
+from pipeline.sampling import resolve as resolve_sampling
 from pipeline.stage import Shard, Stage, StageResult, run_stage, stage_key
 from pipeline.stages.admission import AdmitStage
 from pipeline.stages.export import ExportStage, build_train_table, write_train
@@ -66,22 +68,27 @@ def plan(config: RunConfig, served: tuple[ResolvedModel, Backend, dict[str, Any]
     config names, and ``judge_chat`` the LLM judge's model: evaluation shares one engine
     between several models this way."""
     task = load_task(config.task)
-    model, backend, engine = served or _backend(config)  # an engine starts on first use only
+    chosen = resolve_sampling(config.sampling_given(), task.sampling, str(task.file))
+    # An engine starts on first use only.
+    model, backend, engine = served or _backend(config, seeded_sampling=chosen.temperature > 0)
+    # Paraphrases are one greedy rewrite each; answers are greedy too unless --samples asks
+    # for several (then sampled with the run's settings, each prompt with its own seed).
+    paraphrasing = SamplingSettings(max_tokens=config.max_tokens or task.max_tokens, stop=task.stop,
+                                    loop_guard=_loop_guard(config))
+    answering = _answer_sampling(config, chosen, paraphrasing, backend)
     judge = _judge(config, task, judge_chat or backend)
     frame, loaded = load_rows(task, config.data, config.limit, config.split, judge=judge)
-    sampling = SamplingSettings(max_tokens=config.max_tokens or task.max_tokens, stop=task.stop,
-                                loop_guard=_loop_guard(config))
-    answers_judge = JudgeStage(judge)
+    answers_judge = JudgeStage(judge, samples=chosen.samples)
     paraphrase_judge = JudgeStage(judge, paraphrase=True)
     stages: list[Stage] = [
-        GenerateStage(task, backend, sampling, model.fingerprint, engine),
+        GenerateStage(task, backend, answering, model.fingerprint, engine),
         answers_judge,
-        AdmitStage(judge),
-        ParaphraseStage(task, backend, sampling, config.paraphrase_all),
+        AdmitStage(judge, samples=chosen.samples, pick=chosen.pick),
+        ParaphraseStage(task, backend, paraphrasing, config.paraphrase_all),
         paraphrase_judge,
         AdmitStage(judge, paraphrase=True),
         SelectStage(judge),
-        ExportStage(task.name),
+        ExportStage(task.name, sampling=sampling_record(answering, chosen.pick)),
     ]
     # --limit is not part of any key: shards are fixed windows, so a different limit reuses
     # every full shard it shares with an earlier run (see pipeline/stages/load.py: write_shards).
@@ -94,6 +101,28 @@ def plan(config: RunConfig, served: tuple[ResolvedModel, Backend, dict[str, Any]
     paraphrase_judge.calibration_stage_dir = f"{answers_judge.name}-{keys[answers_judge.name]}"
     out_dir = Path(config.out or Path("runs") / f"{task.name}-{upstream[:8]}")
     return Plan(config, task, frame, loaded, model, backend, judge, stages, keys, out_dir)
+
+
+def sampling_record(sampling: SamplingSettings, pick: str) -> dict[str, Any]:
+    """How answers were sampled, as each exported row and the card record it."""
+    record = {name: getattr(sampling, name) for name in (
+        "n", "temperature", "top_p", "top_k", "min_p", "repetition_penalty", "seed", "max_tokens")}
+    return {**record, "pick": pick if sampling.n > 1 else None,
+            "loop_guard": sampling.loop_guard is not None}
+
+
+def _answer_sampling(config: RunConfig, chosen: AnswerSampling, greedy: SamplingSettings,
+                     backend: Backend) -> SamplingSettings:
+    """How answers are generated: ``greedy`` with the run's resolved sampling settings."""
+    if chosen.samples > 1 and not backend.samples_per_prompt:
+        raise UsageError(f"--samples {chosen.samples} ({chosen.origin['samples']}): this backend "
+                         f"({type(backend).__name__}) answers one sample per prompt; use the "
+                         f"in-process engine (the default --backend vllm --engine local) to "
+                         f"sample several")
+    return dataclasses.replace(
+        greedy, n=chosen.samples, temperature=chosen.temperature, top_p=chosen.top_p,
+        top_k=chosen.top_k, min_p=chosen.min_p, repetition_penalty=chosen.repetition_penalty,
+        seed=config.seed if chosen.temperature > 0 else None)
 
 
 def _loop_guard(config: RunConfig) -> LoopGuard | None:
@@ -114,9 +143,11 @@ def engine_settings(dtype: str, max_model_len: int, seed: int) -> dict[str, Any]
     return {"dtype": resolve_dtype(dtype), "max_model_len": max_model_len, "seed": seed}
 
 
-def _backend(config: RunConfig) -> tuple[ResolvedModel, Backend, dict[str, Any]]:
+def _backend(config: RunConfig, seeded_sampling: bool = False
+             ) -> tuple[ResolvedModel, Backend, dict[str, Any]]:
     """The generation backend, the model it serves, and the engine settings that change
-    outputs (part of the generate stage's key)."""
+    outputs (part of the generate stage's key). ``seeded_sampling``: it will sample with
+    per-prompt seeds (``--samples`` > 1 or a temperature above 0)."""
     if config.backend == "openai":
         if not config.base_url:
             raise UsageError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1) "
@@ -151,7 +182,7 @@ def _backend(config: RunConfig) -> tuple[ResolvedModel, Backend, dict[str, Any]]
     backend = VllmBackend(
         model.path, model_name=model.spec, cache_root=cache_dir(), dtype=config.dtype,
         max_model_len=config.max_model_len, seed=config.seed, kv_cache_gib=config.kv_cache_gib,
-        gpu_memory_utilization=config.gpu_memory_utilization,
+        gpu_memory_utilization=config.gpu_memory_utilization, seeded_sampling=seeded_sampling,
     )
     return model, backend, settings
 

@@ -7,6 +7,7 @@ one failure becomes an error row instead of a dead run.
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -19,7 +20,8 @@ Messages = list[dict[str, str]]  # [{"role": "user", "content": "..."}, ...]
 
 @dataclass(frozen=True)
 class SamplingSettings:
-    """Sampling parameters shared by every backend (greedy by default, as S3FT prescribes)."""
+    """Sampling parameters shared by every backend (one greedy answer by default, as S3FT
+    prescribes; ``n`` > 1 samples several per prompt)."""
 
     max_tokens: int = 384
     temperature: float = 0.0
@@ -29,9 +31,47 @@ class SamplingSettings:
     json_schema: dict[str, Any] | None = field(default=None, hash=False)
     #: Stop a generation that loops (finish_reason "repetition"); None: run to the limit.
     loop_guard: LoopGuard | None = None
+    #: Samples per prompt, each with its mean token log-prob (:attr:`Generation.samples`).
+    n: int = 1
+    top_k: int = 0  # 0: off
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
+    #: When sampling (temperature > 0): the run's seed; each prompt's samples are drawn from a
+    #: seed derived from it and the prompt (:func:`request_seed`), so a resumed or re-sharded
+    #: run draws the same ones.
+    seed: int | None = None
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        """The settings, as stage keys and ``run.json`` record them. The sampling fields are
+        left out while they have their defaults, so a greedy run keys its stages as before
+        they existed and reuses the shards of earlier versions."""
+        settings = asdict(self)
+        for name, default in _SAMPLING_DEFAULTS.items():
+            if settings[name] == default:
+                del settings[name]
+        return settings
+
+
+#: The fields added for ``--samples`` (see :meth:`SamplingSettings.as_dict`).
+_SAMPLING_DEFAULTS = {"n": 1, "top_k": 0, "min_p": 0.0, "repetition_penalty": 1.0, "seed": None}
+
+
+def request_seed(seed: int, key: str) -> int:
+    """A per-request seed from the run's seed and what identifies the request (a row id, a
+    prompt): the same samples whatever batch or shard the request lands in."""
+    digest = hashlib.sha256(f"{seed}:{key}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One of the ``n`` answers to a prompt."""
+
+    text: str
+    finish_reason: str
+    completion_tokens: int
+    #: Mean log-probability per token under the model (raw logits: before temperature).
+    mean_logprob: float | None = None
 
 
 #: Finish reasons of a generation that did not end on its own (the token limit, the loop guard).
@@ -44,8 +84,10 @@ class Generation:
     #: "stop", "length", "repetition" (the loop guard stopped it), or None when it failed
     finish_reason: str | None
     prompt_tokens: int = 0
-    completion_tokens: int = 0
+    completion_tokens: int = 0  # with samples: all of them together
     error: str | None = None
+    #: With ``SamplingSettings.n`` > 1, every sample, the first one also in ``text``.
+    samples: tuple[Sample, ...] = ()
 
 
 class Backend(ABC):
@@ -61,6 +103,9 @@ class Backend(ABC):
     #: What the backend counted (requests, cache hits, retries, ...) for ``summary.json``;
     #: None when it counts nothing.
     counters: Mapping[str, int] | None = None
+    #: Whether it answers ``SamplingSettings.n`` > 1 with ``n`` samples per prompt (the run
+    #: refuses ``--samples`` on a backend that does not, before any work).
+    samples_per_prompt: bool = False
 
     def start(self) -> None:  # noqa: B027 (an optional hook: most backends need no start)
         """Get ready to serve (start an engine, open a client); idempotent. Default: nothing."""

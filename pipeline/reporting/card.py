@@ -43,7 +43,7 @@ COLUMN_DOCS: dict[str, str] = {
     "source": "where `target` comes from: `model`, `paraphrase` or `gold`",
     "target": "the S3FT training target",
     "gold": "the dataset's reference answer",
-    "candidate": "the base model's own answer (greedy)",
+    "candidate": "the base model's own answer (greedy; with `--samples`, the picked sample, else the first)",
     "verdict": "the judge's verdict on `candidate`",
     "judge_rule": "the judge rule that decided `verdict`",
     "judge_reason": "why the judge decided so",
@@ -67,6 +67,10 @@ COLUMN_DOCS: dict[str, str] = {
     "model": "the model that answered and paraphrased",
     "prompt_version": "answer template as `<task>/<file>@<content hash>`",
     "paraphrase_prompt_version": "paraphrase template as `<task>/<file>@<content hash>`",
+    "samples": "answers sampled for this prompt (`--samples`; 1: one greedy answer)",
+    "correct_samples": "how many of them the judge found correct",
+    "picked_sample": "which sample is `candidate` and was admitted (0-based; null: none admitted)",
+    "sampling": "the sampling settings, as JSON (n, temperature, top_p, ..., seed, pick)",
 }
 
 
@@ -157,6 +161,25 @@ def _cell(value: Any) -> str:
 
 def _pct(value: Any) -> str:
     return f"{value:.1f}" if isinstance(value, int | float) else "-"
+
+
+def _decoding(run: RunFiles) -> str:
+    """How answers were decoded: one greedy answer, or k samples and the pick rule."""
+    sampling = run.resolved.get("sampling") or {}
+    n = sampling.get("n", 1)
+    if n <= 1 and not sampling.get("temperature"):
+        return "greedy decoding (one answer per prompt)"
+    recorded = run.column("sampling")[0] if run.table.num_rows and "sampling" in \
+        run.table.column_names else None
+    pick = json.loads(recorded).get("pick", "?") if recorded else "?"
+    settings = ", ".join(f"`{k}` {sampling[k]}" for k in ("temperature", "top_p", "top_k", "min_p",
+                                                           "repetition_penalty", "seed")
+                         if k in sampling)
+    sampled = (run.summary.get("samples") or {})
+    rates = (f"; pass@1 {sampled['pass_at_1_pct']:.1f} %, pass@{n} {sampled['pass_at_k_pct']:.1f} %"
+             if sampled else "")
+    return (f"{n} sampled answers per prompt ({settings}); the target is the `{pick}` admitted "
+            f"sample{rates}")
 
 
 def _loop_guard_line(run: RunFiles) -> str:
@@ -349,7 +372,7 @@ Share of each target source in this set, next to the paper's (Table 3, Mistral-7
 ## Model
 
 - `--model {_cell(model)}`; fingerprint `{_cell(resolved.get('model_fingerprint', '?'))}`
-- greedy decoding, `max_tokens` {run.options.get('max_tokens', '?')}, `max_model_len`
+- {_decoding(run)}, `max_tokens` {run.options.get('max_tokens', '?')}, `max_model_len`
   {run.options.get('max_model_len', '?')}, dtype `{resolved.get('dtype', run.options.get('dtype', '?'))}`
 - {_loop_guard_line(run)}
 

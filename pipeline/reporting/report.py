@@ -1,9 +1,10 @@
 """``report.html`` for a run: what it produced, at a glance, in one self-contained page.
 
-``write_report(run_dir)`` draws four charts with matplotlib (Agg, no display needed), writes
-them as ``report_*.png`` beside ``report.html`` and inlines the same PNGs into the page as
-base64, so the page can be mailed or attached on its own. The charts: the training mix next
-to the paper's, judge outcomes by rule, answer lengths by source, and stage cost.
+``write_report(run_dir)`` draws four charts (five with ``--samples``) with matplotlib (Agg, no
+display needed), writes them as ``report_*.png`` beside ``report.html`` and inlines the same
+PNGs into the page as base64, so the page can be mailed or attached on its own. The charts:
+the training mix next to the paper's, judge outcomes by rule, answer lengths by source, stage
+cost, and with samples, rows by their number of correct samples.
 ``python -m pipeline.reporting.report --run runs/<run>`` rewrites it for an existing run.
 """
 
@@ -162,6 +163,29 @@ def chart_lengths(run: RunFiles) -> bytes:
     return _png(fig)
 
 
+def is_sampled(run: RunFiles) -> bool:
+    """Whether the run sampled several answers per prompt (``--samples`` > 1)."""
+    return "samples" in run.table.column_names and any((k or 1) > 1 for k in run.column("samples"))
+
+
+def chart_samples(run: RunFiles) -> bytes:
+    """Rows by how many of their k samples were correct, with pass@1 and pass@k."""
+    k = max(k or 1 for k in run.column("samples"))
+    correct = Counter(run.column("correct_samples"))
+    fig = _figure(5.4, 3.4)
+    ax = fig.add_subplot()
+    ax.bar(range(k + 1), [correct[i] for i in range(k + 1)], color=COLORS["model"])
+    for i in range(k + 1):
+        ax.annotate(str(correct[i]), (i, correct[i]), ha="center", va="bottom", fontsize=8)
+    rates = run.summary.get("samples") or {}
+    ax.set_title(f"Correct samples per row (k = {k}): pass@1 {rates.get('pass_at_1_pct', '?')} %, "
+                 f"pass@{k} {rates.get('pass_at_k_pct', '?')} %", fontsize=9)
+    ax.set_xticks(range(k + 1))
+    ax.set_xlabel("correct samples of the row")
+    ax.set_ylabel("rows")
+    return _png(fig)
+
+
 def chart_stages(run: RunFiles) -> bytes:
     stages = run.summary.get("stages") or {}
     fig = _figure(5.4, 3.4)
@@ -192,6 +216,12 @@ CHARTS = {
     "report_judge.png": ("Judge outcomes", chart_judge, True),
     "report_lengths.png": ("Lengths", chart_lengths, True),
 }
+#: Drawn only for a run with ``--samples`` > 1.
+SAMPLE_CHARTS = {"report_samples.png": ("Correct samples per row", chart_samples, False)}
+
+
+def charts_of(run: RunFiles) -> dict[str, tuple[str, Any, bool]]:
+    return {**CHARTS, **(SAMPLE_CHARTS if is_sampled(run) else {})}
 
 
 # ---------------------------------------------------------------- page
@@ -336,8 +366,9 @@ pre.tgt{background:#eef6ec;padding:4px} pre.alt{background:#f7f1f1;padding:4px;c
 
 
 def render_html(run: RunFiles, images: dict[str, bytes]) -> str:
+    charts = charts_of(run)
     figures = "".join(
-        f"<img alt='{_esc(CHARTS[name][0])}' class='{'wide' if CHARTS[name][2] else 'half'}' "
+        f"<img alt='{_esc(charts[name][0])}' class='{'wide' if charts[name][2] else 'half'}' "
         f"src='data:image/png;base64,"
         f"{base64.b64encode(data).decode()}'>" for name, data in images.items())
     title = f"S3FT run report: {run.task}, {run.run_dir.name}"
@@ -361,7 +392,7 @@ def render_html(run: RunFiles, images: dict[str, bytes]) -> str:
 def write_report(run_dir: Path | str) -> Path:
     """Write ``report.html`` and its ``report_*.png`` charts into ``run_dir``; return the page."""
     run = read_run(run_dir)
-    images = {name: draw(run) for name, (_, draw, _) in CHARTS.items()}
+    images = {name: draw(run) for name, (_, draw, _) in charts_of(run).items()}
     for name, data in images.items():
         (run.run_dir / name).write_bytes(data)
     page = run.run_dir / "report.html"

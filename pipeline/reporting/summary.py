@@ -57,6 +57,21 @@ def admission_counts(columns: dict[str, list[Any]], prefix: str) -> dict[str, di
     return out
 
 
+def sampling_summary(admit: StageResult | None) -> dict[str, Any] | None:
+    """pass@1, pass@k and admitted@k of a run with ``--samples`` > 1 (None otherwise)."""
+    stats = admit.stats if admit else {}
+    rows = int(stats.get("rows_sampled", 0))
+    if not rows:
+        return None
+
+    def pct(key: str) -> float:
+        return round(100 * stats.get(key, 0) / rows, 1)
+
+    return {"rows": rows, "pass_at_1_pct": pct("first_sample_correct"),
+            "pass_at_k_pct": pct("any_sample_correct"),
+            "admitted_at_k_pct": pct("rows_with_an_admitted_sample")}
+
+
 def summarize(table: pa.Table, task: str, stages: dict[str, StageResult],
               wall_seconds: float, engine_starts: int,
               judge_calibration: dict[str, Any] | None = None,
@@ -83,6 +98,8 @@ def summarize(table: pa.Table, task: str, stages: dict[str, StageResult],
         "model_accuracy_pct": round(100 * sum(bool(v) for v in columns["verdict"]) / rows, 1)
         if rows else 0.0,
         "rows_without_trusted_verdict": untrusted,
+        # --samples k: pass@1 (the first sample), pass@k (any sample correct), admitted@k.
+        "samples": sampling_summary(stages.get("admit")),
         "model_admitted_pct": round(100 * sum(bool(v) for v in columns["admitted"]) / rows, 1)
         if rows else 0.0,
         "admission": {"model": admission_counts(columns, ""),
@@ -150,6 +167,11 @@ def print_summary(summary: dict[str, Any]) -> None:
     calibration = summary.get("judge_calibration")
     if calibration:
         console.print(calibration["description"])
+    sampled = summary.get("samples")
+    if sampled:
+        console.print(f"samples: pass@1 {sampled['pass_at_1_pct']:.1f}%  |  pass@k "
+                      f"{sampled['pass_at_k_pct']:.1f}%  |  rows with an admitted sample "
+                      f"{sampled['admitted_at_k_pct']:.1f}%")
     para = summary["paraphrase"]
     console.print(
         f"model accuracy on the training set (trusted verdicts): "

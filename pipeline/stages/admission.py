@@ -87,19 +87,29 @@ class AdmitStage(Stage):
 
     version = "1"
 
-    def __init__(self, judge: Judge, *, paraphrase: bool = False):
+    def __init__(self, judge: Judge, *, paraphrase: bool = False, samples: int = 1,
+                 pick: str = "likeliest"):
         self.judge = judge
         self.paraphrase = paraphrase
+        self.samples = samples  # answers per prompt (--samples): one of them is picked
+        self.pick = pick
         self.name = "admit_paraphrase" if paraphrase else "admit"
         self.prefix = "paraphrase_" if paraphrase else ""
         self.columns = {f"{self.prefix}admitted": pl.Boolean,
                         f"{self.prefix}admission_rule": pl.String,
                         f"{self.prefix}admission_reason": pl.String}
+        if samples > 1 and not paraphrase:
+            self.columns.update(PICK_COLUMNS)
 
     def settings(self) -> dict[str, Any]:
-        return {"judge": self.judge.name, "judge_version": self.judge.version}
+        settings = {"judge": self.judge.name, "judge_version": self.judge.version}
+        if self.samples > 1 and not self.paraphrase:
+            settings["pick"] = self.pick
+        return settings
 
     def process(self, frame: pl.DataFrame, stats: Counter) -> pl.DataFrame:
+        if self.samples > 1 and not self.paraphrase:
+            return pick_samples(self.judge, frame, self.pick, stats)
         text, finish = ("paraphrase", "paraphrase_finish_reason") if self.paraphrase \
             else ("candidate", "finish_reason")
         admissions = [
@@ -110,3 +120,64 @@ class AdmitStage(Stage):
         ]
         stats.update(f"admission_{a.rule}" for a in admissions if a is not None)
         return frame.with_columns(admission_columns(admissions, prefix=self.prefix))
+
+
+#: What the pick adds to a row of samples (``--samples`` > 1).
+PICK_COLUMNS = {"sample_admission_rules": pl.List(pl.String), "correct_samples": pl.Int64,
+                "admitted_samples": pl.Int64, "picked_sample": pl.Int64}
+#: The columns that describe the candidate: with samples, the picked sample's values.
+_CANDIDATE = {"candidate": "sample_texts", "finish_reason": "sample_finish_reasons",
+              "completion_tokens": "sample_tokens", "verdict": "sample_verdicts",
+              "judge_rule": "sample_judge_rules", "judge_extracted": "sample_judge_extracted",
+              "judge_reason": "sample_judge_reasons"}
+
+
+def pick(rule: str, texts: list[str], logprobs: list[float | None], tokens: list[int],
+         admitted: list[int]) -> int | None:
+    """The sample that becomes the target, among the admitted ones (their indexes)."""
+    if not admitted:
+        return None
+    if rule == "first":
+        return admitted[0]
+    if rule == "shortest":
+        return min(admitted, key=lambda j: (tokens[j], j))
+    # likeliest: the highest mean token log-prob (a sample without one ranks last).
+    return max(admitted, key=lambda j: (logprobs[j] if logprobs[j] is not None else float("-inf"), -j))
+
+
+def pick_samples(judge: Judge, frame: pl.DataFrame, rule: str, stats: Counter) -> pl.DataFrame:
+    """Admit every sample of every row, then pick one admitted sample per row (``rule``).
+    The candidate columns (text, finish reason, tokens, verdict) then describe the picked
+    sample; a row with none admitted keeps its first sample, and is paraphrased."""
+    rows = frame.to_dicts()
+    out: dict[str, list[Any]] = {name: [] for name in (*_CANDIDATE, *PICK_COLUMNS)}
+    admissions: list[Admission] = []
+    for row in rows:
+        texts = row["sample_texts"] or []
+        decisions = [admit(judge, texts[j], row["sample_finish_reasons"][j],
+                           Verdict(bool(row["sample_verdicts"][j]), row["sample_judge_rules"][j],
+                                   row["sample_judge_extracted"][j],
+                                   row["sample_judge_reasons"][j] or ""),
+                           row, row["gold"], paraphrase=False) for j in range(len(texts))]
+        chosen = pick(rule, texts, row["sample_logprobs"] or [], row["sample_tokens"] or [],
+                      [j for j, d in enumerate(decisions) if d.admitted])
+        shown = 0 if chosen is None else chosen
+        for name, source in _CANDIDATE.items():
+            out[name].append(row[source][shown] if texts else row[name])
+        out["sample_admission_rules"].append([d.rule for d in decisions] if texts else None)
+        out["correct_samples"].append(sum(bool(v) for v in row["sample_verdicts"] or []))
+        out["admitted_samples"].append(sum(d.admitted for d in decisions))
+        out["picked_sample"].append(chosen)
+        admissions.append(decisions[shown] if decisions else admit(
+            judge, row["candidate"], row["finish_reason"], verdict_of(row), row, row["gold"],
+            paraphrase=False))
+    stats.update(f"admission_{a.rule}" for a in admissions)
+    # pass@1 (the first sample, as one sampled answer would be), pass@k, and admitted@k.
+    stats["rows_sampled"] += len(rows)
+    stats["first_sample_correct"] += sum(bool((r["sample_verdicts"] or [False])[0]) for r in rows)
+    stats["any_sample_correct"] += sum(any(r["sample_verdicts"] or []) for r in rows)
+    stats["rows_with_an_admitted_sample"] += sum(p is not None for p in out["picked_sample"])
+    dtypes = {**{name: frame.schema[name] for name in _CANDIDATE}, **PICK_COLUMNS}
+    return frame.with_columns(
+        *(pl.Series(name, values, dtype=dtypes[name]) for name, values in out.items()),
+        *admission_columns(admissions, prefix=""))

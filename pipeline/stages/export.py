@@ -11,6 +11,7 @@ same file, not reruns.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,12 @@ TRAIN_SCHEMA = pa.schema([
     ("model", pa.string()),
     ("prompt_version", pa.string()),
     ("paraphrase_prompt_version", pa.string()),
+    # --samples: how many answers were sampled, how many were judged correct, which one is
+    # `candidate` (null: none admitted), and the sampling settings (JSON).
+    ("samples", pa.int64()),
+    ("correct_samples", pa.int64()),
+    ("picked_sample", pa.int64()),
+    ("sampling", pa.string()),
 ])
 
 
@@ -65,16 +72,29 @@ class ExportStage(Stage):
 
     name = "export"
     version = "1"
-    columns = {"task": pl.String, "completion": MESSAGES}
+    columns = {"task": pl.String, "completion": MESSAGES, "samples": pl.Int64,
+               "correct_samples": pl.Int64, "picked_sample": pl.Int64, "sampling": pl.String}
 
-    def __init__(self, task: str):
+    def __init__(self, task: str, sampling: dict[str, Any] | None = None):
         self.task = task
+        #: How answers were sampled (recorded in every row's ``sampling``).
+        self.sampling = json.dumps(sampling or {}, sort_keys=True)
 
     def settings(self) -> dict[str, Any]:
-        return {"task": self.task, "schema": TRAIN_SCHEMA.names}
+        return {"task": self.task, "schema": TRAIN_SCHEMA.names, "sampling": self.sampling}
 
     def process(self, frame: pl.DataFrame, stats: Counter) -> pl.DataFrame:
+        if "picked_sample" not in frame.columns:  # one answer per prompt
+            frame = frame.with_columns(
+                pl.lit(1, dtype=pl.Int64).alias("samples"),
+                pl.col("verdict").fill_null(False).cast(pl.Int64).alias("correct_samples"),
+                pl.when(pl.col("admitted")).then(0).otherwise(None).cast(pl.Int64)
+                .alias("picked_sample"))
+        else:
+            frame = frame.with_columns(pl.col("sample_texts").list.len().fill_null(0)
+                                       .cast(pl.Int64).alias("samples"))
         frame = frame.with_columns(
+            pl.lit(self.sampling).alias("sampling"),
             pl.lit(self.task).alias("task"),
             pl.concat_list(
                 pl.struct(pl.lit("assistant").alias("role"), pl.col("target").alias("content"))

@@ -1,4 +1,5 @@
-"""Generate stage: the base model answers every prompt (greedy)."""
+"""Generate stage: the base model answers every prompt (greedy), or samples ``--samples k``
+answers per prompt, kept as list columns (``sample_texts``, ...) with the first in ``candidate``."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ from typing import Any
 
 import polars as pl
 
-from pipeline.backends.base import Backend, SamplingSettings
+from pipeline.backends.base import Backend, Generation, SamplingSettings
 from pipeline.stage import Stage, append_error
 from pipeline.tasks import TaskSpec
 from pipeline.text import needs_repair, safe_text
 
 MESSAGES = pl.List(pl.Struct({"role": pl.String, "content": pl.String}))
+#: The columns of every sample of a row (``--samples`` > 1), one list entry per sample.
+SAMPLE_COLUMNS = {"sample_texts": pl.List(pl.String), "sample_finish_reasons": pl.List(pl.String),
+                  "sample_tokens": pl.List(pl.Int64), "sample_logprobs": pl.List(pl.Float64)}
 
 
 def run_backend(backend: Backend, conversations: list[list[dict[str, str]]],
@@ -28,18 +32,40 @@ def run_backend(backend: Backend, conversations: list[list[dict[str, str]]],
     stats[f"{prefix}_seconds"] += time.perf_counter() - began
     # A model or server may return lone surrogates, which no Parquet file can hold.
     stats["texts_repaired"] += sum(needs_repair(g.text) for g in generations)
-    generations = [replace(g, text=safe_text(g.text)) if needs_repair(g.text) else g
-                   for g in generations]
+    generations = [_repaired(g) for g in generations]
     stats[f"{prefix}_prompt_tokens"] += sum(g.prompt_tokens for g in generations)
     stats[f"{prefix}_completion_tokens"] += sum(g.completion_tokens for g in generations)
     stats[f"{prefix}_errors"] += sum(g.error is not None for g in generations)
-    stats[f"{prefix}_truncated"] += sum(g.finish_reason == "length" for g in generations)
-    looped = [g for g in generations if g.finish_reason == "repetition"]
+    # Every output: the samples of a row when it has several.
+    outputs = [o for g in generations for o in (g.samples or (g,))]
+    stats[f"{prefix}_truncated"] += sum(o.finish_reason == "length" for o in outputs)
+    looped = [o for o in outputs if o.finish_reason == "repetition"]
     stats[f"{prefix}_loop_stopped"] += len(looped)
-    # What those rows would have spent without the guard, at most: the rest of their budget.
-    stats[f"{prefix}_loop_tokens_saved"] += sum(sampling.max_tokens - g.completion_tokens
-                                                for g in looped)
+    # What those outputs would have spent without the guard, at most: the rest of their budget.
+    stats[f"{prefix}_loop_tokens_saved"] += sum(sampling.max_tokens - o.completion_tokens
+                                                for o in looped)
     return generations
+
+
+def sample_columns(generations: list[Generation]) -> list[pl.Series]:
+    """:data:`SAMPLE_COLUMNS` of each row (None for a row whose request failed)."""
+    def each(read: Any) -> list[Any]:
+        return [[read(s) for s in g.samples] if g.samples else None for g in generations]
+
+    return [pl.Series("sample_texts", each(lambda s: s.text), dtype=SAMPLE_COLUMNS["sample_texts"]),
+            pl.Series("sample_finish_reasons", each(lambda s: s.finish_reason),
+                      dtype=SAMPLE_COLUMNS["sample_finish_reasons"]),
+            pl.Series("sample_tokens", each(lambda s: s.completion_tokens),
+                      dtype=SAMPLE_COLUMNS["sample_tokens"]),
+            pl.Series("sample_logprobs", each(lambda s: s.mean_logprob),
+                      dtype=SAMPLE_COLUMNS["sample_logprobs"])]
+
+
+def _repaired(generation: Generation) -> Generation:
+    samples = tuple(replace(s, text=safe_text(s.text)) if needs_repair(s.text) else s
+                    for s in generation.samples)
+    text = safe_text(generation.text) if needs_repair(generation.text) else generation.text
+    return replace(generation, text=text, samples=samples)
 
 
 class GenerateStage(Stage):
@@ -62,6 +88,8 @@ class GenerateStage(Stage):
         self.sampling = sampling
         self.model_fingerprint = model_fingerprint
         self.engine_settings = engine_settings
+        if sampling.n > 1:
+            self.columns = {**self.columns, **SAMPLE_COLUMNS}
 
     @property
     def shards_per_call(self) -> int:
@@ -76,14 +104,18 @@ class GenerateStage(Stage):
         template = self.task.answer_prompt
         conversations = [template.messages(**row) for row in frame.to_dicts()]
         generations = run_backend(self.backend, conversations, self.sampling, stats, "generate")
+        sampled = self.sampling.n > 1
         frame = frame.with_columns(
             pl.Series("prompt", conversations, dtype=MESSAGES),
             pl.Series("candidate", [g.text for g in generations], dtype=pl.String),
             pl.Series("finish_reason", [g.finish_reason for g in generations], dtype=pl.String),
             pl.Series("prompt_tokens", [g.prompt_tokens for g in generations], dtype=pl.Int64),
-            pl.Series("completion_tokens", [g.completion_tokens for g in generations],
+            # The candidate's tokens (with samples: the first one's; the stats count them all).
+            pl.Series("completion_tokens", [g.samples[0].completion_tokens if g.samples
+                                            else g.completion_tokens for g in generations],
                       dtype=pl.Int64),
             pl.lit(self.backend.model_name, dtype=pl.String).alias("model"),
             pl.lit(template.version, dtype=pl.String).alias("prompt_version"),
+            *(sample_columns(generations) if sampled else ()),
         )
         return append_error(frame, self.name, [g.error for g in generations])

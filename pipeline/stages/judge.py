@@ -89,6 +89,11 @@ def verdict_columns(verdicts: list[Verdict | None], prefix: str) -> list[pl.Seri
 
 
 CALIBRATION_FILE = "llm-judge-calibration.json"
+#: The verdict on every sample of a row (``--samples`` > 1), one list entry per sample.
+SAMPLE_VERDICT_COLUMNS = {"sample_verdicts": pl.List(pl.Boolean),
+                          "sample_judge_rules": pl.List(pl.String),
+                          "sample_judge_extracted": pl.List(pl.String),
+                          "sample_judge_reasons": pl.List(pl.String)}
 
 
 class JudgeStage(Stage):
@@ -97,14 +102,17 @@ class JudgeStage(Stage):
 
     version = "2"
 
-    def __init__(self, judge: Judge, *, paraphrase: bool = False):
+    def __init__(self, judge: Judge, *, paraphrase: bool = False, samples: int = 1):
         self.judge = judge
         self.paraphrase = paraphrase
+        self.samples = samples  # answers per prompt (--samples): every one is judged
         self.name = "judge_paraphrase" if paraphrase else "judge"
         self.prefix = "paraphrase_" if paraphrase else ""
         self.columns = {f"{self.prefix}verdict": pl.Boolean, f"{self.prefix}judge_rule": pl.String,
                         f"{self.prefix}judge_extracted": pl.String,
                         f"{self.prefix}judge_reason": pl.String}
+        if samples > 1:
+            self.columns.update(SAMPLE_VERDICT_COLUMNS)
         #: The ``judge`` stage's folder name (set by the plan): where a paraphrase judge finds
         #: the calibration the answers' judge saved.
         self.calibration_stage_dir: str | None = None
@@ -144,6 +152,8 @@ class JudgeStage(Stage):
         (log.info if calibration.trusted else log.warning)("%s", calibration.describe())
 
     def process(self, frame: pl.DataFrame, stats: Counter) -> pl.DataFrame:
+        if self.samples > 1 and not self.paraphrase:
+            return self._judge_samples(frame, stats)
         rows = frame.to_dicts()
         # Every answer is judged; of the paraphrases, those of the rows that were paraphrased.
         todo = [i for i, row in enumerate(rows)
@@ -160,3 +170,39 @@ class JudgeStage(Stage):
             full[index], full_errors[index] = verdict, error
         frame = frame.with_columns(verdict_columns(full, prefix=self.prefix))
         return append_error(frame, self.name, full_errors)
+
+    def _judge_samples(self, frame: pl.DataFrame, stats: Counter) -> pl.DataFrame:
+        """Every sample of every row judged (one batch); the verdict columns hold the first
+        sample's (the candidate's), the ``sample_*`` lists every sample's."""
+        rows = frame.to_dicts()
+        owners = [(i, j) for i, row in enumerate(rows) for j in range(len(row["sample_texts"] or ()))]
+        verdicts, errors = judge_responses(self.judge, [rows[i]["sample_texts"][j] for i, j in owners],
+                                           [rows[i] for i, _ in owners])
+        stats["judged"] += len(owners)
+        stats["correct"] += sum(v.correct for v in verdicts)
+        stats["judge_errors"] += sum(e is not None for e in errors)
+        per_row: list[list[Verdict]] = [[] for _ in rows]
+        row_errors: list[list[str]] = [[] for _ in rows]
+        for (i, _), verdict, error in zip(owners, verdicts, errors, strict=True):
+            per_row[i].append(verdict)
+            if error:
+                row_errors[i].append(error)
+        # A row whose request failed has no samples: judged as having no response.
+        first = [v[0] if v else Verdict(False, "no_response", reason="generation failed")
+                 for v in per_row]
+
+        def each(read: Callable[[Verdict], Any]) -> list[Any]:
+            return [[read(v) for v in verdicts_of_row] if verdicts_of_row else None
+                    for verdicts_of_row in per_row]
+
+        frame = frame.with_columns(
+            *verdict_columns(first, prefix=""),
+            pl.Series("sample_verdicts", each(lambda v: v.correct), dtype=pl.List(pl.Boolean)),
+            pl.Series("sample_judge_rules", each(lambda v: v.rule), dtype=pl.List(pl.String)),
+            pl.Series("sample_judge_extracted", each(lambda v: safe_text(v.extracted)),
+                      dtype=pl.List(pl.String)),
+            pl.Series("sample_judge_reasons", each(lambda v: safe_text(v.reason)),
+                      dtype=pl.List(pl.String)),
+        )
+        # One error per row (the first failed sample's): a rerun judges the row again.
+        return append_error(frame, self.name, [e[0] if e else None for e in row_errors])

@@ -12,7 +12,9 @@ engine starts, and every error names the file, the key and what to do. The keys:
   ``str | int | list``); ``prepare`` (a ``module:function`` adding derived variables);
 - ``prompts`` (``answer``, ``paraphrase``, optional ``system`` and ``fewshot``), ``gold``;
 - ``judge`` (``kind`` plus the kind's options, see :mod:`judges`);
-- ``generation`` (``max_tokens``, ``stop``); ``card`` (licence, origin, the paper's shares).
+- ``generation`` (``max_tokens``, ``stop``, and the answers' sampling defaults: ``samples``,
+  ``pick``, ``temperature``, ``top_p``, ``top_k``, ``min_p``, ``repetition_penalty``, which
+  the command line and ``--config`` override); ``card`` (licence, origin, the paper's shares).
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ import jinja2.meta
 import yaml
 
 from pipeline.errors import UsageError
+from pipeline.sampling import DEFAULTS as SAMPLING_DEFAULTS
+from pipeline.sampling import TYPES as SAMPLING_TYPES
+from pipeline.sampling import problem as sampling_problem
 from pipeline.tasks.templates import ChatPrompt, PromptTemplate, gold_environment
 from pipeline.tasks.user_code import UserCodeError, callable_digest, load_callable
 
@@ -38,7 +43,7 @@ TOP_KEYS = {"name", "description", "data", "id_field", "fields", "types", "prepa
             "gold", "judge", "generation", "card"}
 DATA_KEYS = {"path", "split", "hub"}
 PROMPT_KEYS = {"answer", "paraphrase", "system", "fewshot"}
-GENERATION_KEYS = {"max_tokens", "stop"}
+GENERATION_KEYS = {"max_tokens", "stop", *SAMPLING_DEFAULTS}
 CARD_KEYS = {"license", "license_text", "origin", "task_categories", "paper_shares"}
 SPLIT_RULES = {"id_range": {"by", "field", "ranges"}, "hash": {"by", "salt", "shares"},
                "column": {"by", "column"}}
@@ -84,6 +89,8 @@ class TaskSpec:
     max_tokens: int
     stop: tuple[str, ...]
     card: dict[str, Any] = field(default_factory=dict)
+    #: The answers' sampling settings the task file gives (``generation.samples``, ...).
+    sampling: dict[str, Any] = field(default_factory=dict)
 
     @property
     def folder(self) -> Path:
@@ -346,6 +353,7 @@ def read_task(path: Path) -> TaskSpec:
     max_tokens = _expect(generation.get("max_tokens", DEFAULT_MAX_TOKENS), int, file,
                          "generation.max_tokens", "a whole number")
     stop = _expect(generation.get("stop", []), list, file, "generation.stop", "a list of strings")
+    sampling = _sampling(generation, file)
     card = raw.get("card") or {}
     _only(card, CARD_KEYS, file, "card")
     id_field = raw.get("id_field")
@@ -356,7 +364,23 @@ def read_task(path: Path) -> TaskSpec:
                     types=types, prepare=prepare.get("callable"), prepare_adds=adds,
                     answer_prompt=answer, paraphrase_prompt=paraphrase, gold=gold,
                     judge_kind=kind, judge_options=options, max_tokens=max_tokens,
-                    stop=tuple(str(s) for s in stop), card=dict(card))
+                    stop=tuple(str(s) for s in stop), card=dict(card), sampling=sampling)
+
+
+def _sampling(generation: dict[str, Any], file: Path) -> dict[str, Any]:
+    """The sampling settings of ``generation``, each of the right type and range."""
+    out = {}
+    for key in SAMPLING_DEFAULTS:
+        if generation.get(key) is None:
+            continue
+        kind = SAMPLING_TYPES[key]
+        value = _expect(generation[key], kind, file, f"generation.{key}",
+                        {(int,): "a whole number", (str,): "a string"}.get(kind, "a number"))
+        what = sampling_problem(key, value)
+        if what:
+            raise TaskFileError(f"{file}: key 'generation.{key}' {value!r}: {what}")
+        out[key] = value
+    return out
 
 
 def data_path(task: TaskSpec, path: str) -> Path:
@@ -375,7 +399,7 @@ def describe(task: TaskSpec) -> dict[str, Any]:
         "name": task.name, "file": str(task.file), "description": task.description,
         "data": task.data, "splits": task.splits, "fields": task.fields,
         "judge": {"kind": task.judge_kind, **task.judge_options},
-        "generation": {"max_tokens": task.max_tokens, "stop": list(task.stop)},
+        "generation": {"max_tokens": task.max_tokens, "stop": list(task.stop), **task.sampling},
         "prompts": {"answer": task.answer_prompt.version,
                     "paraphrase": task.paraphrase_prompt.version},
         "card": task.card,

@@ -131,7 +131,11 @@ def test_without_the_loop_guard_a_loop_runs_to_the_limit_and_nothing_else_change
     assert cut.height == 3 and set(cut["completion_tokens"]) == {384}
     assert set(cut["admission_rule"]) == {"truncated"}
     looped = pl.col("finish_reason") == "repetition"
-    assert guarded.filter(~looped).equals(unguarded.filter(pl.col("finish_reason") != "length"))
+    # Every other row the same, but for the sampling settings each row records.
+    assert guarded.filter(~looped).drop("sampling").equals(
+        unguarded.filter(pl.col("finish_reason") != "length").drop("sampling"))
+    assert json.loads(guarded["sampling"][0])["loop_guard"] is True
+    assert json.loads(unguarded["sampling"][0])["loop_guard"] is False
     # The loops' targets are the gold either way; only their (shorter) text differs.
     same = ("id", "source", "target")
     assert guarded.filter(looped).select(same).equals(cut.select(same))

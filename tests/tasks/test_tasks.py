@@ -14,6 +14,7 @@ from judges.base import Verdict
 from judges.rules import ChoiceJudge, ExactJudge, RegexJudge
 from pipeline.cli import main as s3ft
 from pipeline.config import RunConfig
+from pipeline.errors import UsageError
 from pipeline.stages.gold_check import check_gold, refuse_if_mostly_failing
 from pipeline.stages.load import DataError, load_rows, read_data
 from pipeline.tasks import builtin_names, load_task
@@ -86,6 +87,9 @@ def test_unknown_task_names_the_choices(tmp_path):
     ({"judge": {"kind": "alias"}}, r"judge kind 'alias' reads the variable 'answers'"),
     ({"data": {"path": "x.jsonl", "split": {"by": "dice"}}}, r"'dice' is not a split rule"),
     ({"generation": {"max_tokens": "many"}}, r"key 'generation.max_tokens' must be a whole number"),
+    ({"generation": {"samples": 0}}, r"key 'generation.samples' 0: must be at least 1"),
+    ({"generation": {"top_p": "most"}}, r"key 'generation.top_p' must be a number"),
+    ({"generation": {"pick": "best"}}, r"key 'generation.pick' 'best': use likeliest, first, shortest"),
 ])
 def test_task_file_errors_name_file_and_key(tmp_path, change, message):
     folder = numeric_task(tmp_path / "t")
@@ -356,6 +360,36 @@ def test_the_task_sets_max_tokens_unless_the_command_line_does(tmp_path):
     assert plan(RunConfig(task=str(folder), limit=2)).stages[0].sampling.max_tokens == 160
     assert plan(RunConfig(task=str(folder), limit=2, max_tokens=20)).stages[0].sampling.max_tokens == 20
     assert plan(RunConfig(task="mbpp", limit=2)).stages[0].sampling.stop == ("[DONE]",)
+
+
+def test_the_task_sets_sampling_unless_the_command_line_does(tmp_path):
+    from pipeline.curate import plan
+
+    folder = numeric_task(tmp_path / "t")
+    edit_task(folder, generation={"max_tokens": 160, "samples": 4, "top_p": 0.9, "pick": "first"})
+    stages = {s.name: s for s in plan(RunConfig(task=str(folder), limit=2)).stages}
+    sampling = stages["generate"].sampling
+    assert (sampling.n, sampling.temperature, sampling.top_p, sampling.seed) == (4, 0.7, 0.9, 0)
+    assert stages["admit"].pick == "first" and stages["judge"].samples == 4
+    assert stages["paraphrase"].sampling.n == 1  # paraphrases stay one greedy rewrite
+    given = plan(RunConfig(task=str(folder), limit=2, samples=2, temperature=1.0, pick="shortest"))
+    stages = {s.name: s for s in given.stages}
+    assert (stages["generate"].sampling.n, stages["generate"].sampling.temperature) == (2, 1.0)
+    assert stages["admit"].pick == "shortest"
+
+
+def test_greedy_with_several_samples_is_refused_where_it_was_written(tmp_path):
+    from pipeline.curate import plan
+
+    folder = numeric_task(tmp_path / "t")
+    edit_task(folder, generation={"samples": 4, "temperature": 0})
+    with pytest.raises(UsageError, match=r"task.yaml: generation.temperature 0 with 4 samples per "
+                                         r"prompt \(task file\): greedy decoding gives one answer"):
+        plan(RunConfig(task=str(folder), limit=2))
+    # The command line's temperature wins over the task file's.
+    assert plan(RunConfig(task=str(folder), limit=2, temperature=0.5)).stages[0].sampling.n == 4
+    with pytest.raises(UsageError, match=r"--temperature 0 with 4 samples per prompt \(task file\)"):
+        plan(RunConfig(task=str(folder), limit=2, temperature=0.0))
 
 
 def test_system_prompt_and_fewshot_turns(tmp_path):

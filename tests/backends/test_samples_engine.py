@@ -1,0 +1,96 @@
+"""--samples on the real engine and the embedded model (float32, one engine start): k samples
+per prompt from one request, each with its log-prob, drawn from the prompt's own seed."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.backends.base import SamplingSettings
+from pipeline.backends.loop_guard import LoopGuard
+from pipeline.config import RunConfig
+
+pytestmark = pytest.mark.slow
+
+SAMPLED = SamplingSettings(max_tokens=128, temperature=0.7, top_p=0.95, n=4, seed=0,
+                           loop_guard=LoopGuard())
+
+
+@pytest.fixture(scope="module")
+def served():
+    from pipeline.curate import _backend
+
+    served = _backend(RunConfig(dtype="float32"), seeded_sampling=True)
+    yield served
+    served[1].close()
+
+
+@pytest.fixture(scope="module")
+def backend(served):
+    return served[1]
+
+
+@pytest.fixture(scope="module")
+def conversations(gsm8k_train):
+    from pipeline.tasks import load_task
+
+    template = load_task("gsm8k").answer_prompt
+    return [template.messages(**row) for row in gsm8k_train[:3]]
+
+
+@pytest.fixture(scope="module")
+def sampled(backend, conversations):
+    return backend.generate(conversations, SAMPLED)
+
+
+def test_each_prompt_gets_k_samples_with_their_log_probs(sampled):
+    for generation in sampled:
+        assert len(generation.samples) == 4
+        assert generation.text == generation.samples[0].text
+        assert generation.completion_tokens == sum(s.completion_tokens for s in generation.samples)
+        assert len({s.text for s in generation.samples}) > 1  # sampled, not greedy
+        for sample in generation.samples:
+            assert sample.finish_reason in ("stop", "length", "repetition")
+            assert sample.mean_logprob is not None and sample.mean_logprob < 0
+
+
+def test_a_prompt_draws_the_same_samples_in_any_batch(backend, conversations, sampled):
+    alone = backend.generate(conversations[2:], SAMPLED)
+    assert [s.text for s in alone[0].samples] == [s.text for s in sampled[2].samples]
+    again = backend.generate(conversations, SAMPLED)
+    assert [[s.text for s in g.samples] for g in again] == [[s.text for s in g.samples] for g in sampled]
+
+
+def test_another_seed_draws_other_samples(backend, conversations, sampled):
+    from dataclasses import replace
+
+    other = backend.generate(conversations[:1], replace(SAMPLED, seed=1))
+    assert [s.text for s in other[0].samples] != [s.text for s in sampled[0].samples]
+
+
+def test_one_greedy_answer_has_no_samples(backend, conversations):
+    greedy = backend.generate(conversations[:1], SamplingSettings(max_tokens=64))
+    assert greedy[0].samples == () and greedy[0].text
+
+
+def test_a_resharded_run_picks_the_same_samples(served, tmp_path):
+    """The whole run with --samples 3 on the real engine, twice: once in shards of 2 rows,
+    once in one shard of 4. Each prompt's seed is its own, so both draw, judge and pick the
+    same samples and export the same rows."""
+    import polars as pl
+
+    from pipeline.curate import run
+
+    def curate(shard_size: int) -> pl.DataFrame:
+        out = tmp_path / f"shards-of-{shard_size}"
+        run(RunConfig(task="nq", limit=4, shard_size=shard_size, samples=3, max_tokens=64,
+                      dtype="float32", out=str(out), progress=False), served=served)
+        return pl.read_parquet(out / "train.parquet")
+
+    small, large = curate(2), curate(4)
+    assert small["samples"].to_list() == [3] * 4
+    columns = ["candidate", "picked_sample", "correct_samples", "source", "target", "sampling"]
+    assert small.select(columns).equals(large.select(columns))
+    for row in small.iter_rows(named=True):
+        # A picked sample is an admitted one: correct and not cut off.
+        assert (row["picked_sample"] is None) == (row["source"] != "model")
+        assert row["picked_sample"] is None or row["correct_samples"] >= 1
