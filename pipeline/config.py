@@ -322,6 +322,12 @@ class RunOptions(Options):
         metadata={"help": "Paraphrase every row, not only the ones judged wrong (needed to "
                   "train the SDFT baseline on every row)."},
     )
+    measure_shift: bool = field(
+        default=True,
+        metadata={"help": "Score every target (and its gold) with the base model: the mean "
+                  "log-prob per token of each, per source, against plain SFT's all-gold set "
+                  "(summary, report, card). One prefill per text; in-process engine only."},
+    )
     train: str | None = field(
         default=None,
         metadata={"help": "After curation, fine-tune on the export in this mode (s3ft, sft or "

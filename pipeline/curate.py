@@ -35,6 +35,7 @@ from pipeline.stages.judge import JudgeStage
 from pipeline.stages.load import LoadedData, load_rows, write_shards
 from pipeline.stages.paraphrase import ParaphraseStage
 from pipeline.stages.select import SelectStage
+from pipeline.stages.shift import ShiftStage
 from pipeline.storage import RunLock, atomic_write_bytes, atomic_write_json
 from pipeline.tasks import load_task
 from pipeline.tasks.taskfile import TaskSpec, describe
@@ -88,6 +89,7 @@ def plan(config: RunConfig, served: tuple[ResolvedModel, Backend, dict[str, Any]
         paraphrase_judge,
         AdmitStage(judge, paraphrase=True),
         SelectStage(judge),
+        ShiftStage(backend, model.fingerprint, enabled=config.measure_shift),
         ExportStage(task.name, sampling=sampling_record(answering, chosen.pick)),
     ]
     # --limit is not part of any key: shards are fixed windows, so a different limit reuses

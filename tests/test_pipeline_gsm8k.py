@@ -127,7 +127,8 @@ def test_config_yaml_reproduces_the_run(gsm8k_run):
     assert "resolved" not in path.read_text()  # options only; what the run resolved is run.json
     resolved = json.loads((gsm8k_run["out"] / "run.json").read_text())
     assert set(resolved["stage_keys"]) == {"load", "generate", "judge", "admit", "paraphrase",
-                                           "judge_paraphrase", "admit_paraphrase", "select", "export"}
+                                           "judge_paraphrase", "admit_paraphrase", "select", "shift",
+                                           "export"}
     assert resolved["judge"]["judge"] == "gsm8k" and resolved["dtype"] in ("float32", "bfloat16")
     assert json.loads((gsm8k_run["out"] / "summary.json").read_text())["out"] == str(
         gsm8k_run["out"])

@@ -74,6 +74,14 @@ class Sample:
     mean_logprob: float | None = None
 
 
+@dataclass(frozen=True)
+class Score:
+    """How likely the model finds a given reply: mean log-probability per token."""
+
+    mean_logprob: float
+    tokens: int
+
+
 #: Finish reasons of a generation that did not end on its own (the token limit, the loop guard).
 CUT_OFF = frozenset({"length", "repetition"})
 
@@ -106,6 +114,16 @@ class Backend(ABC):
     #: Whether it answers ``SamplingSettings.n`` > 1 with ``n`` samples per prompt (the run
     #: refuses ``--samples`` on a backend that does not, before any work).
     samples_per_prompt: bool = False
+
+    #: Whether :meth:`score` works (it needs the model's log-probs of a given text: the
+    #: in-process engine has them, an OpenAI-compatible chat server does not).
+    scores_completions: bool = False
+
+    def score(self, conversations: list[Messages], completions: list[str]) -> list[Score | None]:
+        """The model's mean log-prob per token of each completion as the reply to its
+        conversation (None where it cannot be scored, e.g. too long for the context)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot score completions "
+                                  f"(scores_completions is False)")
 
     def start(self) -> None:  # noqa: B027 (an optional hook: most backends need no start)
         """Get ready to serve (start an engine, open a client); idempotent. Default: nothing."""

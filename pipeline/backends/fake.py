@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 
-from pipeline.backends.base import Backend, Generation, Messages, Sample, SamplingSettings
+from pipeline.backends.base import Backend, Generation, Messages, Sample, SamplingSettings, Score
 from pipeline.backends.loop_guard import loop_start
 from pipeline.backends.model import ResolvedModel
 
@@ -27,11 +27,20 @@ def last_user_message(conversation: Messages) -> str:
     return next((m["content"] for m in reversed(conversation) if m["role"] == "user"), "")
 
 
+def word_score(text: str) -> float:
+    """The fake's mean log-prob of a text: longer words are less likely (deterministic)."""
+    words = text.split()
+    return -sum(len(w) for w in words) / max(1, len(words)) / 10
+
+
 class FakeBackend(Backend):
     samples_per_prompt = True
+    scores_completions = True
 
-    def __init__(self, reply: Reply, model_name: str = "fake-model", shards_per_call: int = 1):
+    def __init__(self, reply: Reply, model_name: str = "fake-model", shards_per_call: int = 1,
+                 score: Callable[[str], float] = word_score):
         self.reply = reply
+        self.score_of = score
         self.model_name = model_name
         self.shards_per_call = shards_per_call
         self.counters: Counter[str] = Counter()
@@ -82,6 +91,11 @@ class FakeBackend(Backend):
                           prompt_tokens=len(last_user_message(conversation).split()),
                           completion_tokens=sum(s.completion_tokens for s in samples),
                           samples=tuple(samples) if sampling.n > 1 else ())
+
+    def score(self, conversations: list[Messages], completions: list[str]) -> list[Score | None]:
+        self.counters["scored"] += len(completions)
+        return [Score(self.score_of(text), len(text.split())) if text else None
+                for text in completions]
 
     def served(self) -> tuple[ResolvedModel, FakeBackend, dict[str, str]]:
         """What :func:`pipeline.curate.run` takes as ``served``: (model, backend, engine

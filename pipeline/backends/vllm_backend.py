@@ -19,6 +19,7 @@ from pipeline.backends.base import (
     Messages,
     Sample,
     SamplingSettings,
+    Score,
     chat_token_ids,
     request_seed,
     tokenize_within_context,
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 
 class VllmBackend(Backend):
     samples_per_prompt = True
+    scores_completions = True
 
     def __init__(self, model_path: str, model_name: str, *, cache_root: Path, dtype: str = "auto",
                  max_model_len: int = 2048, seed: int = 0, kv_cache_gib: int,
@@ -197,6 +199,30 @@ class VllmBackend(Backend):
                                f"by one; first error: {outputs[0].error}")
         return outputs
 
+    def score(self, conversations: list[Messages], completions: list[str]) -> list[Score | None]:
+        """One prefill per (conversation, completion): vLLM's ``prompt_logprobs=0`` gives the
+        log-prob of every prompt token; the completion's are averaged."""
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        scores: list[Score | None] = [None] * len(conversations)
+        todo: list[tuple[int, int, list[int]]] = []  # (row, where the completion starts, ids)
+        for index, (conversation, text) in enumerate(zip(conversations, completions, strict=True)):
+            prompt = chat_token_ids(self.tokenizer, conversation)
+            reply = self.tokenizer(text or "", add_special_tokens=False)["input_ids"]
+            if reply and len(prompt) + len(reply) < self.max_model_len:
+                todo.append((index, len(prompt), prompt + reply))
+        if not todo:
+            return scores
+        self.engine.reset_prefix_cache()  # as in _run: the same scores whatever ran before
+        params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
+        outputs = self.engine.generate([TokensPrompt(prompt_token_ids=ids) for _, _, ids in todo],
+                                       params, use_tqdm=False)
+        for (index, start, ids), output in zip(todo, outputs, strict=True):
+            logprobs = [output.prompt_logprobs[pos][ids[pos]].logprob for pos in range(start, len(ids))]
+            scores[index] = Score(sum(logprobs) / len(logprobs), len(logprobs))
+        return scores
+
     def _inject_fault(self, prompt: Any) -> None:
         if faults.marker("engine"):  # test hook; decoding is skipped when it is off
             faults.check("engine", self.tokenizer.decode(prompt["prompt_token_ids"]))
@@ -206,7 +232,7 @@ class AdapterView(Backend):
     """A backend that generates with a shared :class:`VllmBackend` through one LoRA adapter.
     The base backend owns the engine: closing a view does nothing."""
 
-    samples_per_prompt = True
+    samples_per_prompt = True  # scores_completions stays False: the score is the base model's
 
     def __init__(self, base: VllmBackend, model_name: str, lora_request: Any):
         self.base = base

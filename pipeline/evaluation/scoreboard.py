@@ -75,9 +75,15 @@ def csv_table(results: dict[str, Any], baseline: str | None) -> str:
 
 def write_table(results: dict[str, Any], out: Path, baseline: str | None) -> str:
     """Write ``table.md`` and ``table.csv`` under ``out``; return the Markdown."""
+    from pipeline.evaluation.paired import markdown as paired_markdown
+
     text = markdown_table(results, baseline)
     note = (f"\n\nAccuracy in %, [95% interval], n = items scored (limit {results['limit']}); "
             "in-domain = judged correct on the task's test split, greedy.\n")
+    if results.get("paired"):
+        text += ("\n\nPaired differences on the same items (A − B, points; a paired bootstrap "
+                 "interval, and McNemar's exact test for right/wrong scores):\n\n"
+                 + paired_markdown(results["paired"]))
     (out / "table.md").write_text(text + note)
     (out / "table.csv").write_text(csv_table(results, baseline))
     return text

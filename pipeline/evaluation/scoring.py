@@ -199,6 +199,25 @@ def _lm_eval_dtype(dtype: str) -> str:
     return "float32" if dtype == "auto" else dtype
 
 
+def paired_comparisons(models: list[str], tasks: list[str], general: list[str],
+                       in_domain_items: Any, general_items: Any) -> list[dict[str, Any]]:
+    """Each model against the base, and S3FT against SFT, on the same items
+    (:mod:`pipeline.evaluation.paired`)."""
+    from pipeline.evaluation.general import CONTINUOUS
+    from pipeline.evaluation.paired import compare_pair, default_pairs
+
+    per_item: dict[str, dict[str, dict[str, float]]] = {m: {} for m in models}
+    if in_domain_items is not None:
+        for row in in_domain_items.iter_rows(named=True):
+            per_item[row["model"]].setdefault(row["task"], {})[row["id"]] = float(bool(row["verdict"]))
+    if general_items is not None:
+        for row in general_items.iter_rows(named=True):
+            per_item[row["model"]].setdefault(row["benchmark"], {})[row["id"]] = float(row["correct"])
+    binary = [b for b in [*tasks, *general] if b not in CONTINUOUS]
+    return [compare_pair(per_item, a, b, [*tasks, *general], binary, general)
+            for a, b in default_pairs(models)]
+
+
 def evaluate_models(models: list[ModelUnderTest], benchmarks: str, settings: EvaluateConfig,
                     out: Path) -> dict[str, Any]:
     """Score every model on every benchmark; writes results.json and the item tables."""
@@ -214,6 +233,8 @@ def evaluate_models(models: list[ModelUnderTest], benchmarks: str, settings: Eva
         "limit": settings.limit, "in_domain_tasks": tasks, "general_benchmarks": general,
         "scores": {m.name: {**in_domain.get(m.name, {}), **general_results.get(m.name, {})}
                    for m in models},
+        "paired": paired_comparisons([m.name for m in models], tasks, general, in_domain_items,
+                                     general_items),
     }
     for name, items in (("items_in_domain", in_domain_items), ("items_general", general_items)):
         if items is not None:

@@ -71,6 +71,10 @@ COLUMN_DOCS: dict[str, str] = {
     "correct_samples": "how many of them the judge found correct",
     "picked_sample": "which sample is `candidate` and was admitted (0-based; null: none admitted)",
     "sampling": "the sampling settings, as JSON (n, temperature, top_p, ..., seed, pick)",
+    "target_logprob": "the base model's mean log-prob per token of `target` (null: not measured)",
+    "target_scored_tokens": "tokens of `target` that were scored",
+    "gold_logprob": "the base model's mean log-prob per token of `gold`",
+    "gold_scored_tokens": "tokens of `gold` that were scored",
 }
 
 
@@ -180,6 +184,19 @@ def _decoding(run: RunFiles) -> str:
              if sampled else "")
     return (f"{n} sampled answers per prompt ({settings}); the target is the `{pick}` admitted "
             f"sample{rates}")
+
+
+def _shift_line(summary: dict[str, Any]) -> str:
+    """How likely the base model finds these targets, against plain SFT's all-gold set."""
+    shift = summary.get("distribution_shift")
+    if not shift:
+        return "The base model's log-probability of the targets was not measured for this set."
+    sources = ", ".join(f"{source} {v['mean_logprob']:.3f} ({v['rows']} rows)"
+                        for source, v in shift["by_source"].items() if v["mean_logprob"] is not None)
+    return (f"Distance from the base model's own distribution (its mean log-probability per "
+            f"target token, higher is closer): this mix {shift['s3ft_mix']['mean_logprob']:.3f}, "
+            f"every row's gold as plain SFT would train on {shift['sft_all_gold']['mean_logprob']:.3f}"
+            f"; by source: {sources}.")
 
 
 def _loop_guard_line(run: RunFiles) -> str:
@@ -354,6 +371,8 @@ gold answers.
 Share of each target source in this set, next to the paper's (Table 3, Mistral-7B-Instruct-v0.2):
 
 {chr(10).join(mix)}
+
+{_shift_line(summary)}
 
 ## What was admitted, and how the pipeline knows
 

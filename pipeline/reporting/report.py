@@ -1,10 +1,10 @@
 """``report.html`` for a run: what it produced, at a glance, in one self-contained page.
 
-``write_report(run_dir)`` draws four charts (five with ``--samples``) with matplotlib (Agg, no
+``write_report(run_dir)`` draws five charts (six with ``--samples``) with matplotlib (Agg, no
 display needed), writes them as ``report_*.png`` beside ``report.html`` and inlines the same
 PNGs into the page as base64, so the page can be mailed or attached on its own. The charts:
 the training mix next to the paper's, judge outcomes by rule, answer lengths by source, stage
-cost, and with samples, rows by their number of correct samples.
+cost, the base model's log-prob of the targets, and with samples, rows by their number of correct samples.
 ``python -m pipeline.reporting.report --run runs/<run>`` rewrites it for an existing run.
 """
 
@@ -186,6 +186,29 @@ def chart_samples(run: RunFiles) -> bytes:
     return _png(fig)
 
 
+def chart_shift(run: RunFiles) -> bytes:
+    """The base model's mean log-prob per token of the targets: by source, the mix, all gold."""
+    shift = run.summary.get("distribution_shift")
+    fig = _figure(5.4, 3.4)
+    ax = fig.add_subplot()
+    ax.set_title("Base model's mean log-prob per target token (higher: closer)", fontsize=9)
+    if not shift:
+        _no_data(ax, "not measured")
+        return _png(fig)
+    bars = [(f"{s} ({v['rows']})", v["mean_logprob"], COLORS[s])
+            for s, v in shift["by_source"].items() if v["mean_logprob"] is not None]
+    bars += [("S3FT mix", shift["s3ft_mix"]["mean_logprob"], "#333"),
+             ("all gold (SFT)", shift["sft_all_gold"]["mean_logprob"], "#999")]
+    names = [b[0] for b in bars][::-1]
+    values = [b[1] for b in bars][::-1]
+    ax.barh(names, values, color=[b[2] for b in bars][::-1])
+    for y, value in enumerate(values):
+        ax.annotate(f"{value:.3f}", (value, y), xytext=(3, 0), textcoords="offset points",
+                    ha="left", va="center", fontsize=8, color="white")  # inside the (negative) bar
+    ax.set_xlabel("nats per token")
+    return _png(fig)
+
+
 def chart_stages(run: RunFiles) -> bytes:
     stages = run.summary.get("stages") or {}
     fig = _figure(5.4, 3.4)
@@ -215,6 +238,7 @@ CHARTS = {
     "report_stages.png": ("Stage cost", chart_stages, False),
     "report_judge.png": ("Judge outcomes", chart_judge, True),
     "report_lengths.png": ("Lengths", chart_lengths, True),
+    "report_shift.png": ("Distribution shift", chart_shift, False),
 }
 #: Drawn only for a run with ``--samples`` > 1.
 SAMPLE_CHARTS = {"report_samples.png": ("Correct samples per row", chart_samples, False)}

@@ -72,6 +72,31 @@ def sampling_summary(admit: StageResult | None) -> dict[str, Any] | None:
             "admitted_at_k_pct": pct("rows_with_an_admitted_sample")}
 
 
+def _mean_per_token(pairs: list[tuple[float | None, int | None]]) -> dict[str, Any]:
+    scored = [(m, t) for m, t in pairs if m is not None and t]
+    tokens = sum(t for _, t in scored)
+    return {"rows": len(scored), "tokens": tokens,
+            "mean_logprob": round(sum(m * t for m, t in scored) / tokens, 4) if tokens else None}
+
+
+def shift_summary(columns: dict[str, list[Any]]) -> dict[str, Any] | None:
+    """The base model's mean log-prob per token of the targets, per source and for the whole
+    mix, next to the gold of every row (what plain SFT trains on). None: not measured."""
+    if not any(v is not None for v in columns.get("target_logprob", [])):
+        return None
+    target = list(zip(columns["target_logprob"], columns["target_scored_tokens"], strict=True))
+    gold = list(zip(columns["gold_logprob"], columns["gold_scored_tokens"], strict=True))
+    by_source = {source: _mean_per_token([t for t, s in zip(target, columns["source"], strict=True)
+                                          if s == source]) for source in SOURCES}
+    mix, sft = _mean_per_token(target), _mean_per_token(gold)
+    return {"by_source": by_source, "s3ft_mix": mix, "sft_all_gold": sft,
+            # How much likelier, per token, the mix is than all-gold (nats; > 0: closer to
+            # the model's own distribution).
+            "mix_minus_gold": (round(mix["mean_logprob"] - sft["mean_logprob"], 4)
+                               if mix["mean_logprob"] is not None and sft["mean_logprob"] is not None
+                               else None)}
+
+
 def summarize(table: pa.Table, task: str, stages: dict[str, StageResult],
               wall_seconds: float, engine_starts: int,
               judge_calibration: dict[str, Any] | None = None,
@@ -100,6 +125,8 @@ def summarize(table: pa.Table, task: str, stages: dict[str, StageResult],
         "rows_without_trusted_verdict": untrusted,
         # --samples k: pass@1 (the first sample), pass@k (any sample correct), admitted@k.
         "samples": sampling_summary(stages.get("admit")),
+        # The base model's mean log-prob per token of the targets (pipeline/stages/shift.py).
+        "distribution_shift": shift_summary(columns),
         "model_admitted_pct": round(100 * sum(bool(v) for v in columns["admitted"]) / rows, 1)
         if rows else 0.0,
         "admission": {"model": admission_counts(columns, ""),
@@ -172,6 +199,13 @@ def print_summary(summary: dict[str, Any]) -> None:
         console.print(f"samples: pass@1 {sampled['pass_at_1_pct']:.1f}%  |  pass@k "
                       f"{sampled['pass_at_k_pct']:.1f}%  |  rows with an admitted sample "
                       f"{sampled['admitted_at_k_pct']:.1f}%")
+    shift = summary.get("distribution_shift")
+    if shift:
+        sources = "  ".join(f"{s} {v['mean_logprob']:.3f}" for s, v in shift["by_source"].items()
+                            if v["mean_logprob"] is not None)
+        console.print(f"base model's mean log-prob per target token: S3FT mix "
+                      f"{shift['s3ft_mix']['mean_logprob']:.3f} vs all gold (SFT) "
+                      f"{shift['sft_all_gold']['mean_logprob']:.3f}  |  {sources}")
     para = summary["paraphrase"]
     console.print(
         f"model accuracy on the training set (trusted verdicts): "

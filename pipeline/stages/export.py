@@ -63,6 +63,12 @@ TRAIN_SCHEMA = pa.schema([
     ("correct_samples", pa.int64()),
     ("picked_sample", pa.int64()),
     ("sampling", pa.string()),
+    # The base model's mean log-prob per token of the target and of the gold
+    # (pipeline/stages/shift.py; null where not measured).
+    ("target_logprob", pa.float64()),
+    ("target_scored_tokens", pa.int64()),
+    ("gold_logprob", pa.float64()),
+    ("gold_scored_tokens", pa.int64()),
 ])
 
 

@@ -94,3 +94,21 @@ def test_a_resharded_run_picks_the_same_samples(served, tmp_path):
         # A picked sample is an admitted one: correct and not cut off.
         assert (row["picked_sample"] is None) == (row["source"] != "model")
         assert row["picked_sample"] is None or row["correct_samples"] >= 1
+
+
+def test_the_model_finds_its_own_greedy_answer_likelier_than_the_gold(backend, gsm8k_train):
+    """The distribution-shift measure (pipeline/stages/shift.py) on real rows: the base
+    model's mean log-prob per token is higher for its own greedy answer than for the gold."""
+    from pipeline.tasks import load_task
+
+    template = load_task("gsm8k").answer_prompt
+    rows = gsm8k_train[100:108]
+    conversations = [template.messages(**row) for row in rows]
+    answers = backend.generate(conversations, SamplingSettings(max_tokens=256))
+    own = backend.score(conversations, [a.text for a in answers])
+    gold = backend.score(conversations, [row["answer"] for row in rows])
+    assert all(s is not None and s.mean_logprob < 0 for s in own + gold)
+    assert [s.tokens for s in own] == [len(backend.tokenizer(a.text, add_special_tokens=False)
+                                           ["input_ids"]) for a in answers]
+    likelier = sum(o.mean_logprob > g.mean_logprob for o, g in zip(own, gold, strict=True))
+    assert likelier >= 6, [(o.mean_logprob, g.mean_logprob) for o, g in zip(own, gold, strict=True)]

@@ -132,6 +132,16 @@ def test_compare_writes_the_table_chart_and_items(compared):
     assert [line.split(" | ")[0] for line in lines[2:6]] == ["| base", "| sft", "| sdft", "| s3ft"]
     assert "avg general Δ vs base (pts)" in lines[0]
     assert (out / "chart.png").read_bytes()[:4] == b"\x89PNG"
+    # Paired differences on the same items: each adapter vs base, and S3FT vs SFT.
+    assert [(c["a"], c["b"]) for c in results["paired"]] == [
+        ("sft", "base"), ("sdft", "base"), ("s3ft", "base"), ("s3ft", "sft")]
+    for pair in results["paired"]:
+        for benchmark in ("gsm8k", "arc_challenge"):
+            d = pair["benchmarks"][benchmark]
+            a, b = (results["scores"][m][benchmark]["accuracy"] for m in (pair["a"], pair["b"]))
+            assert d["n"] == 4 and d["delta_pts"] == pytest.approx(100 * (a - b))
+            assert d["ci95_pts"][0] <= d["delta_pts"] <= d["ci95_pts"][1]
+    assert "| s3ft − sft | arc_challenge | 4 |" in (out / "table.md").read_text()
     in_domain = pl.read_parquet(out / "items_in_domain.parquet")
     general = pl.read_parquet(out / "items_general.parquet")
     for model, scores in results["scores"].items():

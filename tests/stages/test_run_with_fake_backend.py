@@ -112,9 +112,11 @@ def test_summary_counts_what_the_rows_hold(fake_run):
     assert (generate["loop_stopped"], generate["loop_tokens_saved"]) == (3, 3 * (384 - 34))
     assert generate["truncated"] == 0 and summary["stages"]["paraphrase"]["loop_stopped"] == 0
     assert summary["engine_starts"] == 0
-    assert summary["backend_counters"] == {"requests": ROWS + 9}
+    # Scored: every target, and the gold of the 3 rows whose target is a paraphrase (the
+    # right answers are the gold's own text, scored once).
+    assert summary["backend_counters"] == {"requests": ROWS + 9, "scored": ROWS + 3}
     assert list(summary["stages"]) == ["generate", "judge", "admit", "paraphrase", "judge_paraphrase",
-                                       "admit_paraphrase", "select", "export"]
+                                       "admit_paraphrase", "select", "shift", "export"]
     assert summary == json.loads((fake_run["out"] / "summary.json").read_text())
 
 
@@ -157,7 +159,8 @@ def test_run_metadata_is_data(fake_run):
                                                   "min_span": 32}
     assert resolved["model_fingerprint"] == "fake:fake-model"
     assert set(resolved["stage_keys"]) == {"load", "generate", "judge", "admit", "paraphrase",
-                                           "judge_paraphrase", "admit_paraphrase", "select", "export"}
+                                           "judge_paraphrase", "admit_paraphrase", "select", "shift",
+                                           "export"}
     assert "#" not in (fake_run["out"] / "config.yaml").read_text()
 
 
@@ -180,3 +183,36 @@ def test_the_printed_summary_says_what_the_loop_guard_stopped(fake_run, capsys):
     printed = " ".join(capsys.readouterr().out.split())  # rich wraps at the terminal width
     assert (f"loop guard: stopped 3 answers and 0 paraphrases that repeated themselves "
             f"(finish_reason 'repetition'; up to {3 * (384 - 34):,} tokens not spent)") in printed
+
+
+def test_every_target_and_gold_is_scored_and_the_shift_is_summarised(fake_run):
+    from pipeline.backends.fake import word_score
+    from pipeline.reporting.card import read_run, render_card
+
+    train = pl.read_parquet(fake_run["out"] / "train.parquet")
+    for row in train.iter_rows(named=True):
+        assert row["target_logprob"] == pytest.approx(word_score(row["target"]))
+        assert row["gold_logprob"] == pytest.approx(word_score(row["gold"]))
+        assert row["target_scored_tokens"] == len(row["target"].split())
+    shift = fake_run["summary"]["distribution_shift"]
+    by_source = train.group_by("source").agg(
+        (pl.col("target_logprob") * pl.col("target_scored_tokens")).sum()
+        / pl.col("target_scored_tokens").sum())
+    for source, mean in by_source.iter_rows():
+        assert shift["by_source"][source]["mean_logprob"] == pytest.approx(mean, abs=1e-4)
+    gold = (train["gold_logprob"] * train["gold_scored_tokens"]).sum() / train["gold_scored_tokens"].sum()
+    assert shift["sft_all_gold"]["mean_logprob"] == pytest.approx(gold, abs=1e-4)
+    assert shift["s3ft_mix"]["rows"] == train.height
+    card = render_card(read_run(fake_run["out"]), "user/set")
+    assert f"this mix {shift['s3ft_mix']['mean_logprob']:.3f}" in card
+    assert (fake_run["out"] / "report_shift.png").is_file()
+
+
+def test_without_measure_shift_nothing_is_scored(gsm8k_train, tmp_path):
+    fake = fake_for(gsm8k_train[:ROWS])
+    config = RunConfig(task="gsm8k", limit=ROWS, shard_size=4, out=str(tmp_path / "r"),
+                       max_error_rate=1.0, progress=False, measure_shift=False)
+    summary = run(config, served=fake.served())
+    train = pl.read_parquet(tmp_path / "r" / "train.parquet")
+    assert train["target_logprob"].is_null().all() and fake.counters["scored"] == 0
+    assert summary["distribution_shift"] is None
