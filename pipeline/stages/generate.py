@@ -62,6 +62,10 @@ def sample_columns(generations: list[Generation]) -> list[pl.Series]:
 
 
 def _repaired(generation: Generation) -> Generation:
+    """The generation with lone surrogates replaced, in its text and every sample's; the
+    same object when there are none (the common case: no copy per row)."""
+    if not needs_repair(generation.text) and not any(needs_repair(s.text) for s in generation.samples):
+        return generation
     samples = tuple(replace(s, text=safe_text(s.text)) if needs_repair(s.text) else s
                     for s in generation.samples)
     text = safe_text(generation.text) if needs_repair(generation.text) else generation.text
