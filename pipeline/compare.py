@@ -19,7 +19,7 @@ import logging
 import sys
 from dataclasses import dataclass, field
 
-from pipeline.config import EngineOptions, Options, WorkOptions
+from pipeline.config import EngineOptions, Options, WorkOptions, need
 from pipeline.evaluate import GENERAL_DEFAULT
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,11 @@ class CompareOptions(Options):
         "help": "Paraphrase every training row, so SDFT (self-distillation) has a paraphrase for each."})
     eval_max_tokens: int | None = field(default=None, metadata={
         "help": "Max new tokens of in-domain answers. Default: --max-tokens."})
+    scorer: str = field(default="vllm", metadata={
+        "help": "General benchmarks' scorer: vllm (the engine, adapters through LoRA) or hf."})
+
+    def check(self) -> None:
+        need(self, self.scorer in ("vllm", "hf"), "scorer", "use vllm or hf")
 
 
 @dataclass

@@ -23,7 +23,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.config import EngineOptions, Options, WorkOptions
+from pipeline.config import EngineOptions, Options, WorkOptions, need
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,14 @@ class EvaluateOptions(Options):
     base_model: str | None = field(default=None, metadata={
         "help": "An adapter's base model, when the path in its adapter_config.json is not here."})
     num_fewshot: int = field(default=0, metadata={"help": "MMLU few-shot examples (others run 0-shot)."})
-    batch_size: int = field(default=16, metadata={"help": "lm-eval batch size."})
+    batch_size: int = field(default=16, metadata={"help": "lm-eval batch size (--scorer hf)."})
+    scorer: str = field(default="vllm", metadata={
+        "help": "General benchmarks' log-likelihoods: vllm (the pipeline's engine, a shared "
+                "context computed once per item, adapters through vLLM LoRA) or hf (lm-eval's "
+                "HF backend, for a model vLLM cannot load)."})
+
+    def check(self) -> None:
+        need(self, self.scorer in ("vllm", "hf"), "scorer", "use vllm or hf")
 
 
 @dataclass

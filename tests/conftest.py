@@ -37,6 +37,34 @@ def gsm8k_train() -> list[dict]:
 GSM8K_ARGS = ("--task", "gsm8k", "--limit", "16", "--shard-size", "8", "--dtype", "float32")
 
 
+#: Export columns holding float log-probs from a prefill: the last bits of a float32 sum depend
+#: on how the engine batched the requests (another process, another replica), so two runs that
+#: agree on every text may differ there by rounding.
+SCORE_COLUMNS = ("target_logprob", "gold_logprob")
+
+
+def export_differences(actual: Path, reference: Path, tolerance: float = 1e-4) -> list[str]:
+    """What differs between two ``train.parquet`` files: column names (every column exactly,
+    the score columns within ``tolerance`` and null in the same rows). Empty when the same."""
+    import polars as pl
+
+    left, right = pl.read_parquet(actual), pl.read_parquet(reference)
+    if left.columns != right.columns or left.height != right.height:
+        return [f"shape/columns {left.shape} {left.columns} != {right.shape} {right.columns}"]
+    differences = []
+    for column in left.columns:
+        a, b = left[column], right[column]
+        if column in SCORE_COLUMNS:
+            same_nulls = a.is_null().equals(b.is_null())
+            close = same_nulls and bool(((a - b).abs().fill_null(0) <= tolerance).all())
+            if not close:
+                differences.append(f"{column}: {a.to_list()} != {b.to_list()}")
+        elif not a.equals(b):
+            rows = [i for i, (x, y) in enumerate(zip(a.to_list(), b.to_list(), strict=True)) if x != y]
+            differences.append(f"{column} (rows {rows})")
+    return differences
+
+
 def run_cli(*args: str, timeout: float = 1500, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run ``python -m pipeline.run`` as a user would, from the project folder."""
     return subprocess.run(

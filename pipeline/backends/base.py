@@ -143,6 +143,20 @@ def chat_token_ids(tokenizer: Any, conversation: Messages) -> list[int]:
         conversation, add_generation_prompt=True, tokenize=True, return_dict=False))
 
 
+def scoring_requests(tokenizer: Any, conversations: list[Messages], completions: list[str],
+                     max_model_len: int) -> list[tuple[int, int, list[int]]]:
+    """The token ids to prefill for :meth:`Backend.score`: [(index, where the completion
+    starts, prompt + completion ids)], leaving out empty completions and those that do not fit
+    the context (their score is None)."""
+    requests = []
+    for index, (conversation, text) in enumerate(zip(conversations, completions, strict=True)):
+        prompt = chat_token_ids(tokenizer, conversation)
+        reply = tokenizer(text or "", add_special_tokens=False)["input_ids"]
+        if reply and len(prompt) + len(reply) < max_model_len:
+            requests.append((index, len(prompt), prompt + reply))
+    return requests
+
+
 def tokenize_within_context(tokenizer: Any, conversations: list[Messages], max_model_len: int,
                             max_tokens: int) -> tuple[list[Generation | None], list[tuple[int, list[int]]]]:
     """Tokenise every conversation; one whose prompt leaves no room for ``max_tokens`` becomes

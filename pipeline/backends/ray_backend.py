@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
@@ -27,7 +28,9 @@ from pipeline.backends.base import (
     Generation,
     Messages,
     SamplingSettings,
+    Score,
     chat_token_ids,
+    scoring_requests,
     tokenize_within_context,
 )
 from pipeline.backends.loop_guard import stopped_by_guard
@@ -50,6 +53,8 @@ def import_ray() -> Any:
 
 
 class RayBackend(Backend):
+    scores_completions = True  # prompt_logprobs through the processor, as in-process
+
     def __init__(self, model_path: str, model_name: str, *, engine_kwargs: dict[str, Any],
                  address: str | None, replicas: int, tensor_parallel_size: int = 1,
                  shards_per_call: int | None = None, kv_cache_gib: int,
@@ -98,10 +103,8 @@ class RayBackend(Backend):
     def encode(self, conversation: Messages) -> list[int]:
         return chat_token_ids(self.tokenizer, conversation)
 
-    def _processor(self, sampling: SamplingSettings, batch_size: int) -> Any:
-        from ray.data.llm import build_processor, vLLMEngineProcessorConfig
-
-        gpus = self.ray.cluster_resources().get("GPU", 0)
+    @staticmethod
+    def _params(sampling: SamplingSettings) -> dict[str, Any]:
         params: dict[str, Any] = {
             "temperature": sampling.temperature, "top_p": sampling.top_p,
             "max_tokens": sampling.max_tokens, "stop": list(sampling.stop) or None,
@@ -111,6 +114,13 @@ class RayBackend(Backend):
             params["structured_outputs"] = {"json": sampling.json_schema}
         if sampling.loop_guard:  # the engines load the processor (device.engine_kwargs)
             params["extra_args"] = sampling.loop_guard.extra_args()
+        return params
+
+    def _processor(self, params: dict[str, Any], batch_size: int,
+                   postprocess: Callable[[dict[str, Any]], dict[str, Any]] | None) -> Any:
+        from ray.data.llm import build_processor, vLLMEngineProcessorConfig
+
+        gpus = self.ray.cluster_resources().get("GPU", 0)
         config = vLLMEngineProcessorConfig(
             model_source=self.model_path,
             engine_kwargs=self.engine_kwargs,
@@ -127,7 +137,27 @@ class RayBackend(Backend):
             placement_group_config=None if gpus else {"bundles": [{"CPU": 1}]},
         )
         return build_processor(config, preprocess=lambda row: {
-            "index": row["index"], "tokenized_prompt": row["ids"], "sampling_params": dict(params)})
+            **row, "tokenized_prompt": row["ids"], "sampling_params": dict(params)},
+            postprocess=postprocess)
+
+    def _run_job(self, rows: list[dict[str, Any]], params: dict[str, Any],
+                 postprocess: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+                 ) -> dict[int, dict[str, Any]]:
+        """One Ray Data job over ``rows`` (each with ``index`` and ``ids``): output rows by index."""
+        ray = self.ray
+        self.engine_starts += 1
+        # One batch per replica: rows spread over the engines in a few large batches.
+        batch_size = max(1, -(-len(rows) // self.replicas))
+        # Dispatch only once every replica is up (Ray's default starts with the first one
+        # ready, which then gets all the batches); a cluster that cannot host them all fails
+        # with Ray's "Timed out while starting actors" instead of running on fewer.
+        ray.data.DataContext.get_current().wait_for_min_actors_s = self.startup_timeout_s
+        dataset = ray.data.from_items(rows, override_num_blocks=self.replicas)
+        outputs = self._processor(params, batch_size, postprocess)(dataset).take_all()
+        by_index = {int(o["index"]): o for o in outputs}
+        if len(by_index) != len(rows):
+            raise RuntimeError(f"Ray job returned {len(by_index)} rows for {len(rows)} requests")
+        return by_index
 
     def _finish_reason(self, out: dict[str, Any], tokens: int, sampling: SamplingSettings) -> str:
         """The processor does not return vLLM's finish_reason: an answer that used every
@@ -145,19 +175,7 @@ class RayBackend(Backend):
             self.tokenizer, conversations, self.max_model_len, sampling.max_tokens)
         rows = [{"index": index, "ids": ids} for index, ids in runnable]
         if rows:
-            ray = self.ray
-            self.engine_starts += 1
-            # One batch per replica: rows spread over the engines in a few large batches.
-            batch_size = max(1, -(-len(rows) // self.replicas))
-            # Dispatch only once every replica is up (Ray's default starts with the first one
-            # ready, which then gets all the batches); a cluster that cannot host them all fails
-            # with Ray's "Timed out while starting actors" instead of running on fewer.
-            ray.data.DataContext.get_current().wait_for_min_actors_s = self.startup_timeout_s
-            dataset = ray.data.from_items(rows, override_num_blocks=self.replicas)
-            outputs = self._processor(sampling, batch_size)(dataset).take_all()
-            by_index = {int(o["index"]): o for o in outputs}
-            if len(by_index) != len(rows):
-                raise RuntimeError(f"Ray job returned {len(by_index)} rows for {len(rows)} requests")
+            by_index = self._run_job(rows, self._params(sampling))
             for row in rows:
                 out = by_index[row["index"]]
                 error = out.get("__inference_error__") or None
@@ -169,3 +187,43 @@ class RayBackend(Backend):
                     error=f"engine_error: {error}" if error else None)
         assert all(r is not None for r in results)
         return results  # type: ignore[return-value]
+
+    def score(self, conversations: list[Messages], completions: list[str]) -> list[Score | None]:
+        """As the in-process engine's: one prefill per (conversation, completion) with
+        ``prompt_logprobs=0``, one Ray job; the mean is taken on the engine's node, so only two
+        numbers per row come back. A failed request scores None."""
+        scores: list[Score | None] = [None] * len(conversations)
+        todo = scoring_requests(self.tokenizer, conversations, completions, self.max_model_len)
+        if not todo:
+            return scores
+        rows = [{"index": index, "ids": ids, "start": start} for index, start, ids in todo]
+        by_index = self._run_job(rows, {"max_tokens": 1, "temperature": 0.0, "prompt_logprobs": 0},
+                                 postprocess=_mean_completion_logprob)
+        for index, _, _ in todo:
+            out = by_index[index]
+            if not out.get("__inference_error__") and out.get("score_tokens"):
+                scores[index] = Score(float(out["score_sum"]) / int(out["score_tokens"]),
+                                      int(out["score_tokens"]))
+        return scores
+
+
+def _mean_completion_logprob(row: dict[str, Any]) -> dict[str, Any]:
+    """Ray postprocess: the summed log-prob of the completion's tokens (from ``start`` on)."""
+    logprobs, ids, start = row.get("prompt_logprobs"), row["ids"], int(row["start"])
+    if row.get("__inference_error__") or logprobs is None:
+        return {"index": row["index"], "score_sum": None, "score_tokens": 0,
+                "__inference_error__": row.get("__inference_error__") or "no prompt_logprobs"}
+    total = 0.0
+    for pos in range(start, len(ids)):
+        total += _logprob_of(logprobs[pos], int(ids[pos]))
+    return {"index": row["index"], "score_sum": total, "score_tokens": len(ids) - start,
+            "__inference_error__": None}
+
+
+def _logprob_of(entry: Any, token: int) -> float:
+    """One prompt position's entry, {token id: {"logprob": ...}}; Ray may hand the dict over
+    with its keys as strings after a trip through Arrow."""
+    found = entry.get(token, entry.get(str(token))) if isinstance(entry, dict) else None
+    if found is None:
+        raise ValueError(f"prompt_logprobs has no entry for token {token}: {entry!r:.200}")
+    return float(found["logprob"])

@@ -22,6 +22,7 @@ from pipeline.backends.base import (
     Score,
     chat_token_ids,
     request_seed,
+    scoring_requests,
     tokenize_within_context,
 )
 from pipeline.backends.loop_guard import stopped_by_guard
@@ -206,12 +207,7 @@ class VllmBackend(Backend):
         from vllm.inputs import TokensPrompt
 
         scores: list[Score | None] = [None] * len(conversations)
-        todo: list[tuple[int, int, list[int]]] = []  # (row, where the completion starts, ids)
-        for index, (conversation, text) in enumerate(zip(conversations, completions, strict=True)):
-            prompt = chat_token_ids(self.tokenizer, conversation)
-            reply = self.tokenizer(text or "", add_special_tokens=False)["input_ids"]
-            if reply and len(prompt) + len(reply) < self.max_model_len:
-                todo.append((index, len(prompt), prompt + reply))
+        todo = scoring_requests(self.tokenizer, conversations, completions, self.max_model_len)
         if not todo:
             return scores
         self.engine.reset_prefix_cache()  # as in _run: the same scores whatever ran before

@@ -95,8 +95,7 @@ def evaluate_in_domain(models: list[ModelUnderTest], tasks: list[str], settings:
     import polars as pl
 
     from pipeline.backends.base import CUT_OFF
-    from pipeline.backends.model import ResolvedModel, cache_dir, resolve_model
-    from pipeline.backends.vllm_backend import VllmBackend
+    from pipeline.backends.model import ResolvedModel, resolve_model
     from pipeline.config import RunConfig
     from pipeline.curate import engine_settings, execute, plan
     from pipeline.storage import RunLock
@@ -108,12 +107,7 @@ def evaluate_in_domain(models: list[ModelUnderTest], tasks: list[str], settings:
     for base_path in dict.fromkeys(r.path for r in resolved_of.values()):
         group = [m for m in models if resolved_of[m.name].path == base_path]
         resolved, base = resolved_of[group[0].name], group[0].base  # any member: same folder
-        rank = max((m.rank for m in group if m.adapter), default=0)
-        backend = VllmBackend(
-            resolved.path, model_name=resolved.spec, cache_root=cache_dir(), dtype=settings.dtype,
-            max_model_len=settings.max_model_len, kv_cache_gib=settings.kv_cache_gib,
-            seed=settings.seed, gpu_memory_utilization=settings.gpu_memory_utilization,
-            max_lora_rank=next((r for r in VLLM_LORA_RANKS if r >= rank), rank) if rank else None)
+        backend = _engine_for(resolved, group, settings)
         served_settings = engine_settings(settings.dtype, settings.max_model_len, settings.seed)
         try:
             for m in group:
@@ -153,44 +147,95 @@ def evaluate_in_domain(models: list[ModelUnderTest], tasks: list[str], settings:
     return results, (pl.concat(frames) if frames else None)
 
 
+def _engine_for(resolved: Any, group: list[ModelUnderTest], settings: EvaluateConfig) -> Any:
+    """One vLLM engine for a base model, with LoRA sized for the largest adapter of ``group``."""
+    from pipeline.backends.model import cache_dir
+    from pipeline.backends.vllm_backend import VllmBackend
+
+    rank = max((m.rank for m in group if m.adapter), default=0)
+    return VllmBackend(
+        resolved.path, model_name=resolved.spec, cache_root=cache_dir(), dtype=settings.dtype,
+        max_model_len=settings.max_model_len, kv_cache_gib=settings.kv_cache_gib,
+        seed=settings.seed, gpu_memory_utilization=settings.gpu_memory_utilization,
+        max_lora_rank=next((r for r in VLLM_LORA_RANKS if r >= rank), rank) if rank else None)
+
+
 def evaluate_general(models: list[ModelUnderTest], benchmarks: list[str], settings: EvaluateConfig,
                      out: Path) -> tuple[dict[str, dict[str, Any]], Any]:
-    """lm-eval multiple-choice scores; each (model, benchmark) result is saved and reused."""
+    """lm-eval multiple-choice scores; each (model, benchmark) result is saved and reused.
+    ``--scorer vllm``: one engine per base model scores it and its adapters (vLLM LoRA)."""
     import polars as pl
 
     from pipeline.backends.model import resolve_model
+
+    results: dict[str, dict[str, Any]] = {m.name: {} for m in models}
+    frames = []
+    resolved_of = {m.name: resolve_model(m.base) for m in models}
+    engines: dict[str, Any] = {}  # base model folder → its engine, started when first needed
+
+    def scorer_of(m: ModelUnderTest) -> Any:
+        """What score_benchmarks scores: a model path (HF) or an LM on the shared engine."""
+        resolved = resolved_of[m.name]
+        if settings.scorer == "hf":
+            return m.adapter or resolved.path
+        from pipeline.evaluation.vllm_lm import VllmLM
+
+        if resolved.path not in engines:
+            group = [g for g in models if resolved_of[g.name].path == resolved.path]
+            engines[resolved.path] = _engine_for(resolved, group, settings)
+        engine = engines[resolved.path]
+        return VllmLM(engine, engine.with_adapter(m.adapter, m.name).lora_request if m.adapter else None)
+
+    try:
+        for m in models:
+            for benchmark in benchmarks:
+                summary, items = _score_general(m, resolved_of[m.name], benchmark, settings, out,
+                                                lambda m=m: scorer_of(m))
+                results[m.name][benchmark] = summary
+                frames.append(items.select(pl.lit(m.name).alias("model"), pl.all()))
+    finally:
+        for engine in engines.values():
+            engine.close()
+    return results, (pl.concat(frames) if frames else None)
+
+
+def _score_general(m: ModelUnderTest, base: Any, benchmark: str, settings: EvaluateConfig, out: Path,
+                   scorer: Any) -> tuple[dict[str, Any], Any]:
+    """One (model, benchmark) result, saved under a key of what decides it and reused;
+    ``scorer()`` gives what to score with, called only when there is something to score."""
+    import polars as pl
+
     from pipeline.config import stable_hash
     from pipeline.evaluation.general import items_frame, score_benchmarks
     from pipeline.storage import atomic_write_json, atomic_write_parquet
 
-    results: dict[str, dict[str, Any]] = {m.name: {} for m in models}
-    frames = []
-    for m in models:
-        base = resolve_model(m.base)
-        for benchmark in benchmarks:
-            key = stable_hash({"model": base.fingerprint, "adapter": m.adapter_fingerprint,
-                               "benchmark": benchmark, "limit": settings.limit,
-                               "num_fewshot": settings.num_fewshot,
-                               "dtype": _lm_eval_dtype(settings.dtype)})
-            saved = out / m.name / "general" / f"{benchmark}-{key}.json"
-            items_path = saved.with_suffix(".parquet")
-            if saved.is_file() and items_path.is_file() and not settings.fresh:
-                log.info("%s on %s: reusing %s", m.name, benchmark, saved)
-                summary = json.loads(saved.read_text())
-                items = pl.read_parquet(items_path)
-            else:
-                scored = score_benchmarks(m.adapter or base.path, [benchmark], settings.limit,
-                                          base_model=base.path if m.adapter else None,
-                                          num_fewshot=settings.num_fewshot, batch_size=settings.batch_size,
-                                          dtype=_lm_eval_dtype(settings.dtype))[benchmark]
-                summary = {k: v for k, v in scored.items() if k not in ("items", "lm_eval_results")}
-                items = items_frame({benchmark: scored})
-                saved.parent.mkdir(parents=True, exist_ok=True)
-                atomic_write_parquet(items_path, items)
-                atomic_write_json(saved, summary)
-            results[m.name][benchmark] = summary
-            frames.append(items.select(pl.lit(m.name).alias("model"), pl.all()))
-    return results, (pl.concat(frames) if frames else None)
+    key = stable_hash({"model": base.fingerprint, "adapter": m.adapter_fingerprint,
+                       "benchmark": benchmark, "limit": settings.limit,
+                       "num_fewshot": settings.num_fewshot, **_scorer_key(settings)})
+    saved = out / m.name / "general" / f"{benchmark}-{key}.json"
+    items_path = saved.with_suffix(".parquet")
+    if saved.is_file() and items_path.is_file() and not settings.fresh:
+        log.info("%s on %s: reusing %s", m.name, benchmark, saved)
+        return json.loads(saved.read_text()), pl.read_parquet(items_path)
+    scored = score_benchmarks(scorer(), [benchmark], settings.limit,
+                              base_model=base.path if m.adapter else None,
+                              num_fewshot=settings.num_fewshot, batch_size=settings.batch_size,
+                              dtype=_lm_eval_dtype(settings.dtype))[benchmark]
+    summary = {k: v for k, v in scored.items() if k not in ("items", "lm_eval_results")}
+    summary["scorer"] = settings.scorer
+    items = items_frame({benchmark: scored})
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_parquet(items_path, items)
+    atomic_write_json(saved, summary)
+    return summary, items
+
+
+def _scorer_key(settings: EvaluateConfig) -> dict[str, Any]:
+    # The HF path keeps its old key (results saved before --scorer stay valid); the vLLM
+    # scorer's log-likelihoods differ from it by float noise, so its results are keyed apart.
+    if settings.scorer == "hf":
+        return {"dtype": _lm_eval_dtype(settings.dtype)}
+    return {"scorer": "vllm", "dtype": settings.dtype, "max_model_len": settings.max_model_len}
 
 
 def _lm_eval_dtype(dtype: str) -> str:

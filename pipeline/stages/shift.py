@@ -8,8 +8,9 @@ per token of each (``target_logprob``, ``gold_logprob``). The summary compares t
 what plain SFT would train on (every row's gold), per source; see
 :func:`pipeline.reporting.summary.shift_summary`.
 
-A backend that cannot score text (an OpenAI-compatible server, Ray) leaves the columns null
-and the summary says so; ``--no-measure-shift`` skips the pass.
+The in-process engine and Ray (one more Ray Data job) score; a backend that cannot (an
+OpenAI-compatible chat server) leaves the columns null and the summary says so;
+``--no-measure-shift`` skips the pass.
 """
 
 from __future__ import annotations
@@ -33,6 +34,11 @@ class ShiftStage(Stage):
         self.backend = backend
         self.model_fingerprint = model_fingerprint
         self.enabled = enabled and backend.scores_completions
+
+    @property
+    def shards_per_call(self) -> int:
+        """As the generate stage: one scoring call (a Ray job) for a group of shards."""
+        return self.backend.shards_per_call
 
     def settings(self) -> dict[str, Any]:
         return {"model": self.model_fingerprint, "enabled": self.enabled}

@@ -20,7 +20,7 @@ import pytest
 
 from pipeline.errors import UsageError
 from pipeline.stage import Shard, Stage, run_stage
-from tests.conftest import GSM8K_ARGS, PROJECT, run_cli
+from tests.conftest import GSM8K_ARGS, PROJECT, export_differences, run_cli
 
 
 class DoublingStage(Stage):
@@ -90,6 +90,24 @@ def test_engine_ray_without_the_extra_names_it(monkeypatch):
         import_ray()
 
 
+def test_the_score_postprocess_sums_the_completion_tokens_only():
+    from pipeline.backends.ray_backend import _mean_completion_logprob
+
+    # Prompt ids 5, 6; completion ids 7, 8. The engine gives each prompt position (but the
+    # first) the log-prob of its token; after Arrow the keys may be strings.
+    row = {"index": 3, "ids": [5, 6, 7, 8], "start": 2, "__inference_error__": None,
+           "prompt_logprobs": [None, {6: {"logprob": -9.0}}, {"7": {"logprob": -0.5}},
+                               {8: {"logprob": -1.5}, 2: {"logprob": -0.1}}]}
+    assert _mean_completion_logprob(row) == {"index": 3, "score_sum": -2.0, "score_tokens": 2,
+                                             "__inference_error__": None}
+    failed = _mean_completion_logprob({**row, "prompt_logprobs": None,
+                                       "__inference_error__": "engine died"})
+    assert (failed["score_tokens"], failed["__inference_error__"]) == (0, "engine died")
+    with pytest.raises(ValueError, match="no entry for token 8"):
+        wrong_token = [*row["prompt_logprobs"][:3], {9: {"logprob": 0}}]
+        _mean_completion_logprob({**row, "prompt_logprobs": wrong_token})
+
+
 @pytest.fixture(scope="module")
 def ray_cluster():
     """A head and two worker nodes on this machine; every Ray process is stopped afterwards."""
@@ -115,15 +133,18 @@ def test_ray_run_equals_the_in_process_run(ray_cluster, gsm8k_run, tmp_path):
                      "--kv-cache-gib", "1")
     assert result.returncode == 0, result.stderr[-4000:]
     summary = json.loads((out / "summary.json").read_text())
-    # Both shards of each generation pass went to the cluster as one job (2 x 2 replicas >= 2).
-    assert summary["engine_starts"] == 2
+    # Both shards of each generation pass went to the cluster as one job (2 x 2 replicas >= 2),
+    # and the shift stage scored every target and gold in a third.
+    assert summary["engine_starts"] == 3
     ray_table = pq.read_table(out / "train.parquet").to_pylist()
     local_table = pq.read_table(gsm8k_run["out"] / "train.parquet").to_pylist()
     assert [r["id"] for r in ray_table] == [r["id"] for r in local_table]
     same = [r["candidate"] == s["candidate"] for r, s in zip(ray_table, local_table, strict=True)]
     # Greedy on the same token ids: the same answers as the in-process engine.
     assert all(same), [r["id"] for r, ok in zip(ray_table, same, strict=True) if not ok]
-    assert ray_table == local_table
+    # The shift stage scored on the cluster too: every row, the in-process scores.
+    assert all(r["target_logprob"] is not None for r in ray_table)
+    assert export_differences(out / "train.parquet", gsm8k_run["out"] / "train.parquet") == []
 
 
 def _engine_processes(node, pattern: str = r"vLLMEngineStage|EngineCore") -> list[psutil.Process]:
@@ -190,5 +211,4 @@ def test_a_worker_node_killed_mid_run_loses_only_shards_in_flight(ray_cluster, g
     assert generate["shards_reused"] >= 1, generate
     if first.returncode == 0:
         assert (generate["shards_computed"], summary["engine_starts"]) == (0, 0), summary
-    assert pq.read_table(out / "train.parquet").to_pylist() == \
-        pq.read_table(gsm8k_run["out"] / "train.parquet").to_pylist()
+    assert export_differences(out / "train.parquet", gsm8k_run["out"] / "train.parquet") == []

@@ -216,3 +216,29 @@ def test_without_measure_shift_nothing_is_scored(gsm8k_train, tmp_path):
     train = pl.read_parquet(tmp_path / "r" / "train.parquet")
     assert train["target_logprob"].is_null().all() and fake.counters["scored"] == 0
     assert summary["distribution_shift"] is None
+
+
+def test_the_shift_stage_scores_a_group_of_shards_per_call(tmp_path):
+    """On Ray each call is a job that starts engines: shards go in groups, as for generation."""
+    from pipeline.stage import Shard, run_stage
+    from pipeline.stages.shift import ShiftStage
+
+    calls: list[int] = []
+
+    class Counting(FakeBackend):
+        def score(self, conversations, completions):
+            calls.append(len(completions))
+            return super().score(conversations, completions)
+
+    shards = []
+    for index in range(4):
+        path = tmp_path / f"in-{index}.parquet"
+        pl.DataFrame({"id": [f"r{index}"], "prompt": [[{"role": "user", "content": "q"}]],
+                      "target": ["an answer"], "gold": ["the gold answer"]}).write_parquet(path)
+        shards.append(Shard(index, path, f"r{index}"))
+    stage = ShiftStage(Counting(lambda _: "x", shards_per_call=3), "fake")
+    result = run_stage(stage, shards, "up", tmp_path / "stages")
+    assert calls == [6, 2]  # shards 0-2 (a target and a gold each), then shard 3
+    assert result.computed_shards == 4
+    scored = pl.read_parquet(result.shards[3].path)
+    assert scored["target_logprob"].is_not_null().all() and scored["gold_logprob"].is_not_null().all()

