@@ -31,23 +31,28 @@ def peak_matmul_flops(dtype: Any, threads: int, size: int = 2048, reps: int = 8)
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+        device = "cuda" if _cuda() else "cpu"
+        a, b = (torch.randn(size, size, dtype=dtype, device=device) for _ in range(2))
         torch.matmul(a, b)  # warm up
         best = math.inf
         for _ in range(reps):
+            if device == "cuda":
+                torch.cuda.synchronize()
             started = time.perf_counter()
             torch.matmul(a, b)
+            if device == "cuda":
+                torch.cuda.synchronize()
             best = min(best, time.perf_counter() - started)
         return 2 * size**3 / best
     finally:
         torch.set_num_threads(previous)
 
 
-def counting_hf(path: str, batch_size: int) -> tuple[Any, dict[str, int]]:
+def counting_hf(path: str, batch_size: int, dtype: str) -> tuple[Any, dict[str, int]]:
     """lm-eval's HFLM with a counter of the token positions each forward pass computes."""
     from pipeline.evaluation.general import make_lm
 
-    lm = make_lm(path, batch_size=batch_size)
+    lm = make_lm(path, batch_size=batch_size, dtype=dtype, device="cuda" if _cuda() else "cpu")
     counted = {"computed_tokens": 0}
     forward = lm._model_call
 
@@ -59,12 +64,21 @@ def counting_hf(path: str, batch_size: int) -> tuple[Any, dict[str, int]]:
     return lm, counted
 
 
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--benchmarks", default=BENCHMARKS)
     parser.add_argument("--items", type=int, default=100, help="items per benchmark (the same for both)")
     parser.add_argument("--batch-size", type=int, default=16, help="HF batch size")
     parser.add_argument("--kv-cache-gib", type=int, default=4)
+    parser.add_argument("--model", default=None, help="a model spec (default: the embedded model)")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                        help="both scorers' dtype (float32 here: this CPU emulates bf16)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     os.environ.setdefault("S3FT_PROGRESS", "0")
@@ -77,12 +91,12 @@ def main() -> None:
     from pipeline.evaluation.vllm_lm import VllmLM
 
     benchmarks = args.benchmarks.split(",")
-    model = resolve_model()
+    model = resolve_model(args.model) if args.model else resolve_model()
     cores = len(os.sched_getaffinity(0))
-    peak = peak_matmul_flops(torch.float32, cores)
+    peak = peak_matmul_flops(getattr(torch, args.dtype), cores)
 
     started = time.perf_counter()
-    backend = VllmBackend(model.path, model_name=model.spec, cache_root=cache_dir(), dtype="float32",
+    backend = VllmBackend(model.path, model_name=model.spec, cache_root=cache_dir(), dtype=args.dtype,
                           max_model_len=2048, seed=0, kv_cache_gib=args.kv_cache_gib,
                           gpu_memory_utilization=0.9)
     backend.start()
@@ -96,7 +110,7 @@ def main() -> None:
     finally:
         backend.close()
 
-    hf, counted = counting_hf(str(model.path), args.batch_size)
+    hf, counted = counting_hf(str(model.path), args.batch_size, args.dtype)
     params = sum(p.numel() for p in hf.model.parameters())
     hf_runs: dict[str, Any] = {}
     for name in benchmarks:
@@ -128,7 +142,7 @@ def main() -> None:
         })
     geomean = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
 
-    print(f"model {model.spec}: {params / 1e6:.1f} M parameters, float32; peak matmul "
+    print(f"model {model.spec}: {params / 1e6:.1f} M parameters, {args.dtype}; peak matmul "
           f"{peak / 1e9:.1f} GFLOP/s on {cores} threads; "
           f"vLLM engine start {engine_start_s:.0f} s (not counted)")
     print(f"\n{'benchmark':<16} {'items':>5} {'HF it/s':>8} {'vLLM it/s':>9} {'ratio':>6} {'same':>8} "
