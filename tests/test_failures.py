@@ -185,6 +185,13 @@ def test_a_mistyped_model_path_is_never_sent_to_the_hub(tmp_path, data, spec):
     assert "starting the vLLM engine" not in result.stderr
 
 
+def test_an_unknown_embedded_model_is_named(tmp_path, data):
+    result = run_cli("--data", str(data), "--model", "embedded:smollm2-135m", "--out",
+                     str(tmp_path / "o"), timeout=60)
+    assert_clear(result, 2, "embedded:smollm2-135m", "no such embedded model",
+                 "embedded:smollm2-135m-instruct")
+
+
 def test_out_that_is_a_file_is_named(tmp_path, data, server):
     out = tmp_path / "taken"
     out.write_text("not a folder")

@@ -85,6 +85,9 @@ def convert_gguf(gguf: Path, out_dir: Path) -> Path:
 
 def resolve_model(spec: str = DEFAULT_MODEL) -> ResolvedModel:
     gguf: Path | None = None
+    if spec.startswith("embedded:") and spec not in _EMBEDDED:
+        raise UsageError(f"--model {spec}: no such embedded model; the embedded ones are "
+                         f"{', '.join(sorted(_EMBEDDED))}")
     if spec in _EMBEDDED:
         gguf = embedded_gguf_path(spec)
     elif spec.endswith(".gguf"):

@@ -71,12 +71,15 @@ def train_mode(settings: CompareConfig, data: Path, mode: str, out: Path) -> Pat
 def compare(settings: CompareConfig) -> dict[str, Any]:
     from pipeline.config import stable_hash
     from pipeline.evaluate import EvaluateConfig
+    from pipeline.evaluation.drift import DriftSettings, drift_prompts, measure_drift
     from pipeline.evaluation.scoreboard import plot_chart, write_table
-    from pipeline.evaluation.scoring import evaluate_models, model_under_test, split_benchmarks
+    from pipeline.evaluation.scoring import evaluate_models, hf_dtype, model_under_test, split_benchmarks
+    from pipeline.storage import atomic_write_json
     from pipeline.tasks import load_task
 
     load_task(settings.task)  # fail on a bad task or benchmark name before any work
     training_options(settings.train_config)  # ... or a bad training config
+    drift_prompts(settings.drift_prompts)  # ... or missing benchmark files for the drift prompts
     modes = [m.strip() for m in settings.modes.split(",") if m.strip()]
     benchmarks = f"{settings.task},{settings.benchmarks}" if settings.benchmarks else settings.task
     split_benchmarks(benchmarks)
@@ -92,6 +95,10 @@ def compare(settings: CompareConfig) -> dict[str, Any]:
     evaluation = EvaluateConfig(limit=settings.limit_eval, scorer=settings.scorer, **{
         **engine_and_work(settings), "max_tokens": settings.eval_max_tokens or settings.max_tokens})
     results = evaluate_models(models, benchmarks, evaluation, out)
+    results["drift"] = measure_drift(
+        models, DriftSettings(settings.drift_prompts, settings.drift_max_tokens,
+                              hf_dtype(settings.dtype)), out, fresh=settings.fresh)
+    atomic_write_json(out / "results.json", results)
     print(write_table(results, out, baseline="base"))
     plot_chart(results, out / "chart.png")
     print(f"table, chart and per-item results in {out}")

@@ -84,6 +84,10 @@ def write_table(results: dict[str, Any], out: Path, baseline: str | None) -> str
         text += ("\n\nPaired differences on the same items (A − B, points; a paired bootstrap "
                  "interval, and McNemar's exact test for right/wrong scores):\n\n"
                  + paired_markdown(results["paired"]))
+    if results.get("drift"):
+        from pipeline.evaluation.drift import markdown as drift_markdown
+
+        text += "\n\n" + drift_markdown(results["drift"])
     (out / "table.md").write_text(text + note)
     (out / "table.csv").write_text(csv_table(results, baseline))
     return text

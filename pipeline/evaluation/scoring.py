@@ -220,7 +220,7 @@ def _score_general(m: ModelUnderTest, base: Any, benchmark: str, settings: Evalu
     scored = score_benchmarks(scorer(), [benchmark], settings.limit,
                               base_model=base.path if m.adapter else None,
                               num_fewshot=settings.num_fewshot, batch_size=settings.batch_size,
-                              dtype=_lm_eval_dtype(settings.dtype))[benchmark]
+                              dtype=hf_dtype(settings.dtype))[benchmark]
     summary = {k: v for k, v in scored.items() if k not in ("items", "lm_eval_results")}
     summary["scorer"] = settings.scorer
     items = items_frame({benchmark: scored})
@@ -244,11 +244,11 @@ def _scorer_key(settings: EvaluateConfig) -> dict[str, Any]:
     # The HF path keeps its old key (results saved before --scorer stay valid); the vLLM
     # scorer's log-likelihoods differ from it by float noise, so its results are keyed apart.
     if settings.scorer == "hf":
-        return {"dtype": _lm_eval_dtype(settings.dtype)}
+        return {"dtype": hf_dtype(settings.dtype)}
     return {"scorer": "vllm", "dtype": settings.dtype, "max_model_len": settings.max_model_len}
 
 
-def _lm_eval_dtype(dtype: str) -> str:
+def hf_dtype(dtype: str) -> str:
     # lm-eval's HF backend on CPU: float32 unless a dtype is asked for (bf16 log-likelihoods are
     # coarse, and the general-benchmark scores would move with the hardware).
     return "float32" if dtype == "auto" else dtype

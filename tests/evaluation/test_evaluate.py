@@ -113,7 +113,8 @@ def compared(gsm8k_run, tmp_path_factory) -> dict:
     args = ("--task", "gsm8k", "--limit-train", "16", "--shard-size", "8", "--dtype", "float32",
             "--no-paraphrase-all",
             "--run-out", str(curation), "--train-config", str(train_config), "--limit-eval", "4",
-            "--eval-max-tokens", "96", "--benchmarks", "arc_challenge", "--out", str(root / "out"))
+            "--eval-max-tokens", "96", "--benchmarks", "arc_challenge", "--drift-prompts", "6",
+            "--drift-max-tokens", "32", "--out", str(root / "out"))
     first = _run("pipeline.compare", *args)
     assert first.returncode == 0, first.stderr[-4000:]
     results_first = json.loads((root / "out" / "results.json").read_text())
@@ -164,6 +165,13 @@ def test_compare_writes_the_table_chart_and_items(compared):
     # Different adapters → different log-likelihoods on the general benchmark too.
     lls = {m: general.filter(pl.col("model") == m)["loglikelihoods"].to_list() for m in results["scores"]}
     assert lls["s3ft"] != lls["base"]
+    # Each trained adapter drifted from the base on the held-out prompts, and the table says so.
+    drift = results["drift"]
+    assert drift["prompts"] == 6 and set(drift["adapters"]) == {"sft", "sdft", "s3ft"}
+    for d in drift["adapters"].values():
+        assert d["prompts"] == 6 and d["kl_per_token"] > 0 and d["kl_ci95"][0] <= d["kl_per_token"]
+    assert drift["s3ft_vs_sft"]["prompts"] == 6
+    assert "Drift from the base model on 6 held-out general prompts" in (out / "table.md").read_text()
 
 
 @pytest.mark.slow
@@ -172,6 +180,7 @@ def test_compare_rerun_reuses_every_step(compared):
     assert "starting the vLLM engine" not in log  # in-domain shards reused, curation finished
     assert log.count("reusing the adapter") == 3
     assert "arc_challenge: reusing" in log
+    assert log.count("drift: reusing") == 4  # the base's answers and three adapters' rows
     assert json.loads((compared["out"] / "results.json").read_text()) == compared["results_first"]
 
 
