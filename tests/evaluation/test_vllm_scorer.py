@@ -32,6 +32,8 @@ class FakeEngine:
 
     def __init__(self, block: int = 4):
         self.block = block
+        self.llm_engine = SimpleNamespace(vllm_config=SimpleNamespace(
+            cache_config=SimpleNamespace(block_size=block)))
         self.computed: set[tuple[int, ...]] = set()
         self.requests: list[tuple[list[int], object]] = []
 
@@ -95,6 +97,21 @@ def test_each_pair_scores_the_sum_of_its_continuation_tokens():
     # One context request, one request per longer continuation.
     assert (lm.counters["context_requests"], lm.counters["continuation_requests"]) == (1, 3)
     assert lm.counters["cached_tokens"] > 0  # the longer ones read the context from the cache
+
+
+def test_a_context_shorter_than_a_block_skips_the_context_request():
+    """Nothing of it could be cached, so each choice is one request scoring all its tokens;
+    a one-token choice still needs the context request."""
+    lm = fake_lm(block=8)
+    short, other = [1, 2, 3], [4, 5, 6]
+    longer = [[11, 12], [13, 14, 15]]
+    requests = [(("c", "x"), short, c) for c in longer] + [(("d", "y"), other, c) for c in ([16], [17, 18])]
+    results = lm._loglikelihood_tokens(requests)
+    expected = [brute_force(short, c) for c in longer] + [brute_force(other, c) for c in ([16], [17, 18])]
+    assert [ll for ll, _ in results] == [pytest.approx(e) for e in expected]
+    assert (lm.counters["context_requests"], lm.counters["continuation_requests"]) == (1, 3)
+    context_requests = [ids for ids, p in lm.backend.engine.requests if p.logprob_token_ids]
+    assert context_requests == [other]
 
 
 def test_a_position_the_cache_covered_is_scored_again_without_the_cache():
