@@ -35,7 +35,10 @@ class CompareOptions(Options):
         "help": "A built-in task (gsm8k, mbpp, nq) or a task folder of your own."})
     limit_train: int | None = field(default=None, metadata={"help": "Curate the first N training rows."})
     limit_eval: int | None = field(default=None, metadata={
-        "help": "Score the first N items of each benchmark."})
+        "help": "Score the first N items of the task's test split (and of each general benchmark, "
+                "unless --limit-general says otherwise)."})
+    limit_general: int | None = field(default=None, metadata={
+        "help": "Score the first N items of each general benchmark. Default: --limit-eval."})
     benchmarks: str = field(default=GENERAL_DEFAULT, metadata={
         "help": "General benchmarks (the task itself is always scored in-domain)."})
     modes: str = field(default="sft,sdft,s3ft", metadata={"help": "Training modes to compare."})

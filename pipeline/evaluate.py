@@ -40,6 +40,10 @@ class EvaluateOptions(Options):
         "help": "Comma-separated: in-domain tasks (gsm8k, mbpp, nq, or a task folder) and general "
                 "benchmarks (mmlu, truthfulqa_mc, truthfulqa_mc2, arc_challenge, hellaswag)."})
     limit: int | None = field(default=None, metadata={"help": "Score only the first N items of each."})
+    limit_general: int | None = field(default=None, metadata={
+        "help": "General benchmarks only: score the first N items of each (an in-domain item is "
+                "a generation, a general one a few forward passes, so their sizes differ). "
+                "Default: --limit."})
     out: str | None = field(default=None, metadata={
         "help": "Output folder. Default: runs/eval-<model name>-<hash of the settings>."})
     name: str | None = field(default=None, metadata={
@@ -55,6 +59,12 @@ class EvaluateOptions(Options):
 
     def check(self) -> None:
         need(self, self.scorer in SCORERS, "scorer", "use hf or vllm")
+        need(self, self.limit_general is None or self.limit_general >= 1, "limit_general", "use 1 or more")
+
+    @property
+    def general_limit(self) -> int | None:
+        """How many items of each general benchmark are scored."""
+        return self.limit if self.limit_general is None else self.limit_general
 
 
 @dataclass

@@ -92,7 +92,8 @@ def compare(settings: CompareConfig) -> dict[str, Any]:
     adapters = {mode: train_mode(settings, data, mode, out / "train" / f"{mode}-lora") for mode in modes}
     models = [model_under_test(settings.model, "base")]
     models += [model_under_test(str(path), mode) for mode, path in adapters.items()]
-    evaluation = EvaluateConfig(limit=settings.limit_eval, scorer=settings.scorer, **{
+    evaluation = EvaluateConfig(limit=settings.limit_eval, limit_general=settings.limit_general,
+                                scorer=settings.scorer, **{
         **engine_and_work(settings), "max_tokens": settings.eval_max_tokens or settings.max_tokens})
     results = evaluate_models(models, benchmarks, evaluation, out)
     results["drift"] = measure_drift(

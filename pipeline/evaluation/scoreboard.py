@@ -73,12 +73,18 @@ def csv_table(results: dict[str, Any], baseline: str | None) -> str:
     return buffer.getvalue()
 
 
+def limits_text(results: dict[str, Any]) -> str:
+    """``limit 100``, or ``limit 300, general 1000`` when the general benchmarks have their own."""
+    general = results.get("limit_general", results["limit"])
+    return f"limit {results['limit']}" + (f", general {general}" if general != results["limit"] else "")
+
+
 def write_table(results: dict[str, Any], out: Path, baseline: str | None) -> str:
     """Write ``table.md`` and ``table.csv`` under ``out``; return the Markdown."""
     from pipeline.evaluation.paired import markdown as paired_markdown
 
     text = markdown_table(results, baseline)
-    note = (f"\n\nAccuracy in %, [95% interval], n = items scored (limit {results['limit']}); "
+    note = (f"\n\nAccuracy in %, [95% interval], n = items scored ({limits_text(results)}); "
             "in-domain = judged correct on the task's test split, greedy.\n")
     if results.get("paired"):
         text += ("\n\nPaired differences on the same items (A − B, points; a paired bootstrap "
@@ -119,7 +125,7 @@ def plot_chart(results: dict[str, Any], path: Path) -> Path:
     ax.set_xticks(range(len(benchmarks)), benchmarks, rotation=15)
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 100)
-    ax.set_title(f"in-domain and general benchmarks (limit {results['limit']}, 95% intervals)")
+    ax.set_title(f"in-domain and general benchmarks ({limits_text(results)}, 95% intervals)")
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)

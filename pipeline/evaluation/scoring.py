@@ -210,14 +210,14 @@ def _score_general(m: ModelUnderTest, base: Any, benchmark: str, settings: Evalu
     from pipeline.storage import atomic_write_json, atomic_write_parquet
 
     key = stable_hash({"model": base.fingerprint, "adapter": m.adapter_fingerprint,
-                       "benchmark": benchmark, "limit": settings.limit,
+                       "benchmark": benchmark, "limit": settings.general_limit,
                        "num_fewshot": settings.num_fewshot, **_scorer_key(settings)})
     saved = out / m.name / "general" / f"{benchmark}-{key}.json"
     items_path = saved.with_suffix(".parquet")
     if saved.is_file() and items_path.is_file() and not settings.fresh:
         log.info("%s on %s: reusing %s", m.name, benchmark, saved)
         return json.loads(saved.read_text()), pl.read_parquet(items_path)
-    scored = score_benchmarks(scorer(), [benchmark], settings.limit,
+    scored = score_benchmarks(scorer(), [benchmark], settings.general_limit,
                               base_model=base.path if m.adapter else None,
                               num_fewshot=settings.num_fewshot, batch_size=settings.batch_size,
                               dtype=hf_dtype(settings.dtype))[benchmark]
@@ -286,7 +286,8 @@ def evaluate_models(models: list[ModelUnderTest], benchmarks: str, settings: Eva
     results = {
         "order": [m.name for m in models],  # results.json is written with sorted keys
         "models": {m.name: {"spec": m.spec, "base": m.base, "adapter": m.adapter} for m in models},
-        "limit": settings.limit, "in_domain_tasks": tasks, "general_benchmarks": general,
+        "limit": settings.limit, "limit_general": settings.general_limit,
+        "in_domain_tasks": tasks, "general_benchmarks": general,
         "scores": {m.name: {**in_domain.get(m.name, {}), **general_results.get(m.name, {})}
                    for m in models},
         "paired": paired_comparisons([m.name for m in models], tasks, general, in_domain_items,

@@ -17,7 +17,7 @@ import polars as pl
 import pytest
 
 from pipeline.errors import UsageError
-from pipeline.evaluation.scoreboard import csv_table, general_change, markdown_table, plot_chart
+from pipeline.evaluation.scoreboard import csv_table, general_change, limits_text, markdown_table, plot_chart
 from pipeline.evaluation.scoring import model_under_test, split_benchmarks
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -88,6 +88,23 @@ def test_table_shows_scores_intervals_and_average_general_change(tmp_path):
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_general_benchmarks_can_have_their_own_limit():
+    from pipeline.config import parse_config
+    from pipeline.evaluate import EvaluateConfig
+
+    def general_limit(*argv: str) -> int | None:
+        return parse_config(EvaluateConfig, list(argv), "evaluate").general_limit
+
+    assert general_limit("--limit", "300") == 300
+    assert general_limit("--limit", "300", "--limit-general", "1000") == 1000
+    assert general_limit() is None  # every item
+    with pytest.raises(UsageError, match="--limit-general 0"):
+        general_limit("--limit-general", "0")
+    results = {"limit": 300, "limit_general": 1000}
+    assert limits_text(results) == "limit 300, general 1000"
+    assert limits_text({"limit": 100}) == limits_text({"limit": 100, "limit_general": 100}) == "limit 100"
+
+
 def test_adapter_needs_a_lora_engine(tmp_path):
     from pipeline.backends.vllm_backend import VllmBackend
 
@@ -113,7 +130,8 @@ def compared(gsm8k_run, tmp_path_factory) -> dict:
     args = ("--task", "gsm8k", "--limit-train", "16", "--shard-size", "8", "--dtype", "float32",
             "--no-paraphrase-all",
             "--run-out", str(curation), "--train-config", str(train_config), "--limit-eval", "4",
-            "--eval-max-tokens", "96", "--benchmarks", "arc_challenge", "--drift-prompts", "6",
+            "--limit-general", "5", "--eval-max-tokens", "96", "--benchmarks", "arc_challenge",
+            "--drift-prompts", "6",
             "--drift-max-tokens", "32", "--out", str(root / "out"))
     first = _run("pipeline.compare", *args)
     assert first.returncode == 0, first.stderr[-4000:]
@@ -137,12 +155,13 @@ def test_compare_writes_the_table_chart_and_items(compared):
     assert [(c["a"], c["b"]) for c in results["paired"]] == [
         ("sft", "base"), ("sdft", "base"), ("s3ft", "base"), ("s3ft", "sft")]
     for pair in results["paired"]:
-        for benchmark in ("gsm8k", "arc_challenge"):
+        for benchmark, n in (("gsm8k", 4), ("arc_challenge", 5)):  # --limit-eval, --limit-general
             d = pair["benchmarks"][benchmark]
             a, b = (results["scores"][m][benchmark]["accuracy"] for m in (pair["a"], pair["b"]))
-            assert d["n"] == 4 and d["delta_pts"] == pytest.approx(100 * (a - b))
+            assert d["n"] == n and d["delta_pts"] == pytest.approx(100 * (a - b))
             assert d["ci95_pts"][0] <= d["delta_pts"] <= d["ci95_pts"][1]
-    assert "| s3ft − sft | arc_challenge | 4 |" in (out / "table.md").read_text()
+    assert "| s3ft − sft | arc_challenge | 5 |" in (out / "table.md").read_text()
+    assert "(limit 4, general 5)" in (out / "table.md").read_text()
     in_domain = pl.read_parquet(out / "items_in_domain.parquet")
     general = pl.read_parquet(out / "items_general.parquet")
     for model, scores in results["scores"].items():
@@ -150,7 +169,7 @@ def test_compare_writes_the_table_chart_and_items(compared):
         assert rows.height == scores["gsm8k"]["n"] == 4
         assert scores["gsm8k"]["accuracy"] == pytest.approx(rows["verdict"].fill_null(False).mean())
         arc = general.filter(pl.col("model") == model)
-        assert arc.height == scores["arc_challenge"]["n"] == 4
+        assert arc.height == scores["arc_challenge"]["n"] == 5
         assert 0.0 <= scores["arc_challenge"]["accuracy"] <= 1.0
         assert scores["arc_challenge"]["accuracy"] == pytest.approx(arc["correct"].mean())
         low, high = scores["arc_challenge"]["ci95"]
@@ -191,7 +210,8 @@ def test_evaluate_cli_scores_one_adapter(compared, tmp_path):
     # Copy compare's finished work for this model, so the CLI reuses it (no second engine).
     shutil.copytree(compared["out"] / "s3ft", out / "s3ft")
     result = _run("pipeline.evaluate", "--model", str(compared["out"] / "train" / "s3ft-lora"),
-                  "--name", "s3ft", "--benchmarks", "gsm8k,arc", "--limit", "4", "--max-tokens", "96",
+                  "--name", "s3ft", "--benchmarks", "gsm8k,arc", "--limit", "4", "--limit-general", "5",
+                  "--max-tokens", "96",
                   "--shard-size", "8", "--dtype", "float32", "--out", str(out))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "starting the vLLM engine" not in result.stderr
