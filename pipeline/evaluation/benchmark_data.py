@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,8 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import UsageError
-
-PROJECT_DIR = Path(__file__).resolve().parents[2]
+from pipeline.stages.load import data_dir
 
 #: Files relative to ``$S3FT_DATA_DIR``.
 MMLU_TEST_DIR = "mmlu/test"
@@ -66,11 +64,6 @@ class MCItem:
     labels: tuple[int, ...]
     subject: str | None = None
     doc: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
-
-
-def data_dir() -> Path:
-    """``$S3FT_DATA_DIR``, else the project's ``data/`` folder (same rule as ``pipeline.stages.load``)."""
-    return Path(os.environ.get("S3FT_DATA_DIR") or PROJECT_DIR / "data")
 
 
 def _require(path: Path, what: str) -> Path:

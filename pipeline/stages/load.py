@@ -40,7 +40,9 @@ class LoadedData:
 
 
 def data_dir() -> Path:
-    return Path(os.environ.get("S3FT_DATA_DIR") or PROJECT_DIR / "data")
+    """``$S3FT_DATA_DIR`` (a relative one from the working directory, where the user typed
+    it), else the project's ``data/`` folder."""
+    return Path(os.environ.get("S3FT_DATA_DIR") or PROJECT_DIR / "data").expanduser().absolute()
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -67,6 +67,19 @@ def test_data_dir_is_used_when_no_data_flag(tmp_path, monkeypatch):
     assert loaded.source == str(tmp_path / "gsm8k" / "train.jsonl")
 
 
+def test_a_relative_data_dir_is_read_from_the_working_directory(tmp_path, monkeypatch):
+    """`S3FT_DATA_DIR=../shared/data python -m ...`: relative to where the user typed it, not
+    to the task file's folder (which once made the README's own commands fail)."""
+    (tmp_path / "datasets" / "gsm8k").mkdir(parents=True)
+    write_jsonl(tmp_path / "datasets" / "gsm8k" / "train.jsonl", ROWS)
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    monkeypatch.setenv("S3FT_DATA_DIR", "../datasets")
+    frame, loaded = load_rows(GSM8K, None, limit=None)
+    assert frame.height == 3
+    assert loaded.source == str(tmp_path / "work" / ".." / "datasets" / "gsm8k" / "train.jsonl")
+
+
 def test_nothing_found_offline_lists_every_place_tried(tmp_path, monkeypatch):
     monkeypatch.setenv("S3FT_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
