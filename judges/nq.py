@@ -41,13 +41,14 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from judges.base import Judge, Verdict
+from judges.base import Judge, TargetProblem, Verdict
 from judges.calibration import CALIBRATION_SIZE, MIN_TNR, MIN_TPR, Calibration
 from judges.nq_rules import (  # noqa: F401 (re-exported: the NQ judge's public names)
     _find_span,
     heuristic_verdict,
     normalize,
     paraphrase_problem,
+    unsupported_claim,
 )
 from pipeline.backends.base import Backend, Generation, SamplingSettings
 from pipeline.tasks.nq_data import aliases as row_aliases
@@ -108,7 +109,7 @@ class NqJudge(Judge):
     what it cannot decide is ``heuristic:no_match`` (not correct)."""
 
     name = "nq"
-    version = "4"  # 4: closed-book paraphrases may not add content words
+    version = "5"  # 5: a target may not add claims its passage does not hold (check_target)
 
     def __init__(self, chat: Backend | None = None, *, max_tokens: int = 128,
                  prompt: PromptTemplate | None = None, min_tpr: float = MIN_TPR,
@@ -146,6 +147,13 @@ class NqJudge(Judge):
         if problem is not None:
             return Verdict(False, problem[0], verdict.extracted, problem[1])
         return verdict
+
+    def check_target(self, text: str, verdict: Verdict,
+                     example: Mapping[str, Any]) -> TargetProblem | None:
+        """A right answer that wraps the answer in claims the passage does not hold is no
+        target (:func:`judges.nq_rules.unsupported_claim`)."""
+        problem = unsupported_claim(text, example)
+        return TargetProblem(*problem) if problem else None
 
     def calibrate(self, examples: Sequence[Mapping[str, Any]],
                   responses: Sequence[str | None]) -> Calibration | None:

@@ -25,6 +25,8 @@ HEDGE_WORDS = frozenset([
     "havent", "hadnt", "or", "either", "but", "however", "although", "though", "instead",
     "rather", "except", "unless", "unknown", "unclear", "uncertain", "unsure", "possibly",
     "perhaps", "maybe", "probably",
+    # a response that calls something wrong ("Philippe Petit ...; this answer is incorrect")
+    "incorrect", "wrong", "false", "untrue", "mistaken",
     # lists of candidates ("X, along with Y and Z"): the alias is one of several answers
     "and", "also", "along", "both", "between", "versus", "vs",
 ])
@@ -145,10 +147,8 @@ def paraphrase_problem(text: str, example: Mapping[str, Any]) -> tuple[str, str]
         if clause and not any(_find_span(a.split(), clause) for a in aliases):
             return ("paraphrase:answer_is_other", "what the paraphrase calls the answer ("
                     f"{' '.join(clause)[:80]!r}) is not a gold alias")
-    known = normalize(" ".join([str(example.get("question") or ""),
-                                str(example.get("passage") or ""), *aliases])).split()
-    numbers = [t for t in normalize(text).split() if _has_digit(t)]
-    new = [t for t in numbers if t not in set(known)]
+    known = _row_words(example)
+    new = _new_numbers(text, known)
     if new:
         return ("paraphrase:new_number", f"states {new[0]!r}, found in neither the question, "
                 "the aliases nor the passage")
@@ -156,8 +156,7 @@ def paraphrase_problem(text: str, example: Mapping[str, Any]) -> tuple[str, str]
     if not str(example.get("passage") or "").strip():
         # No passage (a closed-book task): the question and the gold answer are all there
         # is to check a claim against, so a paraphrase may use only their words.
-        known_stems = {_stem(t) for t in known}
-        unsupported = [t for t in tokens if t not in _FUNCTION_WORDS and _stem(t) not in known_stems]
+        unsupported = _unsupported_words(text, known)
         if unsupported:
             return ("paraphrase:unsupported_words", f"adds {', '.join(unsupported[:4])!s}: found "
                     "in neither the question nor the gold answer, and the task has no passage "
@@ -168,3 +167,51 @@ def paraphrase_problem(text: str, example: Mapping[str, Any]) -> tuple[str, str]
         return ("paraphrase:several_answers", "names several gold aliases of different "
                 f"answers ({', '.join(sorted(set(distinct))[:3])})")
     return None
+
+
+#: Content words a right answer may hold that neither the question, the passage nor the gold
+#: has: one, for an inflection the crude stem misses ("came" for "come", "serving").
+MAX_UNSUPPORTED_WORDS = 1
+
+
+def unsupported_claim(text: str, example: Mapping[str, Any]) -> tuple[str, str] | None:
+    """Why a right answer to a reading-comprehension row is still no target, or None.
+
+    The alias rules only check that the answer is *named*. A sampled or rambling answer often
+    names it inside claims of its own ("North Carolina State defeated South Carolina", "held
+    in Cannes, France, during the Fall of 2022"); trained on, those teach the model to make
+    things up. With the row's passage as the evidence, a target may state no number and at
+    most :data:`MAX_UNSUPPORTED_WORDS` content word found in neither the question, the
+    passage nor the gold aliases. A row without a passage (closed book) has nothing to check
+    a claim against, so its answers are left to the judge.
+    """
+    if not str(example.get("passage") or "").strip():
+        return None
+    known = _row_words(example)
+    new = _new_numbers(text, known)
+    if new:
+        return ("unsupported:number", f"states {new[0]!r}, found in neither the question, the "
+                "passage nor the gold aliases")
+    unsupported = _unsupported_words(text, known)
+    if len(unsupported) > MAX_UNSUPPORTED_WORDS:
+        return ("unsupported:words", f"adds {', '.join(unsupported[:4])}: found in neither the "
+                "question, the passage nor the gold aliases, so nothing shows the claim is right")
+    return None
+
+
+def _row_words(example: Mapping[str, Any]) -> list[str]:
+    """The normalised words of what a claim can be checked against: question, passage, aliases."""
+    aliases = [normalize(a) for a in row_aliases(example)]
+    return normalize(" ".join([str(example.get("question") or ""),
+                               str(example.get("passage") or ""), *aliases])).split()
+
+
+def _new_numbers(text: str, known: list[str]) -> list[str]:
+    seen = set(known)
+    return [t for t in normalize(text).split() if _has_digit(t) and t not in seen]
+
+
+def _unsupported_words(text: str, known: list[str]) -> list[str]:
+    known_stems = {_stem(t) for t in known}
+    return [t for t in normalize(text).split()
+            if t not in _FUNCTION_WORDS and _stem(t) not in known_stems]

@@ -90,6 +90,9 @@ def test_clear_matches_are_correct(response, answers, rule):
      ["291 episodes", "291"], "how many episodes are there in dragon ball z"),
     # (conservative: a year next to a count also goes to the LLM)
     ("OPEC had 14 members in 2018.", ["14"], "how many countries are a part of opec"),
+    # A sampled answer (k=8) that disowns itself.
+    ("Philippe Petit, a French high-wire artist; this answer is incorrect.", ["Philippe Petit"],
+     "who is the guy who walked across the twin towers"),
 ])
 def test_near_misses_are_left_to_the_llm(response, answers, question):
     assert heuristic_verdict(response, answers, question) is None
@@ -391,3 +394,55 @@ def test_a_closed_book_paraphrase_may_not_add_claims():
     # With a passage, words from the passage are the model's to use, as before.
     with_passage = {**row, "passage": "Bobby Scott, a songwriter, wrote the song with Bob Russell."}
     assert judge.judge_paraphrase("Bobby Scott, a songwriter, wrote it.", with_passage).correct
+
+
+# Real sampled answers of the embedded model (NQ train, k=8, T 0.7) that the alias rules call
+# correct, read by hand; the passages are shortened to the sentences that matter.
+CHAMPIONS = {
+    "question": "who won the ncaa women's championship last year 2017",
+    "answers": ["South Carolina Gamecocks", "South Carolina"],
+    "passage": "2017 NCAA Division I Women's Basketball Tournament\nThe South Carolina "
+               "Gamecocks won their first national championship, defeating the Mississippi "
+               "State Bulldogs 67-55 in the final in Dallas, Texas."}
+CANNES = {
+    "question": "when does the cannes film festival take place",
+    "answers": ["Cannes, France", "usually in May"],
+    "passage": "Cannes Film Festival\nThe Cannes Festival, until 2003 called the International "
+               "Film Festival, is an annual film festival held in Cannes, France, which "
+               "previews new films of all genres. It is held annually, usually in May, at the "
+               "Palais des Festivals et des Congres."}
+WRINKLE = {
+    "question": "where does a wrinkle in time take place",
+    "answers": ["Connecticut"],
+    "passage": "A Wrinkle in Time\nMeg Murry lives with her family in a small town in "
+               "Connecticut."}
+
+
+@pytest.mark.parametrize("text, example, rule", [
+    # It names the answer as the loser ("1. The Women's College World Championships ... /"
+    # before it: a list number, caught as a number).
+    ("North Carolina State defeated South Carolina to win the NCAA Women's Division I "
+     "Basketball Tournament 2017", CHAMPIONS, "unsupported:words"),
+    ("The Cannes Film Festival is a yearly event held in Cannes, France, during the Fall of 2022.",
+     CANNES, "unsupported:number"),
+    ("A wrinkle in time takes place in Connecticut.", WRINKLE, None),
+    ("Connecticut.", WRINKLE, None),
+    ("A Wrinkle in Time is set in Connecticut.", WRINKLE, None),  # one new word ("set"): allowed
+    ("A Wrinkle in Time is set in beautiful Connecticut.", WRINKLE, "unsupported:words"),
+    # Closed book (no passage): nothing to check a claim against, so the judge decides alone.
+    ("The festival is held in Cannes, France, in the Fall of 2022.",
+     {k: v for k, v in CANNES.items() if k != "passage"}, None),
+])
+def test_a_right_answer_with_claims_its_passage_does_not_hold_is_no_target(text, example, rule):
+    from judges.base import Verdict
+    from pipeline.stages.admission import admit
+
+    judge = NqJudge()
+    verdict = judge.judge(text, example)
+    assert verdict.correct, verdict  # the answer is named: the judge is right to say so
+    problem = judge.check_target(text, verdict, example)
+    assert (problem.rule if problem else None) == rule
+    admission = admit(judge, text, "stop", verdict, example, example["answers"][0], paraphrase=False)
+    assert (admission.admitted, admission.rule) == ((True, "admitted") if rule is None else (False, rule))
+    assert rule is None or "found in neither the question, the passage nor the gold" in admission.reason
+    assert isinstance(verdict, Verdict)
