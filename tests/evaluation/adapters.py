@@ -1,0 +1,24 @@
+"""LoRA adapters on the embedded model for tests, made in a moment instead of trained."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+
+def perturbed_adapter(path, base_path: str, scale: float) -> str:
+    """A LoRA adapter on the base; scale 0 keeps PEFT's zero-initialised B (the identity)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
+    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"]))
+    generator = torch.Generator().manual_seed(0)
+    for name, weight in model.named_parameters():
+        if "lora_B" in name and scale:
+            weight.data = scale * torch.randn(weight.shape, generator=generator)
+    model.save_pretrained(path)
+    config = json.loads((path / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == base_path
+    return str(path)
