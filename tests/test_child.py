@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -30,3 +35,50 @@ def test_a_failing_child_stops_the_parent_with_a_one_line_error(capfd):
         in_child("checking", refuse, "--limit")
     err = capfd.readouterr().err
     assert "error: --limit: wrong on purpose" in err and "Traceback" not in err
+
+
+def sleep_after_writing_pid(path: str) -> None:
+    Path(path).write_text(str(os.getpid()))
+    time.sleep(120)
+
+
+# A command whose step runs in a child; it is stopped from outside while the child sleeps.
+PARENT = """
+import sys
+import pipeline.child
+from pipeline.child import in_child
+from pipeline.errors import report_errors
+from tests.test_child import sleep_after_writing_pid
+pipeline.child.GRACE_SECONDS = 1.0
+sys.exit(report_errors(lambda argv: in_child("sleeping", sleep_after_writing_pid, sys.argv[1]) or 0))
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
+def test_a_stopped_parent_stops_its_child_too(tmp_path, stop):
+    # SIGTERM (kill, a scheduler) would end the parent at once and leave the child running on;
+    # a SIGINT to the parent alone would leave it waiting at exit for the child to finish.
+    pid_file = tmp_path / "child.pid"
+    parent = subprocess.Popen([sys.executable, "-c", PARENT, str(pid_file)],
+                              cwd=Path(__file__).parents[1], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.monotonic() < deadline and parent.poll() is None, "the child never started"
+        time.sleep(0.1)
+    child = int(pid_file.read_text())
+    parent.send_signal(stop)
+    _, err = parent.communicate(timeout=30)
+    assert parent.returncode == 130, err
+    assert "interrupted: finished shards are kept" in err
+    deadline = time.monotonic() + 10
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(child), "the child kept running after its parent was stopped"
