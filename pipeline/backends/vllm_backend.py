@@ -37,7 +37,7 @@ class VllmBackend(Backend):
     def __init__(self, model_path: str, model_name: str, *, cache_root: Path, dtype: str = "auto",
                  max_model_len: int = 2048, seed: int = 0, kv_cache_gib: int,
                  gpu_memory_utilization: float = 0.9, max_lora_rank: int | None = None,
-                 seeded_sampling: bool = False):
+                 seeded_sampling: bool = False, kv_block_size: int | None = None):
         self.model_name = model_name
         self.max_model_len = max_model_len
         #: Whether requests may carry seeds of their own (``--samples`` > 1): the engine is
@@ -47,6 +47,8 @@ class VllmBackend(Backend):
             model_path, dtype=dtype, max_model_len=max_model_len, seed=seed,
             gpu_memory_utilization=gpu_memory_utilization, seeded_sampling=seeded_sampling,
         )
+        if kv_block_size:  # None: the platform's default (device.scoring_block_size says why not)
+            self._kwargs["block_size"] = kv_block_size
         if max_lora_rank:
             # One engine answers for the base model and any number of its LoRA adapters
             # (vLLM swaps them per request): evaluation compares models without a restart.

