@@ -1,14 +1,19 @@
 # Two entry points, each installing what it needs into .venv first:
 #   make run    curate the GSM8K training set with the embedded default model
-#   make test   lint and run every test (unit and integration, real engine included)
+#   make test       lint and run the first tier: unit tests and one real end-to-end test per
+#                   feature (engine, sandbox, server, Ray); within 30 minutes on 2 cores
+#   make test-all   lint and run both tiers: the first, plus the heavy one (full sweeps over
+#                   every gold/reference, the Ray node kill, compare of every mode)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 ARGS ?=
-S3FT_DATA_DIR ?= $(if $(wildcard ../shared/data),../shared/data,data)
+# Absolute: tests run commands from other folders too (a relative path is read from the
+# working directory of whoever reads it).
+S3FT_DATA_DIR ?= $(abspath $(if $(wildcard ../shared/data),../shared/data,data))
 export S3FT_DATA_DIR
 
-.PHONY: run test lint install
+.PHONY: run test test-all lint install
 
 install: $(STAMP)
 
@@ -33,4 +38,7 @@ lint: $(STAMP)
 	$(PY) -m ruff check .
 
 test: lint
+	$(PY) -m pytest -ra -m "not heavy" $(ARGS)
+
+test-all: lint
 	$(PY) -m pytest -ra $(ARGS)

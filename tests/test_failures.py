@@ -1,10 +1,12 @@
 """A failure is never a dataset: bad inputs get one clear line, outages stop the run, failed
 rows are retried, damaged shards are recomputed.
 
-Every CLI case runs ``python -m pipeline.run`` as a user would (generation through a stand-in
-OpenAI-compatible server on 127.0.0.1, so no engine starts) and checks the exit code, that
-the message names the right thing, that no traceback is printed, and that no finished work
-is lost.
+Every CLI case runs ``pipeline.run``'s ``main`` as a user's command does (generation through a
+stand-in OpenAI-compatible server on 127.0.0.1, so no engine starts) and checks the exit code,
+that the message names the right thing, that no traceback is printed, and that no finished
+work is lost. The cases run in this interpreter (``run_in_process``: the same ``main`` and
+error handling, an interpreter start saved per case); a few run as real processes, to show
+that what a user's shell sees (exit code, one line, no traceback) is the same.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import pytest
 from pipeline.errors import RunFailed
 from pipeline.stage import Shard, Stage, append_error, run_stage
 from pipeline.text import safe_text
-from tests.conftest import run_cli
+from tests.conftest import run_cli, run_in_process
 from tests.fake_openai_server import FakeOpenAIServer
 
 ROWS = [{"question": f"Tom has {n} apples and buys {n} more. How many now?",
@@ -96,17 +98,28 @@ def test_a_bad_input_file_is_named(tmp_path, name, filename, content, expected):
         path.write_bytes(content)
     elif content is not None:
         path.write_text(content)
-    result = run_cli("--task", "gsm8k", "--data", str(path), "--out", str(tmp_path / "out"),
-                     timeout=120)
+    result = run_in_process("--task", "gsm8k", "--data", str(path), "--out", str(tmp_path / "out"))
     assert_clear(result, 2, str(path), expected)
     assert not (tmp_path / "out" / "train.parquet").exists()
+
+
+def test_a_real_process_prints_the_same_one_line(tmp_path):
+    """What a user's shell sees: the exit code and the one line of the in-process cases."""
+    name, filename, content, expected = BAD_FILES[3]  # invalid JSON on line 2
+    path = tmp_path / filename
+    path.write_text(content)
+    args = ("--task", "gsm8k", "--data", str(path), "--out", str(tmp_path / "out"))
+    real, in_process = run_cli(*args, timeout=120), run_in_process(*args)
+    assert_clear(real, 2, str(path), expected)
+    errors = [[line for line in r.stderr.splitlines() if line.startswith("error:")]
+              for r in (real, in_process)]
+    assert errors[0] == errors[1] and len(errors[0]) == 1
 
 
 def test_mbpp_test_list_as_a_string_is_named(tmp_path):
     row = {"task_id": 601, "text": "t", "code": "def f(): pass", "test_list": "assert f() is None"}
     path = write_jsonl(tmp_path / "mbpp.jsonl", [row])
-    result = run_cli("--task", "mbpp", "--data", str(path), "--out", str(tmp_path / "out"),
-                     timeout=120)
+    result = run_in_process("--task", "mbpp", "--data", str(path), "--out", str(tmp_path / "out"))
     assert_clear(result, 2, "line 1", "'test_list' must be a list of strings")
 
 
@@ -132,13 +145,13 @@ BAD_FLAGS = [
 
 @pytest.mark.parametrize("flags, expected", BAD_FLAGS, ids=[" ".join(f) for f, _ in BAD_FLAGS])
 def test_a_bad_flag_is_named(tmp_path, data, flags, expected):
-    result = run_cli("--task", "gsm8k", "--data", str(data), "--out", str(tmp_path / "out"),
-                     *flags, timeout=120)
+    result = run_in_process("--task", "gsm8k", "--data", str(data), "--out", str(tmp_path / "out"),
+                     *flags)
     assert_clear(result, 2, expected)
 
 
 def test_a_flag_of_the_wrong_type_is_refused_by_the_parser(tmp_path, data):
-    result = run_cli("--data", str(data), "--limit", "ten", timeout=60)
+    result = run_cli("--data", str(data), "--limit", "ten", timeout=60)  # a real process
     assert result.returncode == 2 and "--limit" in result.stderr and "Traceback" not in result.stderr
 
 
@@ -156,38 +169,38 @@ BAD_CONFIGS = [
 def test_a_bad_config_file_is_named(tmp_path, data, text, expected):
     config = tmp_path / "run.yaml"
     config.write_text(text)
-    result = run_cli("--data", str(data), "--config", str(config), timeout=60)
+    result = run_in_process("--data", str(data), "--config", str(config))
     assert_clear(result, 2, str(config), expected)
 
 
 def test_a_missing_config_file_is_named(tmp_path, data):
-    result = run_cli("--data", str(data), "--config", str(tmp_path / "nope.yaml"), timeout=60)
+    result = run_in_process("--data", str(data), "--config", str(tmp_path / "nope.yaml"))
     assert_clear(result, 2, "nope.yaml", "no such file")
 
 
 # -- models and output folders ----------------------------------------------------------------
 
 def test_a_missing_gguf_is_named(tmp_path, data):
-    result = run_cli("--data", str(data), "--model", str(tmp_path / "m.gguf"), timeout=60)
+    result = run_in_process("--data", str(data), "--model", str(tmp_path / "m.gguf"))
     assert_clear(result, 2, "m.gguf", "no such .gguf file")
 
 
 def test_a_model_folder_without_config_json_is_named(tmp_path, data):
     (tmp_path / "model").mkdir()
-    result = run_cli("--data", str(data), "--model", str(tmp_path / "model"), timeout=60)
+    result = run_in_process("--data", str(data), "--model", str(tmp_path / "model"))
     assert_clear(result, 2, "config.json")
 
 
 @pytest.mark.parametrize("spec", ["./models/smollm-typo", "models/deeper/typo", "~/no-such-model"])
 def test_a_mistyped_model_path_is_never_sent_to_the_hub(tmp_path, data, spec):
-    result = run_cli("--data", str(data), "--model", spec, "--out", str(tmp_path / "o"), timeout=60)
+    result = run_in_process("--data", str(data), "--model", spec, "--out", str(tmp_path / "o"))
     assert_clear(result, 2, spec, "no such file or folder")
     assert "starting the vLLM engine" not in result.stderr
 
 
 def test_an_unknown_embedded_model_is_named(tmp_path, data):
-    result = run_cli("--data", str(data), "--model", "embedded:smollm2-135m", "--out",
-                     str(tmp_path / "o"), timeout=60)
+    result = run_in_process("--data", str(data), "--model", "embedded:smollm2-135m", "--out",
+                     str(tmp_path / "o"))
     assert_clear(result, 2, "embedded:smollm2-135m", "no such embedded model",
                  "embedded:smollm2-135m-instruct")
 
@@ -195,14 +208,14 @@ def test_an_unknown_embedded_model_is_named(tmp_path, data):
 def test_out_that_is_a_file_is_named(tmp_path, data, server):
     out = tmp_path / "taken"
     out.write_text("not a folder")
-    result = run_cli(*openai_args(server, data, out), timeout=120)
+    result = run_in_process(*openai_args(server, data, out))
     assert_clear(result, 2, str(out), "a file is in the way")
     assert out.read_text() == "not a folder"
 
 
 def test_out_on_a_read_only_file_system_is_named(data, server):
     out = Path("/proc/s3ft-run")  # procfs refuses new folders, even to root
-    result = run_cli(*openai_args(server, data, out), timeout=120)
+    result = run_in_process(*openai_args(server, data, out))
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "error:" in result.stderr and "/proc/s3ft-run" in result.stderr
 
@@ -230,8 +243,9 @@ def test_an_outage_stops_the_run_instead_of_making_a_gold_dataset(tmp_path, serv
     rows = [{**r, "question": f"{r['question']} {directive}"} for r in ROWS]
     data = write_jsonl(tmp_path / "rows.jsonl", rows)
     out = tmp_path / "out"
-    result = run_cli(*openai_args(server, data, out), timeout=300,
-                     env={"S3FT_CACHE_DIR": str(tmp_path / "cache")})
+    # One case as a real process (exit 1 as a shell sees it), the others in this interpreter.
+    run = run_cli if directive == OUTAGES[0][1] else run_in_process
+    result = run(*openai_args(server, data, out), env={"S3FT_CACHE_DIR": str(tmp_path / "cache")})
     assert_clear(result, 1, "generate: every row of shard 0 failed", expected,
                  "rerun the same command")
     assert not (out / "train.parquet").exists()  # no dataset made of failures
@@ -246,9 +260,9 @@ def test_nothing_listening_stops_the_run(tmp_path, data):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     out = tmp_path / "out"
-    result = run_cli("--task", "gsm8k", "--data", str(data), "--backend", "openai", "--base-url",
+    result = run_in_process("--task", "gsm8k", "--data", str(data), "--backend", "openai", "--base-url",
                      f"http://127.0.0.1:{port}/v1", "--model", "m", "--out", str(out),
-                     "--max-retries", "1", timeout=300,
+                     "--max-retries", "1",
                      env={"S3FT_CACHE_DIR": str(tmp_path / "cache")})
     assert_clear(result, 1, "generate: every row of shard 0 failed", "connection_error")
     assert not (out / "train.parquet").exists()
@@ -262,15 +276,15 @@ def test_after_an_outage_a_rerun_retries_exactly_the_failed_rows(tmp_path):
     env = {"S3FT_CACHE_DIR": str(tmp_path / "cache")}
     with FakeOpenAIServer() as server:
         args = openai_args(server, data, out, "--shard-size", "3", "--limit", "3")
-        assert run_cli(*args, timeout=300, env=env).returncode == 0  # shard 0 done
+        assert run_in_process(*args, env=env).returncode == 0  # shard 0 done
         first = pl.read_parquet(next((out / "stages").glob("generate-*/shard-00000.parquet")))
         server.fail_all = 500
         args = openai_args(server, data, out, "--shard-size", "3")
-        down = run_cli(*args, timeout=300, env=env)
+        down = run_in_process(*args, env=env)
         assert_clear(down, 1, "every row of shard 1 failed", "http_500")
         server.fail_all = None
         before = server.request_count
-        back = run_cli(*args, timeout=300, env=env)
+        back = run_in_process(*args, env=env)
         assert back.returncode == 0, back.stderr[-2000:]
         generate_requests = [b for b in server.bodies[before:]
                              if "Rewrite the solution" not in b["messages"][-1]["content"]]
@@ -288,9 +302,9 @@ def test_after_an_outage_a_rerun_retries_exactly_the_failed_rows(tmp_path):
 def test_the_server_address_is_part_of_the_generate_key(tmp_path, data):
     out = tmp_path / "out"
     with FakeOpenAIServer() as one, FakeOpenAIServer() as two:
-        assert run_cli(*openai_args(one, data, out), timeout=300,
+        assert run_in_process(*openai_args(one, data, out),
                        env={"S3FT_CACHE_DIR": str(tmp_path / "c")}).returncode == 0
-        assert run_cli(*openai_args(two, data, out), timeout=300,
+        assert run_in_process(*openai_args(two, data, out),
                        env={"S3FT_CACHE_DIR": str(tmp_path / "c")}).returncode == 0
         assert two.request_count > 0  # another server: asked again, not served from cache
     assert len(list((out / "stages").glob("generate-*"))) == 2
@@ -303,10 +317,10 @@ def test_a_dead_llm_judge_stops_the_run(tmp_path):
     data = write_jsonl(tmp_path / "nq.jsonl", rows)
     with FakeOpenAIServer() as gen, FakeOpenAIServer(served_model="judge") as judge:
         judge.fail_all = 503
-        result = run_cli("--task", "nq", "--split", "train", "--data", str(data), "--backend",
+        result = run_in_process("--task", "nq", "--split", "train", "--data", str(data), "--backend",
                          "openai", "--base-url", gen.base_url, "--model", gen.served_model,
                          "--judge-base-url", judge.base_url, "--judge-model", "judge",
-                         "--max-retries", "1", "--out", str(tmp_path / "out"), timeout=300,
+                         "--max-retries", "1", "--out", str(tmp_path / "out"),
                          env={"S3FT_CACHE_DIR": str(tmp_path / "cache")})
     if "no rows of split 'train'" in result.stderr:  # all four hashed into "test"
         pytest.skip("rows fell in the test split")
@@ -318,7 +332,7 @@ def test_a_lone_surrogate_from_the_server_is_stored_safely(tmp_path, server):
     rows = [{**r, "question": f"{r['question']} [[surrogate]]"} for r in ROWS[:2]]
     data = write_jsonl(tmp_path / "rows.jsonl", rows)
     out = tmp_path / "out"
-    result = run_cli(*openai_args(server, data, out), timeout=300,
+    result = run_in_process(*openai_args(server, data, out),
                      env={"S3FT_CACHE_DIR": str(tmp_path / "cache")})
     assert result.returncode == 0, result.stderr[-2000:]
     train = pl.read_parquet(out / "train.parquet")
@@ -332,11 +346,11 @@ def test_a_lone_surrogate_from_the_server_is_stored_safely(tmp_path, server):
 def test_a_truncated_shard_is_named_and_recomputed(tmp_path, data, server):
     out = tmp_path / "out"
     env = {"S3FT_CACHE_DIR": str(tmp_path / "cache")}
-    assert run_cli(*openai_args(server, data, out), timeout=300, env=env).returncode == 0
+    assert run_in_process(*openai_args(server, data, out), env=env).returncode == 0
     expected = pl.read_parquet(out / "train.parquet")
     shard = next((out / "stages").glob("judge-*/shard-00000.parquet"))
     shard.write_bytes(shard.read_bytes()[:100])
-    again = run_cli(*openai_args(server, data, out), timeout=300, env=env)
+    again = run_in_process(*openai_args(server, data, out), env=env)
     assert again.returncode == 0, again.stderr[-2000:]
     assert f"{shard} is damaged" in again.stderr
     assert pl.read_parquet(out / "train.parquet").equals(expected)
@@ -345,10 +359,10 @@ def test_a_truncated_shard_is_named_and_recomputed(tmp_path, data, server):
 def test_an_unreadable_marker_is_recomputed(tmp_path, data, server):
     out = tmp_path / "out"
     env = {"S3FT_CACHE_DIR": str(tmp_path / "cache")}
-    assert run_cli(*openai_args(server, data, out), timeout=300, env=env).returncode == 0
+    assert run_in_process(*openai_args(server, data, out), env=env).returncode == 0
     marker = next((out / "stages").glob("select-*/shard-00000.done.json"))
     marker.write_text("{not json")
-    again = run_cli(*openai_args(server, data, out), timeout=300, env=env)
+    again = run_in_process(*openai_args(server, data, out), env=env)
     assert again.returncode == 0 and "unreadable completion marker" in again.stderr
 
 
@@ -480,7 +494,7 @@ def tiny_disk(tmp_path):
 def test_a_full_disk_says_so_and_names_the_folder(tiny_disk, server, gsm8k_train, tmp_path):
     data = write_jsonl(tmp_path / "rows.jsonl", gsm8k_train[:300])
     out = tiny_disk / "run"
-    result = run_cli(*openai_args(server, data, out), timeout=300,
+    result = run_in_process(*openai_args(server, data, out),
                      env={"S3FT_CACHE_DIR": str(tmp_path / "cache")})
     assert_clear(result, 1, "no space left on the device", str(out))
     assert not (out / "train.parquet").exists()

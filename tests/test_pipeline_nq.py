@@ -15,6 +15,7 @@ import urllib.request
 import polars as pl
 import pytest
 
+from pipeline.backends.device import record_engine_start
 from pipeline.backends.model import resolve_model
 from tests.conftest import run_cli
 from tests.export_checks import assert_valid_s3ft_export
@@ -41,6 +42,7 @@ def vllm_server(tmp_path_factory):
          "--max-model-len", "2048"],
         stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
     )
+    record_engine_start("vllm OpenAI-compatible server")
     url = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + 900
     try:

@@ -1,5 +1,6 @@
 """Crash safety and caching: kill and resume, config keys, --limit reuse, row-level errors,
-and the run lock. The uninterrupted reference is the shared ``gsm8k_run`` (16 rows, 2 shards)."""
+and the run lock. The uninterrupted reference is the shared ``gsm8k_run`` (16 rows, 2 shards).
+The killed run is a real process; its resume and the other runs use the session's engine."""
 
 from __future__ import annotations
 
@@ -18,13 +19,13 @@ import pytest
 from pipeline.config import RunConfig
 from pipeline.curate import plan
 from pipeline.storage import RunLock
-from tests.conftest import GSM8K_ARGS, PROJECT, data_dir, export_differences, run_cli
+from tests.conftest import GSM8K_ARGS, PROJECT, curate_in_process, data_dir, export_differences, run_cli
 
 ARGS = GSM8K_ARGS
 
 
 @pytest.mark.slow
-def test_sigkill_after_first_shard_then_resume_gives_the_same_export(gsm8k_run, tmp_path):
+def test_sigkill_after_first_shard_then_resume_gives_the_same_export(gsm8k_run, engine, tmp_path):
     out = tmp_path / "killed"
     process = subprocess.Popen(
         [sys.executable, "-m", "pipeline.run", *ARGS, "--out", str(out)], cwd=PROJECT,
@@ -42,21 +43,20 @@ def test_sigkill_after_first_shard_then_resume_gives_the_same_export(gsm8k_run, 
     assert not list(out.glob("stages/generate-*/shard-00001.done.json"))
     assert not (out / "train.parquet").exists()
 
-    resumed = run_cli(*ARGS, "--out", str(out))
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    summary = json.loads((out / "summary.json").read_text())
+    # The resume: GSM8K_ARGS on the session's engine (the same stage keys as the CLI's).
+    summary, _ = curate_in_process(engine, task="gsm8k", limit=16, shard_size=8, out=str(out))
     generate = summary["stages"]["generate"]
     assert (generate["shards_computed"], generate["shards_reused"]) == (1, 1)
     assert export_differences(out / "train.parquet", gsm8k_run["out"] / "train.parquet") == []
 
 
 @pytest.mark.slow
-def test_a_smaller_limit_reuses_every_full_shard(gsm8k_run, tmp_path):
+def test_a_smaller_limit_reuses_every_full_shard(gsm8k_run, engine, tmp_path):
     out = tmp_path / "copy"
     shutil.copytree(gsm8k_run["out"], out)
-    result = run_cli(*GSM8K_ARGS, "--limit", "12", "--out", str(out))
-    assert result.returncode == 0, result.stderr[-3000:]
-    summary = json.loads((out / "summary.json").read_text())
+    # GSM8K_ARGS with --limit 12, on the session's engine (float32, the same engine settings:
+    # the same stage keys as the CLI run's).
+    summary, _ = curate_in_process(engine, task="gsm8k", limit=12, shard_size=8, out=str(out))
     for stage in ("generate", "judge", "paraphrase", "select"):
         cost = summary["stages"][stage]
         assert (cost["shards_computed"], cost["shards_reused"]) == (1, 1), stage
@@ -105,7 +105,7 @@ def test_config_keys_change_exactly_the_affected_stages(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_bad_rows_become_error_rows_and_the_run_completes(gsm8k_train, tmp_path):
+def test_bad_rows_become_error_rows_and_the_run_completes(gsm8k_train, engine, tmp_path):
     rows = [dict(r) for r in gsm8k_train[:5]]
     rows[2]["question"] = "Count the apples. " * 1500  # far over max_model_len - max_tokens
     rows[3]["question"] = "ENGINE_FAULT " + rows[3]["question"]
@@ -114,10 +114,8 @@ def test_bad_rows_become_error_rows_and_the_run_completes(gsm8k_train, tmp_path)
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "out"
     # 3 of 5 rows fail: over the default failure budget (5 %), so this test allows it.
-    result = run_cli("--task", "gsm8k", "--data", str(data), "--max-tokens", "48",
-                     "--out", str(out), "--max-error-rate", "1",
-                     env={"S3FT_INJECT_FAULTS": "engine=ENGINE_FAULT,judge=JUDGE_FAULT"})
-    assert result.returncode == 0, result.stderr[-3000:]
+    curate_in_process(engine, task="gsm8k", data=str(data), max_tokens=48, out=str(out),
+                      max_error_rate=1.0, env={"S3FT_INJECT_FAULTS": "engine=ENGINE_FAULT,judge=JUDGE_FAULT"})
     export = pl.read_parquet(out / "train.parquet")
     assert export.height == 5
     errors = export["error"].to_list()

@@ -42,6 +42,19 @@ def resolve_dtype(dtype: str) -> str:
     return dtype
 
 
+#: A file each engine start appends one line to, when set: the test suite counts the engines
+#: it started across every process (CLI runs, Ray jobs) this way, and prints the count.
+ENGINE_START_LOG = "S3FT_ENGINE_START_LOG"
+
+
+def record_engine_start(what: str, count: int = 1) -> None:
+    """Note ``count`` engine starts of ``what`` in ``$S3FT_ENGINE_START_LOG``, if it is set."""
+    path = os.environ.get(ENGINE_START_LOG)
+    if path:
+        with open(path, "a", encoding="utf-8") as log:
+            log.write(f"{os.getpid()}\t{what}\n" * count)
+
+
 def configure_environment(cache_root: Path, kv_cache_gib: int) -> None:
     """Environment that vLLM reads at start-up; call before the engine is created."""
     # Keep compiler caches out of the home directory, next to our other caches.

@@ -146,6 +146,7 @@ class RayBackend(Backend):
         """One Ray Data job over ``rows`` (each with ``index`` and ``ids``): output rows by index."""
         ray = self.ray
         self.engine_starts += 1
+        device.record_engine_start(f"ray job {self.model_path}", count=self.replicas)
         # One batch per replica: rows spread over the engines in a few large batches.
         batch_size = max(1, -(-len(rows) // self.replicas))
         # Dispatch only once every replica is up (Ray's default starts with the first one

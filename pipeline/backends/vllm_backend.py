@@ -71,6 +71,7 @@ class VllmBackend(Backend):
 
         log.info("starting the vLLM engine for %s", self._kwargs["model"])
         self.engine_starts += 1
+        device.record_engine_start(f"vllm {self._kwargs['model']}")
         return LLM(**self._kwargs)
 
     def start(self) -> None:

@@ -1,4 +1,4 @@
-"""The loop guard on the real engine and the embedded model (float32, one engine start).
+"""The loop guard on the real engine and the embedded model (the session's engine, float32).
 
 The prompts are real GSM8K training rows: LOOPING ones make the embedded model repeat itself
 to the 384-token limit without the guard, ENDING ones finish on their own. (Found by
@@ -11,7 +11,6 @@ import pytest
 
 from pipeline.backends.base import SamplingSettings
 from pipeline.backends.loop_guard import LoopGuard
-from pipeline.config import RunConfig
 
 pytestmark = pytest.mark.slow
 
@@ -21,12 +20,8 @@ ENDING = (513, 514)
 
 
 @pytest.fixture(scope="module")
-def backend():
-    from pipeline.curate import _backend
-
-    _, served, _ = _backend(RunConfig(dtype="float32"))
-    yield served
-    served.close()
+def backend(engine):
+    return engine[1]
 
 
 @pytest.fixture(scope="module")

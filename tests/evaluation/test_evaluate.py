@@ -1,6 +1,7 @@
 """``pipeline.evaluate`` / ``pipeline.compare`` / ``pipeline.evaluation.scoreboard``: benchmark names, model
-specs, the table's arithmetic, and one real compare run (curation reused, three real LoRA
-trainings, one vLLM engine scoring the base and its adapters, lm-eval on real ARC items)."""
+specs, the table's arithmetic, and real compare runs (curation reused, real LoRA trainings, one
+vLLM engine generating for the base and its adapters, lm-eval on real ARC items): SFT and
+S3FT in the first tier, every mode (SDFT too) in the second."""
 
 from __future__ import annotations
 
@@ -118,9 +119,12 @@ def _run(module: str, *args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=1500, env=dict(os.environ))
 
 
-@pytest.fixture(scope="module")
-def compared(gsm8k_run, tmp_path_factory) -> dict:
+@pytest.fixture(scope="module", params=[
+    pytest.param(("sft", "s3ft"), id="sft+s3ft"),
+    pytest.param(("sft", "sdft", "s3ft"), id="every-mode", marks=pytest.mark.heavy)])
+def compared(request, gsm8k_run, tmp_path_factory) -> dict:
     """``compare`` on a tiny CPU config, reusing the session's 16-row curation, then again."""
+    modes = request.param
     root = tmp_path_factory.mktemp("compare")
     curation = root / "curation"
     shutil.copytree(gsm8k_run["out"], curation)
@@ -131,29 +135,32 @@ def compared(gsm8k_run, tmp_path_factory) -> dict:
             "--no-paraphrase-all",
             "--run-out", str(curation), "--train-config", str(train_config), "--limit-eval", "4",
             "--limit-general", "5", "--eval-max-tokens", "96", "--benchmarks", "arc_challenge",
-            "--drift-prompts", "6",
+            "--drift-prompts", "6", "--modes", ",".join(modes),
             "--drift-max-tokens", "32", "--out", str(root / "out"))
     first = _run("pipeline.compare", *args)
     assert first.returncode == 0, first.stderr[-4000:]
     results_first = json.loads((root / "out" / "results.json").read_text())
     second = _run("pipeline.compare", *args)
     assert second.returncode == 0, second.stderr[-4000:]
-    return {"out": root / "out", "first": first, "second": second, "results_first": results_first}
+    return {"out": root / "out", "first": first, "second": second, "results_first": results_first,
+            "modes": modes}
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # the first test pays for compare's two runs (setup)
 def test_compare_writes_the_table_chart_and_items(compared):
-    out = compared["out"]
+    out, modes = compared["out"], compared["modes"]
     results = json.loads((out / "results.json").read_text())
-    assert results["order"] == ["base", "sft", "sdft", "s3ft"]
+    assert results["order"] == ["base", *modes]
     assert set(results["scores"]) == set(results["order"])
     lines = (out / "table.md").read_text().splitlines()
-    assert [line.split(" | ")[0] for line in lines[2:6]] == ["| base", "| sft", "| sdft", "| s3ft"]
+    assert [line.split(" | ")[0] for line in lines[2:3 + len(modes)]] == [
+        f"| {m}" for m in results["order"]]
     assert "avg general Δ vs base (pts)" in lines[0]
     assert (out / "chart.png").read_bytes()[:4] == b"\x89PNG"
     # Paired differences on the same items: each adapter vs base, and S3FT vs SFT.
     assert [(c["a"], c["b"]) for c in results["paired"]] == [
-        ("sft", "base"), ("sdft", "base"), ("s3ft", "base"), ("s3ft", "sft")]
+        *((m, "base") for m in modes), ("s3ft", "sft")]
     for pair in results["paired"]:
         for benchmark, n in (("gsm8k", 4), ("arc_challenge", 5)):  # --limit-eval, --limit-general
             d = pair["benchmarks"][benchmark]
@@ -176,17 +183,16 @@ def test_compare_writes_the_table_chart_and_items(compared):
         assert low <= scores["arc_challenge"]["accuracy"] <= high
     # The three adapters were trained (one per mode) and really served through vLLM's LoRA:
     # at least one answer differs from the base model's.
-    for mode in ("sft", "sdft", "s3ft"):
+    for mode in modes:
         assert json.loads((out / "train" / f"{mode}-lora" / "train_metrics.json").read_text())["steps"] == 2
     base = in_domain.filter(pl.col("model") == "base")["candidate"].to_list()
-    assert any(in_domain.filter(pl.col("model") == m)["candidate"].to_list() != base
-               for m in ("sft", "sdft", "s3ft"))
+    assert any(in_domain.filter(pl.col("model") == m)["candidate"].to_list() != base for m in modes)
     # Different adapters → different log-likelihoods on the general benchmark too.
     lls = {m: general.filter(pl.col("model") == m)["loglikelihoods"].to_list() for m in results["scores"]}
     assert lls["s3ft"] != lls["base"]
     # Each trained adapter drifted from the base on the held-out prompts, and the table says so.
     drift = results["drift"]
-    assert drift["prompts"] == 6 and set(drift["adapters"]) == {"sft", "sdft", "s3ft"}
+    assert drift["prompts"] == 6 and set(drift["adapters"]) == set(modes)
     for d in drift["adapters"].values():
         assert d["prompts"] == 6 and d["kl_per_token"] > 0 and d["kl_ci95"][0] <= d["kl_per_token"]
     assert drift["s3ft_vs_sft"]["prompts"] == 6
@@ -197,9 +203,10 @@ def test_compare_writes_the_table_chart_and_items(compared):
 def test_compare_rerun_reuses_every_step(compared):
     log = compared["second"].stderr
     assert "starting the vLLM engine" not in log  # in-domain shards reused, curation finished
-    assert log.count("reusing the adapter") == 3
+    assert log.count("reusing the adapter") == len(compared["modes"])
     assert "arc_challenge: reusing" in log
-    assert log.count("drift: reusing") == 4  # the base's answers and three adapters' rows
+    # the base's answers and each adapter's rows
+    assert log.count("drift: reusing") == 1 + len(compared["modes"])
     assert json.loads((compared["out"] / "results.json").read_text()) == compared["results_first"]
 
 

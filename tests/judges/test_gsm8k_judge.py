@@ -4,6 +4,7 @@ import pytest
 
 import judges
 from judges.gsm8k import extract_answer, extract_gold
+from tests.conftest import SWEEP, sweep
 
 
 @pytest.fixture(scope="module")
@@ -12,26 +13,29 @@ def judge():
 
 
 @pytest.mark.slow
-def test_every_gold_solution_is_judged_correct(judge, gsm8k_train):
-    wrong = [row["question"][:60] for row in gsm8k_train
-             if not judge.judge(row["answer"], row).correct]
+@pytest.mark.parametrize("size", SWEEP)
+def test_every_gold_solution_is_judged_correct(judge, gsm8k_train, size):
     assert len(gsm8k_train) == 7473
+    rows = sweep(gsm8k_train, size)
+    wrong = [row["question"][:60] for row in rows if not judge.judge(row["answer"], row).correct]
     assert wrong == []
 
 
 @pytest.mark.slow
-def test_gold_against_a_shuffled_answer_never_passes_when_numbers_differ(judge, gsm8k_train):
+@pytest.mark.parametrize("size", SWEEP)
+def test_gold_against_a_shuffled_answer_never_passes_when_numbers_differ(judge, gsm8k_train, size):
     order = list(range(len(gsm8k_train)))
     random.Random(0).shuffle(order)
+    pairs = sweep(list(zip(gsm8k_train, order, strict=True)), size)
     false_positives, compared = [], 0
-    for row, other_index in zip(gsm8k_train, order, strict=True):
+    for row, other_index in pairs:
         other = gsm8k_train[other_index]
         if extract_gold(row["answer"]) == extract_gold(other["answer"]):
             continue
         compared += 1
         if judge.judge(row["answer"], other).correct:
             false_positives.append(row["question"][:60])
-    assert compared > 7000
+    assert compared > 0.95 * len(pairs)
     assert false_positives == []
 
 

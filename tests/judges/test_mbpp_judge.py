@@ -15,6 +15,7 @@ import pytest
 import judges
 from judges.base import Verdict
 from judges.mbpp import MbppJudge, check_references, extract_code, gold_response, program_source
+from tests.conftest import sweep, sweep_params
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -223,41 +224,45 @@ def mbpp_rows() -> list[dict]:
     return rows
 
 
-@pytest.fixture(scope="module")
-def calibrated(mbpp_rows: list[dict]) -> tuple[MbppJudge, list[Verdict]]:
-    """One judge, calibrated on every reference (one run each), shared by the slow tests."""
+@pytest.fixture(scope="module", params=sweep_params(150))
+def calibrated(request, mbpp_rows: list[dict]) -> tuple[MbppJudge, list[Verdict], list[int]]:
+    """One judge, calibrated on the swept references (one run each: every reference in the
+    second tier, a fixed sample in the first), shared by the slow tests; the swept indexes."""
+    indexes = sweep(list(range(len(mbpp_rows))), request.param)
     real = MbppJudge()
-    return real, real.calibrate(mbpp_rows)
+    return real, real.calibrate([mbpp_rows[i] for i in indexes]), indexes
 
 
 @pytest.mark.slow
 def test_every_reference_passes_its_own_tests(mbpp_rows, calibrated) -> None:
-    _, verdicts = calibrated
-    failing = {row["task_id"]: v.reason for row, v in zip(mbpp_rows, verdicts, strict=True)
+    _, verdicts, indexes = calibrated
+    swept = [mbpp_rows[i] for i in indexes]
+    failing = {row["task_id"]: v.reason for row, v in zip(swept, verdicts, strict=True)
                if not v.correct}
-    assert set(failing) == set(KNOWN_BAD_REFERENCES), failing
+    assert set(failing) == set(KNOWN_BAD_REFERENCES) & {row["task_id"] for row in swept}, failing
     assert check_references([]) == []
 
 
 @pytest.mark.slow
 def test_references_fail_the_next_tasks_tests(mbpp_rows, calibrated) -> None:
-    real, _ = calibrated
-    shifted = [gold_response(mbpp_rows[(i + 1) % len(mbpp_rows)]) for i in range(len(mbpp_rows))]
-    verdicts = real.judge_many(shifted, mbpp_rows)
-    assert Counter(v.rule for v in verdicts) == {"error": len(mbpp_rows)}
+    real, _, indexes = calibrated
+    swept = [mbpp_rows[i] for i in indexes]
+    shifted = [gold_response(mbpp_rows[(i + 1) % len(mbpp_rows)]) for i in indexes]
+    verdicts = real.judge_many(shifted, swept)
+    assert Counter(v.rule for v in verdicts) == {"error": len(swept)}
     # The next task's reference never defines the function these tests call ...
-    not_defined = {row["task_id"] for row, v in zip(mbpp_rows, verdicts, strict=True)
+    not_defined = {row["task_id"] for row, v in zip(swept, verdicts, strict=True)
                    if "NameError" in v.reason}
     # ... not even for task 126, whose function is named sum(): the function under test is
     # always the program's (judges/value_tests.py), never the builtin of the same name.
-    assert {row["task_id"] for row in mbpp_rows} - not_defined == set()
+    assert {row["task_id"] for row in swept} - not_defined == set()
 
 
 @pytest.mark.slow
 def test_references_of_same_named_tasks_pass_only_when_interchangeable(
     mbpp_rows, calibrated
 ) -> None:
-    real, _ = calibrated
+    real, *_ = calibrated
     by_id = {row["task_id"]: row for row in mbpp_rows}
     same_name: defaultdict[str, list[int]] = defaultdict(list)
     for row in mbpp_rows:

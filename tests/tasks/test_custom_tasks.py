@@ -1,8 +1,9 @@
 """A user's own tasks, end to end on the real engine and the embedded model: task folders
 written outside the repository, from real data, one per judge kind a user reaches for.
 
-One engine (float32) serves every in-process run; one run goes through the CLI as a user
-would type it."""
+The session's engine (conftest's ``engine``, float32) serves every in-process run; one run
+goes through the CLI as a user would type it, against a stand-in OpenAI-compatible server
+(the CLI's handling of a task folder is what it checks, not the engine)."""
 
 from __future__ import annotations
 
@@ -11,23 +12,15 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import run_cli
 
 from pipeline.config import RunConfig
 from pipeline.stages.select import SOURCES
 from pipeline.tasks import load_task
+from tests.conftest import run_cli
+from tests.fake_openai_server import FakeOpenAIServer
 from tests.tasks.tasks_helpers import alias_task, choice_task, module_task, numeric_task, regex_task
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def engine():
-    from pipeline.curate import _backend
-
-    served = _backend(RunConfig(dtype="float32"))
-    yield served
-    served[1].close()
 
 
 def curate(engine, folder: Path, out: Path) -> tuple[dict, list[dict]]:
@@ -108,7 +101,10 @@ def test_module_judge_task(engine, tmp_path):
 def test_a_task_folder_from_the_command_line(tmp_path):
     folder = numeric_task(tmp_path / "mytask", rows=4)
     out = tmp_path / "run"
-    done = run_cli("--task", str(folder), "--limit", "3", "--dtype", "float32", "--out", str(out))
+    with FakeOpenAIServer() as server:
+        done = run_cli("--task", str(folder), "--limit", "3", "--backend", "openai", "--base-url",
+                       server.base_url, "--model", server.served_model, "--out", str(out),
+                       env={"S3FT_CACHE_DIR": str(tmp_path / "cache")})
     assert done.returncode == 0, done.stderr[-3000:]
     assert pq.read_table(out / "train.parquet").num_rows == 3
     summary = json.loads((out / "summary.json").read_text())

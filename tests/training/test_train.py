@@ -398,10 +398,15 @@ VLLM_SCRIPT = textwrap.dedent("""
 
 
 @pytest.mark.slow
+@pytest.mark.heavy  # an engine start of its own; the first tier serves merged copies in vLLM in
+# tests/evaluation/test_vllm_scorer.py (the adapter scored merged, against HF)
 def test_merged_folder_serves_in_vllm(smoke_run: dict, smoke_logits: dict, tmp_path: Path) -> None:
     """vLLM loads the merged folder and decodes greedily what transformers decodes from it."""
     script = tmp_path / "vllm_generate.py"
     script.write_text(VLLM_SCRIPT)
+    from pipeline.backends.device import record_engine_start
+
+    record_engine_start("vllm (merged folder)")
     done = subprocess.run(
         [sys.executable, str(script), smoke_run["merged"], json.dumps(smoke_logits["prompt_ids"])],
         cwd=PROJECT, capture_output=True, text=True, timeout=1200,
