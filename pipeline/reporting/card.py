@@ -7,6 +7,7 @@ not the code as it is today. :func:`read_run` is shared with the run report.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from collections import Counter
@@ -160,7 +161,10 @@ def _fence(text: str, lang: str = "") -> str:
 
 
 def _cell(value: Any) -> str:
-    return str(value).replace("|", "\\|").replace("\n", " ")
+    """Text for a Markdown table cell. Row text is model output or data anyone wrote: its
+    HTML is escaped, so a viewer shows ``<img onerror=...>`` as text instead of running it
+    (the Hub sanitises a card's HTML, other Markdown viewers may not)."""
+    return html.escape(str(value), quote=False).replace("|", "\\|").replace("\n", " ")
 
 
 def _pct(value: Any) -> str:

@@ -233,6 +233,36 @@ def row_id(task: TaskSpec, row: dict[str, Any]) -> str:
     return f"{task.name}-{hashlib.sha256(material.encode()).hexdigest()[:16]}"
 
 
+def unique_row_ids(task: TaskSpec, rows: list[dict[str, Any]], source: str) -> list[str]:
+    """Each row's id, unique. Two rows with the same id from the task's ``id_field`` are an
+    error naming the id and both lines (which one is meant cannot be guessed). Rows without a
+    source id that hash alike are the same example twice: kept (never silently dropped) with a
+    suffix no other row's id has (``x, x, x-1`` must not become ``x, x-1, x-1``)."""
+    ids = [row_id(task, row) for row in rows]
+    if task.id_field:
+        first_line: dict[str, Any] = {}
+        for rid, row in zip(ids, rows, strict=True):
+            if row.get(task.id_field) is None:
+                continue
+            if rid in first_line:
+                raise DataError(f"{source}: rows at lines {first_line[rid]} and {row['_line']} have "
+                                f"the same {task.id_field!r} {row[task.id_field]!r}; ids must be "
+                                f"unique: fix or drop one of them")
+            first_line[rid] = row["_line"]
+    taken, unique = set(ids), []
+    used: set[str] = set()
+    for rid in ids:
+        if rid in used:
+            suffix = 1
+            while f"{rid}-{suffix}" in taken:
+                suffix += 1
+            rid = f"{rid}-{suffix}"
+            taken.add(rid)
+        used.add(rid)
+        unique.append(rid)
+    return unique
+
+
 def _type_name(value: Any) -> str:
     return {str: "a string", int: "a whole number", list: "a list"}.get(type(value), type(value).__name__)
 
@@ -338,15 +368,7 @@ def load_rows(task: TaskSpec, data: str | None, limit: int | None, split: str = 
     rows = _keep_split(task, rows, split, loaded.source)
     rows = rows[:limit] if limit else rows
     records = []
-    seen: dict[str, int] = {}
-    for row in rows:
-        rid = row_id(task, row)
-        if rid in seen:
-            # Duplicate prompts are kept (never silently dropped) but need distinct ids.
-            seen[rid] += 1
-            rid = f"{rid}-{seen[rid]}"
-        else:
-            seen[rid] = 0
+    for row, rid in zip(rows, unique_row_ids(task, rows, loaded.source), strict=True):
         fields = {k: v for k, v in row.items() if k != "_line"}
         if "id" in fields:  # keep the source's own id column next to ours
             fields["source_id"] = fields.pop("id")

@@ -35,7 +35,7 @@ from pipeline.errors import UsageError
 from pipeline.sampling import DEFAULTS as SAMPLING_DEFAULTS
 from pipeline.sampling import TYPES as SAMPLING_TYPES
 from pipeline.sampling import problem as sampling_problem
-from pipeline.tasks.templates import ChatPrompt, PromptTemplate, gold_environment
+from pipeline.tasks.templates import ChatPrompt, PromptTemplate, gold_environment, render_sandboxed
 from pipeline.tasks.user_code import UserCodeError, callable_digest, load_callable
 
 TASK_FILE = "task.yaml"
@@ -130,7 +130,7 @@ class TaskSpec:
         return gold_environment().from_string(self.gold)
 
     def gold_text(self, row: dict[str, Any]) -> str:
-        return self.gold_template.render(**row).strip()
+        return render_sandboxed(self.gold_template, f"{self.file}: key 'gold'", **row)
 
     @cached_property
     def _rule_judge(self) -> Any:
@@ -183,6 +183,17 @@ def _only(mapping: dict[str, Any], allowed: set[str], file: Path, key: str) -> N
                             f"{', '.join(sorted(allowed))}")
 
 
+def _inside(folder: Path, relative: str, file: Path, key: str) -> Path:
+    """``folder / relative``, refused unless it resolves inside the task folder (symlinks
+    followed): a template is sent to the model and stored in every row, so a path such as
+    ``../../etc/passwd`` would publish a file of the user's machine."""
+    path = folder / relative
+    if not path.resolve().is_relative_to(folder.resolve()):
+        raise TaskFileError(f"{file}: key {key!r}: {relative!r} resolves outside the task folder "
+                            f"({path.resolve()}); put the template inside {folder}")
+    return path
+
+
 def _variables(source: str, file: Path, key: str) -> set[str]:
     try:
         parsed = gold_environment().parse(source)
@@ -196,13 +207,14 @@ def _prompt(folder: Path, file: Path, prompts: dict[str, Any], name: str,
             provided: set[str]) -> ChatPrompt:
     key = f"prompts.{name}"
     relative = _expect(prompts.get(name), str, file, key, f"the file name of the {name} template")
-    path = folder / relative
+    path = _inside(folder, relative, file, key)
     if not path.is_file():
         raise TaskFileError(f"{file}: key {key!r}: {path} does not exist; put the template "
                             f"beside task.yaml")
     system = None
     if prompts.get("system") is not None:
-        system_path = folder / _expect(prompts["system"], str, file, "prompts.system", "a file name")
+        system_path = _inside(folder, _expect(prompts["system"], str, file, "prompts.system",
+                                              "a file name"), file, "prompts.system")
         if not system_path.is_file():
             raise TaskFileError(f"{file}: key 'prompts.system': {system_path} does not exist")
         system = PromptTemplate(system_path)
@@ -291,10 +303,11 @@ def _judge(judge: Any, file: Path, provided: set[str]) -> tuple[str, dict[str, A
     if kind == "alias" and options.get("llm"):
         llm = _expect(options["llm"], dict, file, "judge.llm", "{prompt: judge.jinja}")
         _only(llm, {"prompt"}, file, "judge.llm")
-        if not (file.parent / str(llm.get("prompt"))).is_file():
+        if not _inside(file.parent, str(llm.get("prompt")), file, "judge.llm.prompt").is_file():
             raise TaskFileError(f"{file}: key 'judge.llm.prompt': {llm.get('prompt')!r} is not a "
                                 f"template file beside task.yaml")
-    if kind == "llm" and not (file.parent / str(options.get("prompt"))).is_file():
+    if kind == "llm" and not _inside(file.parent, str(options.get("prompt")), file,
+                                     "judge.prompt").is_file():
         raise TaskFileError(f"{file}: key 'judge.prompt': {options.get('prompt')!r} is not a "
                             f"template file beside task.yaml (the LLM judge's prompt)")
     return kind, options

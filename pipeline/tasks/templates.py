@@ -11,19 +11,42 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import jinja2.sandbox
+
+from pipeline.errors import UsageError
 
 DEFAULT_PROMPTS_DIR = Path(__file__).resolve().parents[2] / "prompts"  # beside pipeline/
 
-_ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=False)
+# Templates are data, and a task folder may come from anyone: a plain Environment lets a
+# template reach Python's internals (`cycler.__init__.__globals__.os.popen(...)` runs a shell
+# command). The sandbox refuses such attribute access when the template renders, and the
+# immutable one also refuses calls that change a row's values (`row.answers.append(...)`).
+_ENV = jinja2.sandbox.ImmutableSandboxedEnvironment(undefined=jinja2.StrictUndefined,
+                                                    keep_trailing_newline=False)
 _ENV.filters["regex_replace"] = lambda value, pattern, replacement="": re.sub(
     pattern, replacement, str(value))
 
 
+class UnsafeTemplateError(UsageError):
+    """A template reached for what the sandbox refuses (Python internals, mutation)."""
+
+
 def gold_environment() -> jinja2.Environment:
-    """The Jinja environment of every task template: undefined variables are errors, and
-    ``regex_replace(pattern, replacement)`` is a filter (e.g. to strip GSM8K's
+    """The Jinja environment of every task template: sandboxed, undefined variables are
+    errors, and ``regex_replace(pattern, replacement)`` is a filter (e.g. to strip GSM8K's
     ``<<48/2=24>>`` calculator notes from a gold solution)."""
     return _ENV
+
+
+def render_sandboxed(template: jinja2.Template, where: str, **fields: Any) -> str:
+    """``template`` rendered with ``fields``; what the sandbox refuses is one clear error
+    naming ``where`` (the template file or task-file key), and nothing of it runs."""
+    try:
+        return template.render(**fields).strip()
+    except jinja2.sandbox.SecurityError as exc:
+        raise UnsafeTemplateError(f"{where}: the template tried something templates may not do "
+                                  f"({exc}); a template may read its fields and use Jinja's "
+                                  f"filters, nothing of Python's internals") from None
 
 
 @dataclass(frozen=True)
@@ -47,7 +70,7 @@ class PromptTemplate:
         return _ENV.from_string(self.text)
 
     def render(self, **fields: Any) -> str:
-        return self._compiled.render(**fields).strip()
+        return render_sandboxed(self._compiled, str(self.path), **fields)
 
     def messages(self, **fields: Any) -> list[dict[str, str]]:
         """The rendered template as a single user turn (the model's own chat template applies)."""

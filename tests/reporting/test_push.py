@@ -383,3 +383,15 @@ def test_card_for_a_run_without_paper_figures(run_dir, tmp_path):
 
     assert DatasetCard(text).data.license == "other"
     assert "| model | " in text and "| - |" in text
+
+
+def test_row_text_in_the_card_is_shown_as_text_not_html():
+    """A gold answer or model output holding HTML lands in the card's example-reason cells:
+    escaped, so a Markdown viewer shows it instead of running it."""
+    from pipeline.reporting.card import admission_section
+
+    reason = 'gold "<img src=x onerror=alert(1)>" | <script>alert(2)</script>'
+    summary = {"admission": {"model": {"wrong": {"count": 1, "example": {"reason": reason}}}}}
+    text = admission_section(summary)
+    assert "<img" not in text and "<script>" not in text
+    assert "&lt;img src=x onerror=alert(1)&gt;" in text and "\\| &lt;script&gt;" in text

@@ -139,3 +139,22 @@ def test_cli_unknown_task_lists_the_known_ones(tmp_path):
     assert result.returncode != 0
     assert "--task: 'nope' is not a built-in task" in result.stderr
     assert "built-in tasks: gsm8k, mbpp, nq" in result.stderr
+
+
+def test_duplicate_source_ids_are_an_error_naming_the_rows(tmp_path):
+    """Two rows with one id from the task's id_field: which one is meant cannot be guessed,
+    and renaming one used to clash with a real id (``x, x, x-1`` became ``x, x-1, x-1``)."""
+    mbpp = load_task("mbpp")
+    row = {"task_id": 700, "text": "t", "code": "def f():\n    return 1", "test_list": ["assert f() == 1"]}
+    path = write_jsonl(tmp_path / "m.jsonl", [row, {**row, "task_id": 701}, row])
+    with pytest.raises(DataError, match=r"lines 1 and 3 have the same 'task_id' 700; ids must be unique"):
+        load_rows(mbpp, str(path), None)
+
+
+def test_renamed_duplicates_never_take_another_rows_id(monkeypatch):
+    from pipeline.stages import load
+
+    monkeypatch.setattr(load, "row_id", lambda task, row: row["question"])
+    rows = [{"question": q, "_line": i} for i, q in enumerate(["x", "x", "x-1", "x"], start=1)]
+    ids = load.unique_row_ids(GSM8K, rows, "rows.jsonl")
+    assert ids == ["x", "x-2", "x-1", "x-3"] and len(set(ids)) == 4
