@@ -110,6 +110,8 @@ class EngineOptions(Options):
              "must be a share in (0, 1]")
         need(self, self.dtype in ("auto", "float32", "float", "bfloat16", "float16", "half"), "dtype",
              "use auto, float32, bfloat16 or float16")
+        # The engine's and numpy's seeds are unsigned 32-bit: -1 or 2**70 failed inside the engine.
+        need(self, 0 <= self.seed < 2**32, "seed", "must be a whole number from 0 to 4294967295")
 
 
 @dataclass

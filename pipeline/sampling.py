@@ -8,6 +8,7 @@ flag, or the task file's key) before any data is read or any engine starts.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,11 +31,14 @@ def problem(key: str, value: Any) -> str | None:
     checks = {
         "samples": (lambda v: v >= 1, "must be at least 1"),
         "pick": (lambda v: v in PICK_RULES, f"use {', '.join(PICK_RULES)}"),
-        "temperature": (lambda v: v >= 0, "must be >= 0"),
+        # finite: an infinite temperature (or penalty) passed every check and failed each
+        # request at the server or after the engine had started
+        "temperature": (lambda v: math.isfinite(v) and v >= 0, "must be a finite number >= 0"),
         "top_p": (lambda v: 0 < v <= 1, "must be a share in (0, 1]"),
         "top_k": (lambda v: v >= 0, "must be >= 0 (0: off)"),
         "min_p": (lambda v: 0 <= v < 1, "must be a share in [0, 1)"),
-        "repetition_penalty": (lambda v: v > 0, "must be above 0 (1: off)"),
+        "repetition_penalty": (lambda v: math.isfinite(v) and v > 0,
+                               "must be a finite number above 0 (1: off)"),
     }
     ok, what = checks[key]
     return None if ok(value) else what

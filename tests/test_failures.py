@@ -140,6 +140,10 @@ BAD_FLAGS = [
     (["--task", "gsm9k"], "'gsm9k' is not a built-in task"),
     (["--split", "dev"], "--split 'dev'"),
     (["--judge-min-tnr", "1.5"], "--judge-min-tnr 1.5"),
+    (["--temperature", "inf"], "--temperature inf: must be a finite number >= 0"),
+    (["--repetition-penalty", "inf"], "--repetition-penalty inf: must be a finite number above 0"),
+    (["--seed", "-1"], "--seed -1: must be a whole number from 0 to 4294967295"),
+    (["--seed", str(2**70)], f"--seed {2**70}: must be a whole number"),
 ]
 
 

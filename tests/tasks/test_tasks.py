@@ -90,6 +90,8 @@ def test_unknown_task_names_the_choices(tmp_path):
     ({"generation": {"samples": 0}}, r"key 'generation.samples' 0: must be at least 1"),
     ({"generation": {"top_p": "most"}}, r"key 'generation.top_p' must be a number"),
     ({"generation": {"pick": "best"}}, r"key 'generation.pick' 'best': use likeliest, first, shortest"),
+    ({"generation": {"temperature": float("inf")}},
+     r"key 'generation.temperature' inf: must be a finite number >= 0"),
 ])
 def test_task_file_errors_name_file_and_key(tmp_path, change, message):
     folder = numeric_task(tmp_path / "t")
