@@ -38,6 +38,13 @@ def write_task(folder: Path, task: dict[str, Any], templates: dict[str, str],
     return folder
 
 
+def edit_task(folder: Path, **changes: Any) -> None:
+    """Replace top-level keys of ``folder/task.yaml``."""
+    data = yaml.safe_load((folder / "task.yaml").read_text())
+    data.update(changes)
+    (folder / "task.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+
+
 def gsm8k_numbers(rows: int) -> list[dict[str, Any]]:
     """GSM8K test problems as a user's file: other column names, answers as plain numbers."""
     out = []

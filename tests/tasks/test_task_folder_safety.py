@@ -13,13 +13,7 @@ from pipeline.stages.load import DataError, load_rows
 from pipeline.tasks import load_task
 from pipeline.tasks.taskfile import TaskFileError, read_task
 from pipeline.tasks.templates import PromptTemplate, UnsafeTemplateError
-from tests.tasks.tasks_helpers import alias_task, numeric_task
-
-
-def edit_task(folder: Path, **changes) -> None:
-    data = yaml.safe_load((folder / "task.yaml").read_text())
-    data.update(changes)
-    (folder / "task.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+from tests.tasks.tasks_helpers import alias_task, edit_task, numeric_task
 
 
 def hostile(marker: Path) -> list[str]:

@@ -23,6 +23,7 @@ from pipeline.tasks.taskfile import TaskFileError, read_task
 from tests.tasks.tasks_helpers import (
     alias_task,
     choice_task,
+    edit_task,
     gsm8k_numbers,
     module_task,
     numeric_task,
@@ -31,12 +32,6 @@ from tests.tasks.tasks_helpers import (
 )
 
 PROJECT = Path(__file__).resolve().parents[2]
-
-
-def edit_task(folder: Path, **changes) -> None:
-    data = yaml.safe_load((folder / "task.yaml").read_text())
-    data.update(changes)
-    (folder / "task.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
 
 
 # -- the built-in tasks are task folders -------------------------------------------------------
