@@ -22,8 +22,10 @@ SAMPLE_COLUMNS = {"sample_texts": pl.List(pl.String), "sample_finish_reasons": p
 
 
 def run_backend(backend: Backend, conversations: list[list[dict[str, str]]],
-                sampling: SamplingSettings, stats: Counter, prefix: str) -> list[Any]:
-    """Generate and count tokens and engine time under ``<prefix>_*`` stats keys."""
+                sampling: SamplingSettings, stats: Counter, prefix: str,
+                drop_stops: tuple[str, ...] = ()) -> list[Any]:
+    """Generate and count tokens and engine time under ``<prefix>_*`` stats keys; a stop
+    string of ``drop_stops`` that ended a text is cut off it (:func:`without_stop`)."""
     if not conversations:
         return []
     backend.start()  # engine start-up is not generation time
@@ -33,6 +35,11 @@ def run_backend(backend: Backend, conversations: list[list[dict[str, str]]],
     # A model or server may return lone surrogates, which no Parquet file can hold.
     stats["texts_repaired"] += sum(needs_repair(g.text) for g in generations)
     generations = [_repaired(g) for g in generations]
+    if drop_stops:
+        stats[f"{prefix}_stops_removed"] += sum(
+            without_stop(o.text, o.finish_reason, drop_stops) != o.text
+            for g in generations for o in (g.samples or (g,)))
+        generations = [_without_stops(g, drop_stops) for g in generations]
     stats[f"{prefix}_prompt_tokens"] += sum(g.prompt_tokens for g in generations)
     stats[f"{prefix}_completion_tokens"] += sum(g.completion_tokens for g in generations)
     stats[f"{prefix}_errors"] += sum(g.error is not None for g in generations)
@@ -45,6 +52,12 @@ def run_backend(backend: Backend, conversations: list[list[dict[str, str]]],
     stats[f"{prefix}_loop_tokens_saved"] += sum(sampling.max_tokens - o.completion_tokens
                                                 for o in looped)
     return generations
+
+
+def stops_setting(task: TaskSpec) -> dict[str, Any]:
+    """The stop strings cut off generated texts, for a stage key: absent when none are (so a
+    task whose stop strings all belong to its format keeps the keys it had before)."""
+    return {"stops_removed": list(task.dropped_stops)} if task.dropped_stops else {}
 
 
 def sample_columns(generations: list[Generation]) -> list[pl.Series]:
@@ -61,6 +74,25 @@ def sample_columns(generations: list[Generation]) -> list[pl.Series]:
                       dtype=SAMPLE_COLUMNS["sample_logprobs"])]
 
 
+def without_stop(text: str | None, finish_reason: str | None, stops: tuple[str, ...]) -> str | None:
+    """``text`` without the stop string of ``stops`` that ended it. The backends keep stop
+    strings in the output (MBPP's ``[DONE]`` belongs to its target format); a stop string
+    that does not (NQ's blank line) would otherwise be trained on as part of the answer."""
+    if text is None or finish_reason != "stop":
+        return text
+    for stop in stops:
+        if stop and text.endswith(stop):
+            return text[: -len(stop)]
+    return text
+
+
+def _without_stops(generation: Generation, stops: tuple[str, ...]) -> Generation:
+    samples = tuple(replace(s, text=without_stop(s.text, s.finish_reason, stops) or "")
+                    for s in generation.samples)
+    return replace(generation, text=without_stop(generation.text, generation.finish_reason, stops),
+                   samples=samples)
+
+
 def _repaired(generation: Generation) -> Generation:
     """The generation with lone surrogates replaced, in its text and every sample's; the
     same object when there are none (the common case: no copy per row)."""
@@ -74,7 +106,7 @@ def _repaired(generation: Generation) -> Generation:
 
 class GenerateStage(Stage):
     name = "generate"
-    version = "1"
+    version = "1"  # the stop strings cut off (``stops_removed``) are part of settings()
     columns = {
         "prompt": MESSAGES,
         "candidate": pl.String,
@@ -102,12 +134,14 @@ class GenerateStage(Stage):
 
     def settings(self) -> dict[str, Any]:
         return {"model": self.model_fingerprint, "prompt": self.task.answer_prompt.version,
-                "sampling": self.sampling.as_dict(), "engine": self.engine_settings}
+                "sampling": self.sampling.as_dict(), "engine": self.engine_settings,
+                **stops_setting(self.task)}
 
     def process(self, frame: pl.DataFrame, stats: Counter) -> pl.DataFrame:
         template = self.task.answer_prompt
         conversations = [template.messages(**row) for row in frame.to_dicts()]
-        generations = run_backend(self.backend, conversations, self.sampling, stats, "generate")
+        generations = run_backend(self.backend, conversations, self.sampling, stats, "generate",
+                                  self.task.dropped_stops)
         sampled = self.sampling.n > 1
         frame = frame.with_columns(
             pl.Series("prompt", conversations, dtype=MESSAGES),

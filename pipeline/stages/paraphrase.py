@@ -13,7 +13,7 @@ import polars as pl
 
 from pipeline.backends.base import Backend, SamplingSettings
 from pipeline.stage import Stage, append_error
-from pipeline.stages.generate import run_backend
+from pipeline.stages.generate import run_backend, stops_setting
 from pipeline.tasks import TaskSpec
 
 
@@ -43,14 +43,15 @@ class ParaphraseStage(Stage):
 
     def settings(self) -> dict[str, Any]:
         return {"prompt": self.task.paraphrase_prompt.version, "sampling": self.sampling.as_dict(),
-                "paraphrase_all": self.paraphrase_all}
+                "paraphrase_all": self.paraphrase_all, **stops_setting(self.task)}
 
     def process(self, frame: pl.DataFrame, stats: Counter) -> pl.DataFrame:
         rows = frame.to_dicts()
         todo = [i for i, row in enumerate(rows) if self.paraphrase_all or not row["admitted"]]
         template = self.task.paraphrase_prompt
         conversations = [template.messages(**rows[i]) for i in todo]
-        generations = run_backend(self.backend, conversations, self.sampling, stats, "paraphrase")
+        generations = run_backend(self.backend, conversations, self.sampling, stats, "paraphrase",
+                                  self.task.dropped_stops)
         stats["paraphrased"] += len(todo)
 
         def spread(values: list[Any]) -> list[Any]:

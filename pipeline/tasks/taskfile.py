@@ -12,7 +12,9 @@ engine starts, and every error names the file, the key and what to do. The keys:
   ``str | int | list``); ``prepare`` (a ``module:function`` adding derived variables);
 - ``prompts`` (``answer``, ``paraphrase``, optional ``system`` and ``fewshot``), ``gold``;
 - ``judge`` (``kind`` plus the kind's options, see :mod:`judges`);
-- ``generation`` (``max_tokens``, ``stop``, and the answers' sampling defaults: ``samples``,
+- ``generation`` (``max_tokens``, ``stop``, ``keep_stop``: the stop strings that belong to
+  the target format, kept at the end of an answer, where every other stop string is cut
+  off; and the answers' sampling defaults: ``samples``,
   ``pick``, ``temperature``, ``top_p``, ``top_k``, ``min_p``, ``repetition_penalty``, which
   the command line and ``--config`` override); ``card`` (licence, origin, the paper's shares).
 """
@@ -43,7 +45,7 @@ TOP_KEYS = {"name", "description", "data", "id_field", "fields", "types", "prepa
             "gold", "judge", "generation", "card"}
 DATA_KEYS = {"path", "split", "hub"}
 PROMPT_KEYS = {"answer", "paraphrase", "system", "fewshot"}
-GENERATION_KEYS = {"max_tokens", "stop", *SAMPLING_DEFAULTS}
+GENERATION_KEYS = {"max_tokens", "stop", "keep_stop", *SAMPLING_DEFAULTS}
 CARD_KEYS = {"license", "license_text", "origin", "task_categories", "paper_shares"}
 SPLIT_RULES = {"id_range": {"by", "field", "ranges"}, "hash": {"by", "salt", "shares"},
                "column": {"by", "column"}}
@@ -91,6 +93,14 @@ class TaskSpec:
     card: dict[str, Any] = field(default_factory=dict)
     #: The answers' sampling settings the task file gives (``generation.samples``, ...).
     sampling: dict[str, Any] = field(default_factory=dict)
+    #: Stop strings that belong to the target format (MBPP's ``[DONE]``): kept at the end of
+    #: an answer. Every other stop string (NQ's blank line) is cut off before it is judged.
+    keep_stop: tuple[str, ...] = ()
+
+    @property
+    def dropped_stops(self) -> tuple[str, ...]:
+        """The stop strings removed from the end of every generated text."""
+        return tuple(s for s in self.stop if s not in self.keep_stop)
 
     @property
     def folder(self) -> Path:
@@ -366,6 +376,12 @@ def read_task(path: Path) -> TaskSpec:
     max_tokens = _expect(generation.get("max_tokens", DEFAULT_MAX_TOKENS), int, file,
                          "generation.max_tokens", "a whole number")
     stop = _expect(generation.get("stop", []), list, file, "generation.stop", "a list of strings")
+    keep_stop = _expect(generation.get("keep_stop", []), list, file, "generation.keep_stop",
+                        "a list of strings, each one of generation.stop")
+    stray = [s for s in keep_stop if s not in stop]
+    if stray:
+        raise TaskFileError(f"{file}: key 'generation.keep_stop' {stray[0]!r} is not one of "
+                            f"generation.stop {stop!r}; add it there or remove it here")
     sampling = _sampling(generation, file)
     card = raw.get("card") or {}
     _only(card, CARD_KEYS, file, "card")
@@ -377,7 +393,8 @@ def read_task(path: Path) -> TaskSpec:
                     types=types, prepare=prepare.get("callable"), prepare_adds=adds,
                     answer_prompt=answer, paraphrase_prompt=paraphrase, gold=gold,
                     judge_kind=kind, judge_options=options, max_tokens=max_tokens,
-                    stop=tuple(str(s) for s in stop), card=dict(card), sampling=sampling)
+                    stop=tuple(str(s) for s in stop), card=dict(card), sampling=sampling,
+                    keep_stop=tuple(str(s) for s in keep_stop))
 
 
 def _sampling(generation: dict[str, Any], file: Path) -> dict[str, Any]:
@@ -412,7 +429,8 @@ def describe(task: TaskSpec) -> dict[str, Any]:
         "name": task.name, "file": str(task.file), "description": task.description,
         "data": task.data, "splits": task.splits, "fields": task.fields,
         "judge": {"kind": task.judge_kind, **task.judge_options},
-        "generation": {"max_tokens": task.max_tokens, "stop": list(task.stop), **task.sampling},
+        "generation": {"max_tokens": task.max_tokens, "stop": list(task.stop),
+                       "keep_stop": list(task.keep_stop), **task.sampling},
         "prompts": {"answer": task.answer_prompt.version,
                     "paraphrase": task.paraphrase_prompt.version},
         "card": task.card,
