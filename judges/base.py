@@ -91,6 +91,24 @@ def is_repetition_of(text: str, original: str) -> bool:
     return text.count(original) >= 2 and all(not p for p in pieces)
 
 
+#: A paraphrase holding more than this share of the original's lines word for word is a
+#: copy, whatever it adds (the gold with one line inserted, or prose pasted before it).
+COPIED_LINES_SHARE = 0.5
+#: Lines shorter than this (in words) are not counted: "#### 72" or "So:" prove no copying.
+MIN_COPIED_LINE_WORDS = 3
+
+
+def copies_most_lines(text: str, original: str) -> bool:
+    """More than :data:`COPIED_LINES_SHARE` of ``original``'s lines (of at least
+    :data:`MIN_COPIED_LINE_WORDS` words) appear word for word in ``text``."""
+    lines = [normalize_text(line) for line in original.splitlines()]
+    lines = [line for line in lines if len(line.split()) >= MIN_COPIED_LINE_WORDS]
+    if not lines:
+        return False
+    said = normalize_text(text)
+    return sum(line in said for line in lines) > COPIED_LINES_SHARE * len(lines)
+
+
 class Judge(ABC):
     """What ``judges.get(name)`` returns. Subclasses set ``name`` and ``version``."""
 

@@ -35,7 +35,7 @@ from collections.abc import Callable, Mapping
 from fractions import Fraction
 from typing import Any
 
-from judges.base import Judge, TargetProblem, Verdict
+from judges.base import Judge, TargetProblem, Verdict, copies_most_lines
 
 # A number as people write it: optional sign, thousands separators, decimals, or a fraction.
 _NUMBER = r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?|-?\.\d+"
@@ -325,9 +325,13 @@ def worked_steps(gold: str) -> Counter[Fraction]:
     return steps or _results(_body(gold))
 
 
+def _without_annotations(text: str) -> str:
+    return re.sub(r"<<[^<>]*>>", "", text)
+
+
 def _body(text: str) -> str:
     """The solution without calculator annotations and without its ``####`` line."""
-    return re.sub(r"<<[^<>]*>>", "", text.split("####")[0]).strip()
+    return _without_annotations(text.split("####")[0]).strip()
 
 
 class Gsm8kJudge(Judge):
@@ -337,7 +341,7 @@ class Gsm8kJudge(Judge):
     ``require_final_line``: a target must end with ``#### N`` (what the GSM8K prompt asks)."""
 
     name = "gsm8k"
-    version = "3"
+    version = "4"  # 4: a paraphrase with most of the gold's lines word for word is a copy
 
     def __init__(self, gold_answer: str | None = None, require_final_line: bool = True):
         self.gold_answer = gold_answer
@@ -397,6 +401,12 @@ class Gsm8kJudge(Judge):
                            f"{MIN_STEP_COVERAGE:.0%}); not worked out: {missing}")
         return Verdict(True, "fidelity:" + verdict.rule, verdict.extracted,
                        f"right answer; {kept}/{sum(steps.values())} of the gold's steps worked out")
+
+    def is_copy_of_gold(self, text: str, example: Mapping[str, Any], gold: str) -> bool:
+        """The gold copied, or more than half of its lines word for word (calculator
+        annotations aside), whatever the paraphrase adds around them."""
+        return super().is_copy_of_gold(text, example, gold) or copies_most_lines(
+            _without_annotations(text), _without_annotations(gold))
 
     def check_target(self, text: str, verdict: Verdict,
                      example: Mapping[str, Any]) -> TargetProblem | None:

@@ -76,7 +76,10 @@ def build_run_folder(root: Path, gsm8k_rows: list[dict], rows: int = 12, errors:
         if kind in (0, 3):
             para_text = None
         elif kind == 1:
-            para_text = "Let us work this out carefully, one step at a time, as follows:\n" + gold
+            para_text = "Let us work this out carefully, one step at a time, as follows:\n" + "".join(
+                f"{first} indeed {rest}\n" if rest else f"{first}\n"
+                for first, _, rest in (line.partition(" ") for line in gold.splitlines()[:-1])
+            ) + gold.splitlines()[-1]  # the gold's steps reworded (its lines verbatim: a copy)
         else:
             para_text = _last_number_changed(gold)
         verdict = judge.judge(candidate, source_row) if candidate is not None else None
@@ -232,6 +235,14 @@ def test_card_content_comes_from_the_run(run_dir, dry_run):
             assert f"| {kind} | `{rule}` | {info['count']} |" in text
     assert summary["paraphrase_copies"] > 0  # a last-number-changed gold is a copy
     assert f"paraphrases that copied the gold: {summary['paraphrase_copies']}" in text
+    # What each non-gold target rests on: the judge rule that proved it, per source.
+    sources = table.column("source").to_pylist()
+    for source, column in (("model", "judge_rule"), ("paraphrase", "paraphrase_judge_rule")):
+        proved = Counter(r for r, s in zip(table.column(column).to_pylist(), sources, strict=True)
+                         if s == source)
+        assert summary["target_evidence"][source] == dict(proved) and proved
+        for rule, count in proved.items():
+            assert f"| {source} | `{rule}` | {count} |" in text
 
 
 def test_card_renders_as_markdown(dry_run):

@@ -25,9 +25,11 @@ def gold_of(row: dict) -> str:
 
 
 def reworded(gold: str) -> str:
-    """The gold's steps in other words around them (far enough from a copy), same numbers."""
+    """The gold's steps in other words (no line of the gold left word for word, which would
+    make it a copy), same calculations."""
     *steps, final = gold.splitlines()
-    lines = (f"Next, we see that {step[0].lower()}{step[1:]}\n" for step in steps if step)
+    lines = (f"Next, we see that {first.lower()} indeed {rest}\n"
+             for first, _, rest in (step.partition(" ") for step in steps if step))
     return STEPS + "".join(lines) + final
 
 
