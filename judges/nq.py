@@ -1,33 +1,31 @@
-"""Natural Questions judge: cheap alias matching first, an LLM judge for the rest.
+"""Natural Questions judge: alias rules first, a calibrated LLM judge for the rest.
 
-1. Heuristic. Response and answer aliases are normalised the SQuAD way (lower case, no
-   punctuation, no articles, single spaces; here also accents folded, dashes and slashes read
-   as spaces, and decimal points kept: ``3.5`` must not become ``35``). It only ever says
-   *correct*, and only when sure:
+1. Alias rules (:mod:`judges.nq_rules`, :mod:`judges.alias_proof`). Response and answer
+   aliases are normalised the SQuAD way (lower case, no punctuation, no articles, single
+   spaces; here also accents folded, dashes and slashes read as spaces, and decimal points
+   kept). They only ever say *correct*, and only when proven:
    * ``heuristic:exact``: the response equals an alias;
-   * ``heuristic:contains``: an alias sits in the response as a whole-token span ("1" does
-     not match "1990", "john" not "johnson"), the response is short (a sentence, not an
-     essay that may name everything), has no negation or hedge outside the span ("not",
-     "or", "but", "and", ...), the alias is not already in the question (restating the
-     question is not answering it), a numeric alias is not glued to further numbers
-     ("18 2017"), and when the row expects a number or date (some alias has digits) the
-     response holds no other number than those in the question and the aliases.
-   An empty response is wrong (``empty_response``). Everything else goes to step 2.
-2. LLM judge, in ONE batched call per ``judge_many``: ``prompts/nq/judge.jinja`` asks for
-   JSON ``{"reason": str, "correct": bool}``, with JSON-schema guided decoding where the
-   backend supports it. ``reason`` comes first so the model explains before it decides.
-   Rules: ``llm:correct``, ``llm:incorrect``; a reply that does not parse, or that was cut
-   at the token limit (a looping reply), is ``judge_unparsed``; a reply whose reason says
-   the opposite of its flag ("The answer is incorrect", correct: true) is
-   ``judge_inconsistent``; a request that failed after the backend's retries is
+   * ``heuristic:proven``: an alias sits in the response as a whole-token span, with no
+     hedge, competing number or restated-question alias around it (``heuristic_verdict``),
+     and the rest of the response is the question restated: no content word the question
+     and the alias do not hold, nothing repeated, no echo, label or second line
+     (``why_unproven``).
+   An alias inside a response that is not proven is ``needs_judge`` (the name is there, the
+   rest may be false); an empty response is ``empty_response``. Both are not correct.
+2. LLM judge, for ``needs_judge`` and no-alias rows, in ONE batched call per ``judge_many``:
+   ``prompts/nq/judge.jinja`` asks for JSON ``{"reason": str, "correct": bool}``, with
+   JSON-schema guided decoding where the backend supports it (``reason`` first, so the
+   model explains before it decides). Rules: ``llm:correct``, ``llm:incorrect``; a reply
+   that does not parse or was cut at the token limit is ``judge_unparsed``; one whose
+   reason says the opposite of its flag is ``judge_inconsistent``; a failed request is
    ``llm_error``. None of them counts as correct.
 3. Trust. Before the LLM decides any row, :meth:`NqJudge.calibrate` scores it on known
-   answers (:mod:`judges.calibration`); an untrusted judge decides nothing: the rows it
-   would have decided get ``judge_untrusted`` (not correct) and no request is sent.
+   answers (:mod:`judges.calibration`); an untrusted judge decides nothing: ``needs_judge``
+   rows stay so, no-alias rows get ``judge_untrusted``, and no request is sent.
 
-A paraphrase of the gold (:meth:`NqJudge.judge_paraphrase`) must state a gold alias by the
-heuristic: the model was given the answer, so a restatement the heuristic cannot match is
-not trusted, whatever an LLM says.
+A paraphrase of the gold (:meth:`NqJudge.judge_paraphrase`) must be proven by the alias
+rules, whatever an LLM says (the model was given the answer), and be a statement, not an
+"answer is" wrapper (:func:`judges.nq_rules.paraphrase_problem`).
 
 The LLM is any :class:`pipeline.backends.base.Backend`: the in-process vLLM engine (the
 paper judges with the model being trained) or an OpenAI-compatible server.
@@ -41,6 +39,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from judges.alias_proof import alias_verdict
 from judges.base import Judge, TargetProblem, Verdict
 from judges.calibration import CALIBRATION_SIZE, MIN_TNR, MIN_TPR, Calibration
 from judges.nq_rules import (  # noqa: F401 (re-exported: the NQ judge's public names)
@@ -109,7 +108,7 @@ class NqJudge(Judge):
     what it cannot decide is ``heuristic:no_match`` (not correct)."""
 
     name = "nq"
-    version = "5"  # 5: a target may not add claims its passage does not hold (check_target)
+    version = "6"  # 6: an alias inside an answer admits it only when proven (alias_proof)
 
     def __init__(self, chat: Backend | None = None, *, max_tokens: int = 128,
                  prompt: PromptTemplate | None = None, min_tpr: float = MIN_TPR,
@@ -136,16 +135,18 @@ class NqJudge(Judge):
 
     def judge_paraphrase(self, text: str, example: Mapping[str, Any]) -> Verdict:
         question = str(example.get("question") or "")
-        verdict = heuristic_verdict(text or "", row_aliases(example), question)
+        verdict = alias_verdict(text or "", row_aliases(example), question)
         if verdict is None:
             return Verdict(False, "heuristic:no_match",
                            reason="a paraphrase must state a gold alias so that the alias "
                                   "heuristic finds it; this one does not")
-        if not verdict.correct:
+        if verdict.rule == "empty_response":
             return verdict
-        problem = paraphrase_problem(text, example)
+        problem = paraphrase_problem(text, example)  # the specific faults first, then the proof
         if problem is not None:
             return Verdict(False, problem[0], verdict.extracted, problem[1])
+        if verdict.rule == "needs_judge":
+            return Verdict(False, "paraphrase:unproven", verdict.extracted, verdict.reason)
         return verdict
 
     def check_target(self, text: str, verdict: Verdict,
@@ -206,20 +207,22 @@ class NqJudge(Judge):
             if response is None:
                 verdicts.append(Verdict(False, "no_response", reason="generation failed"))
             else:
-                verdicts.append(heuristic_verdict(response, row_aliases(example),
-                                                  str(example.get("question") or "")))
-        open_rows = [i for i, v in enumerate(verdicts) if v is None]
+                verdicts.append(alias_verdict(response, row_aliases(example),
+                                              str(example.get("question") or "")))
+        # Rows the alias rules could not prove: no alias at all, or one in an unproven text.
+        open_rows = [i for i, v in enumerate(verdicts) if v is None or v.rule == "needs_judge"]
         if open_rows:
             if self.chat is not None and self.calibration is not None \
                     and not self.calibration.trusted:
                 for i in open_rows:
-                    verdicts[i] = Verdict(False, "judge_untrusted",
-                                          reason="no alias matched, and the LLM judge failed its "
-                                                 "calibration: " + self.calibration.describe())
+                    verdicts[i] = verdicts[i] or Verdict(
+                        False, "judge_untrusted", reason="no alias matched, and the LLM judge "
+                        "failed its calibration: " + self.calibration.describe())
             elif self.chat is None:
                 for i in open_rows:
-                    verdicts[i] = Verdict(False, "heuristic:no_match",
-                                          reason="no answer alias found; no LLM judge configured")
+                    verdicts[i] = verdicts[i] or Verdict(
+                        False, "heuristic:no_match",
+                        reason="no answer alias found; no LLM judge configured")
             else:
                 llm = self._ask_llm([responses[i] for i in open_rows],  # type: ignore[misc]
                                     [examples[i] for i in open_rows])
@@ -282,7 +285,7 @@ def calibration_cases(examples: Sequence[Mapping[str, Any]], responses: Sequence
         example, response = examples[index], responses[index]
         question = str(example.get("question") or "")
         matched = response is not None and bool(
-            (v := heuristic_verdict(response, row_aliases(example), question)) and v.correct)
+            (v := alias_verdict(response, row_aliases(example), question)) and v.correct)
         cases.append((response if matched else row_aliases(example)[0], example, True))
         if len(order) < 2:
             continue

@@ -89,8 +89,10 @@ def heuristic_verdict(response: str, answers: Sequence[str], question: str = "")
         for start in _find_span(alias_tokens, tokens):
             end = start + len(alias_tokens)
             outside = tokens[:start] + tokens[end:]
-            if HEDGE_WORDS.intersection(outside):
-                return None  # "not X", "X or Y", "X, but ...": the LLM judge reads it
+            # "not X", "X or Y", "X, but ...": the LLM judge reads it. A hedge word the
+            # question holds itself ("... of poland and the baltic republics") hedges nothing.
+            if HEDGE_WORDS.intersection(outside).difference(question_tokens):
+                return None
             if _has_digit(norm):
                 neighbours = tokens[max(start - 1, 0):start] + tokens[end:end + 1]
                 if any(_NUMBER_TOKEN.match(t) for t in neighbours):
@@ -113,10 +115,10 @@ it its this that these those there here their they them he she his her him who w
 which what when where why how do does did has have had not no yes so than then also
 answer correct called named known about into over after before during
 """
-_FUNCTION_WORDS = frozenset(_FUNCTION_WORD_TEXT.split())
+FUNCTION_WORDS = frozenset(_FUNCTION_WORD_TEXT.split())
 
 
-def _stem(token: str) -> str:
+def stem(token: str) -> str:
     """A crude suffix strip, so "seasons" matches "season" and "voiced" "voice"."""
     for suffix in ("ing", "ed", "es", "s", "ly"):
         if len(token) > len(suffix) + 2 and token.endswith(suffix):
@@ -131,6 +133,8 @@ def paraphrase_problem(text: str, example: Mapping[str, Any]) -> tuple[str, str]
 
     * ``paraphrase:answer_is_other``: "The correct answer is the middle cranial fossa, which
       contains the pituitary gland": what it calls the answer is not the alias;
+    * ``paraphrase:not_a_statement``: "The correct answer is: Ramones": the prompt's own
+      words around the alias, not a statement in the model's words;
     * ``paraphrase:new_number``: "Rocky (2013)": a number found in neither the question, the
       aliases nor the passage;
     * ``paraphrase:unsupported_words``: a task without a passage (closed book) has only the
@@ -147,6 +151,8 @@ def paraphrase_problem(text: str, example: Mapping[str, Any]) -> tuple[str, str]
         if clause and not any(_find_span(a.split(), clause) for a in aliases):
             return ("paraphrase:answer_is_other", "what the paraphrase calls the answer ("
                     f"{' '.join(clause)[:80]!r}) is not a gold alias")
+        return ("paraphrase:not_a_statement", "it wraps the answer in 'the answer is' (the "
+                "prompt's words) instead of answering the question in a sentence")
     known = _row_words(example)
     new = _new_numbers(text, known)
     if new:
@@ -212,6 +218,6 @@ def _new_numbers(text: str, known: list[str]) -> list[str]:
 
 
 def _unsupported_words(text: str, known: list[str]) -> list[str]:
-    known_stems = {_stem(t) for t in known}
+    known_stems = {stem(t) for t in known}
     return [t for t in normalize(text).split()
-            if t not in _FUNCTION_WORDS and _stem(t) not in known_stems]
+            if t not in FUNCTION_WORDS and stem(t) not in known_stems]

@@ -283,6 +283,12 @@ def admission_section(summary: dict[str, Any]) -> str:
         for rule, info in rules.items():
             reason = str((info.get("example") or {}).get("reason") or "")[:120]
             lines.append(f"| {kind} | `{_cell(rule)}` | {info.get('count')} | {_cell(reason)} |")
+    evidence = summary.get("target_evidence") or {}
+    if any(evidence.values()):
+        lines += ["", "What the non-gold targets rest on (the judge rule that proved each right):",
+                  "", "| target | proved by | rows |", "| --- | --- | ---: |"]
+        lines += [f"| {source} | `{_cell(rule)}` | {count} |"
+                  for source, rules in evidence.items() for rule, count in rules.items()]
     lines.append("")
     lines.append(f"- paraphrases that copied the gold: {summary.get('paraphrase_copies', '?')}")
     calibration = summary.get("judge_calibration")

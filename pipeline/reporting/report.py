@@ -347,7 +347,16 @@ def _admission(run: RunFiles) -> str:
     calibration = s.get("judge_calibration")
     note = (f"<p class='{'' if calibration.get('trusted') else 'err'}'>"
             f"{_esc(calibration.get('description'))}</p>") if calibration else ""
+    evidence = "".join(f"<tr><td>{_esc(source)}</td><td><code>{_esc(rule)}</code></td>"
+                       f"<td>{count}</td></tr>"
+                       for source, rules in (s.get("target_evidence") or {}).items()
+                       for rule, count in rules.items())
     return (f"<h2>Admission: what became a target, and why not</h2>{note}"
+            f"<h3>What the non-gold targets rest on</h3><p>The judge rule that proved each "
+            f"model or paraphrase target right (gold targets rest on the dataset).</p>"
+            f"<table class='ex' id='evidence'><tr><th>target</th><th>proved by</th><th>rows</th>"
+            f"</tr>{evidence or '<tr><td colspan=3>no non-gold targets</td></tr>'}</table>"
+            f"<h3>Admission by rule</h3>"
             f"<p>Paraphrases that copied the gold: {_esc(s.get('paraphrase_copies', 0))}</p>"
             f"<table class='ex'><tr><th>text</th><th>rule</th><th>rows</th><th>example row</th>"
             f"<th>its reason</th></tr>{rows}</table>")

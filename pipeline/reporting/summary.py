@@ -57,6 +57,16 @@ def admission_counts(columns: dict[str, list[Any]], prefix: str) -> dict[str, di
     return out
 
 
+def target_evidence(columns: dict[str, list[Any]]) -> dict[str, dict[str, int]]:
+    """The non-gold targets counted by the judge rule that proved them right, per source: how
+    much of the dataset rests on an exact alias, a proven alias match, a trusted LLM judge,
+    the tests passing, ... (gold targets rest on the dataset itself)."""
+    rules = {"model": columns["judge_rule"], "paraphrase": columns["paraphrase_judge_rule"]}
+    return {source: dict(Counter(str(rule) for rule, picked in zip(
+        rules[source], columns["source"], strict=True) if picked == source).most_common())
+        for source in ("model", "paraphrase")}
+
+
 def sampling_summary(admit: StageResult | None) -> dict[str, Any] | None:
     """pass@1, pass@k and admitted@k of a run with ``--samples`` > 1 (None otherwise)."""
     stats = admit.stats if admit else {}
@@ -129,6 +139,8 @@ def summarize(table: pa.Table, task: str, stages: dict[str, StageResult],
         "distribution_shift": shift_summary(columns),
         "model_admitted_pct": round(100 * sum(bool(v) for v in columns["admitted"]) / rows, 1)
         if rows else 0.0,
+        # What each non-gold target rests on: the judge rule that proved it right.
+        "target_evidence": target_evidence(columns),
         "admission": {"model": admission_counts(columns, ""),
                       "paraphrase": admission_counts(columns, "paraphrase_")},
         "paraphrase_copies": sum(r == "copy_of_gold" for r in columns["paraphrase_admission_rule"]),
@@ -186,6 +198,11 @@ def print_summary(summary: dict[str, Any]) -> None:
             admission.add_row(kind, rule, str(info["count"]),
                               str(info["example"]["reason"] or "")[:70])
     console.print(admission)
+    evidence = summary.get("target_evidence") or {}
+    if any(evidence.values()):
+        console.print("non-gold targets proved by: " + "  |  ".join(
+            f"{source}: " + ", ".join(f"{rule} {n}" for rule, n in rules.items())
+            for source, rules in evidence.items() if rules))
     left_out = (summary.get("gold_check") or {}).get("left_out") or {}
     if left_out:
         console.print(f"gold check: {len(left_out)} rows left out, their gold fails the task's "

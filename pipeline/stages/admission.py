@@ -10,7 +10,9 @@ The same rules, in this order, apply to the model's answer and to its paraphrase
 2. ``copy_of_gold`` (paraphrases only): the "paraphrase" is the gold itself, or the gold
    pasted several times (the judge defines "the same": case and spaces for text, the AST
    for code). The row's source is then ``gold``, and the summary counts it as a copy.
-3. ``judge_untrusted``: the verdict came from an LLM judge that failed its calibration.
+3. ``judge_untrusted``: the verdict came from an LLM judge that failed its calibration;
+   ``needs_judge``: the rules found the answer named but could not prove the rest of the
+   text right, and no trusted judge read it.
 4. ``wrong``: the judge's verdict is "not correct" (its rule and reason are in the
    verdict columns).
 5. the task's target check (:meth:`judges.base.Judge.check_target`), e.g. GSM8K's
@@ -53,8 +55,8 @@ def admit(judge: Judge, text: str | None, finish_reason: str | None, verdict: Ve
                                              "its own: a cut-off answer is never a target")
     if paraphrase and judge.is_copy_of_gold(text, example, gold):
         return Admission(False, "copy_of_gold", "the paraphrase is the gold answer itself")
-    if verdict.rule == "judge_untrusted":
-        return Admission(False, "judge_untrusted", verdict.reason)
+    if verdict.rule in ("judge_untrusted", "needs_judge"):
+        return Admission(False, verdict.rule, verdict.reason)
     if not verdict.correct:
         return Admission(False, "wrong", f"{verdict.rule}: {verdict.reason}".rstrip(": "))
     problem = judge.check_target(text, verdict, example)

@@ -167,7 +167,9 @@ def test_judge_many_sends_only_undecided_rows_in_one_batch(fake, tmp_path):
     judge, backend = judge_for(fake, tmp_path)
     responses = [
         "Spike",  # exact
-        "The dog is called Spike.",  # contains
+        "The dog's name on Tom and Jerry is Spike.",  # contains, the question restated
+        # contains, but "chases" is not proven: a trusted judge decides
+        'Spike chases Tom [[reply:{"reason": "the same dog", "correct": true}]]',
         reply(True, "names the same bulldog"),
         reply(False, "names the wrong dog"),
         reply("this is not json"),
@@ -177,15 +179,15 @@ def test_judge_many_sends_only_undecided_rows_in_one_batch(fake, tmp_path):
     ]
     verdicts = judge.judge_many(responses, [EXAMPLE] * len(responses))
     rules = [v.rule for v in verdicts]
-    assert rules == ["heuristic:exact", "heuristic:contains", "llm:correct", "llm:incorrect",
-                     "judge_unparsed", "judge_unparsed", "llm_error", "no_response"]
-    assert [v.correct for v in verdicts] == [True, True, True, False, False, False, False, False]
-    assert verdicts[2].reason == "names the same bulldog"
-    assert "not the JSON verdict" in verdicts[4].reason and "this is not json" in verdicts[4].reason
-    assert "http_500" in verdicts[6].reason
-    # One backend call for the five undecided rows; the failing one was retried once.
+    assert rules == ["heuristic:exact", "heuristic:proven", "llm:correct", "llm:correct",
+                     "llm:incorrect", "judge_unparsed", "judge_unparsed", "llm_error", "no_response"]
+    assert [v.correct for v in verdicts] == [True, True, True, True] + [False] * 5
+    assert verdicts[2].reason == "the same dog" and verdicts[3].reason == "names the same bulldog"
+    assert "not the JSON verdict" in verdicts[5].reason and "this is not json" in verdicts[5].reason
+    assert "http_500" in verdicts[7].reason
+    # One backend call for the six undecided rows; the failing one was retried once.
     assert backend.calls == 1
-    assert fake.request_count == 5 + 1
+    assert fake.request_count == 6 + 1
     sent = fake.bodies[0]
     assert sent["response_format"]["json_schema"]["schema"] == VERDICT_SCHEMA
     assert sent["temperature"] == 0.0
@@ -193,7 +195,7 @@ def test_judge_many_sends_only_undecided_rows_in_one_batch(fake, tmp_path):
     assert "what's the dog's name on tom and jerry" in prompt and "- Spike" in prompt
     # Usage: the four answered requests' tokens as the server counted them.
     answered = [b for b in fake.bodies if "[[fail" not in b["messages"][-1]["content"]]
-    assert judge.usage["llm_requests"] == 5
+    assert judge.usage["llm_requests"] == 6
     assert judge.usage["llm_prompt_tokens"] == sum(
         len(b["messages"][-1]["content"].split()) for b in answered)
     assert judge.usage["llm_completion_tokens"] > 0
@@ -385,15 +387,24 @@ def test_a_closed_book_paraphrase_may_not_add_claims():
     invented = judge.judge_paraphrase('Bobby Scott is a songwriter who wrote "He\'s ain\'t Heavy '
                                       'at All" by the band "The Black Eyre Society."', row)
     assert (invented.correct, invented.rule) == (False, "paraphrase:unsupported_words")
+    # Two co-writers: one of them alone is half the answer, however well restated.
+    half = judge.judge_paraphrase("Bobby Scott wrote the lyrics of He Ain't Heavy, He's My "
+                                  "Brother.", row)
+    assert not half.correct and "different answers" in half.reason
     assert judge.judge_paraphrase("Bobby Scott wrote the lyrics of He Ain't Heavy, He's My "
-                                  "Brother.", row).correct
+                                  "Brother.", {**row, "answers": ["Bobby Scott"]}).correct
     homer = {"question": "who plays the voice of homer simpson", "answers": ["Dan Castellaneta"]}
-    assert judge.judge_paraphrase("Homer is voiced by Dan Castellaneta.", homer).correct
+    assert judge.judge_paraphrase("Dan Castellaneta plays the voice of Homer Simpson.", homer).correct
+    # right, but half the question is left out ("plays", "simpson"): not proven
+    assert not judge.judge_paraphrase("Homer is voiced by Dan Castellaneta.", homer).correct
     seasons = {"question": "how many seasons of vampire diaries r there", "answers": ["eight"]}
     assert judge.judge_paraphrase("There are eight seasons of vampire diaries.", seasons).correct
-    # With a passage, words from the passage are the model's to use, as before.
-    with_passage = {**row, "passage": "Bobby Scott, a songwriter, wrote the song with Bob Russell."}
-    assert judge.judge_paraphrase("Bobby Scott, a songwriter, wrote it.", with_passage).correct
+    # A passage is no evidence either: a second name or a false relation is made of its words.
+    with_passage = {**row, "answers": ["Bobby Scott"],
+                    "passage": "Bobby Scott, a songwriter, wrote the song with Bob Russell."}
+    unproven = judge.judge_paraphrase("Bobby Scott, a songwriter, wrote it.", with_passage)
+    assert (unproven.correct, unproven.rule) == (False, "paraphrase:unproven")
+    assert "songwriter" in unproven.reason
 
 
 # Real sampled answers of the embedded model (NQ train, k=8, T 0.7) that the alias rules call
@@ -434,12 +445,15 @@ WRINKLE = {
      {k: v for k, v in CANNES.items() if k != "passage"}, None),
 ])
 def test_a_right_answer_with_claims_its_passage_does_not_hold_is_no_target(text, example, rule):
+    """What a trusted LLM judge calls correct is still checked against the passage. (Without
+    a judge, these texts are not proven by the alias rules at all: ``needs_judge``.)"""
     from judges.base import Verdict
     from pipeline.stages.admission import admit
 
     judge = NqJudge()
-    verdict = judge.judge(text, example)
-    assert verdict.correct, verdict  # the answer is named: the judge is right to say so
+    if normalize(text) != normalize(example["answers"][0]):
+        assert judge.judge(text, example).rule in ("needs_judge", "heuristic:proven")
+    verdict = Verdict(True, "llm:correct", reason="a trusted judge says it names the answer")
     problem = judge.check_target(text, verdict, example)
     assert (problem.rule if problem else None) == rule
     admission = admit(judge, text, "stop", verdict, example, example["answers"][0], paraphrase=False)

@@ -96,3 +96,13 @@ def test_rows_left_out_by_the_gold_check_are_shown(tmp_path, gsm8k_train):
     (run_dir / "summary.json").write_text(json.dumps(summary))
     page = write_report(run_dir).read_text(encoding="utf-8")
     assert "2 left out: gold fails the task&#x27;s judge" in page  # html-escaped
+
+
+def test_the_report_says_what_each_non_gold_target_rests_on(report):
+    run_dir, page = report
+    evidence = json.loads((run_dir / "summary.json").read_text())["target_evidence"]
+    assert evidence["model"] and evidence["paraphrase"]  # the fixture has both
+    table = page.split("id='evidence'", 1)[1].split("</table>", 1)[0]
+    for source, rules in evidence.items():
+        for rule, count in rules.items():
+            assert f"<td>{source}</td><td><code>{rule}</code></td><td>{count}</td>" in table

@@ -77,6 +77,19 @@ def test_a_near_verbatim_copy_is_a_copy(natalia):
     assert admit_paraphrase(text, natalia)[1].rule == "copy_of_gold"
 
 
+@pytest.mark.parametrize("build", [
+    # the gold with one line inserted (seen on fresh rows)
+    lambda gold: gold.replace("\n", "\nShe keeps every clip she makes.\n", 1),
+    # a sentence of prose followed by the gold's lines verbatim (seen on fresh rows)
+    lambda gold: ("We can do this by dividing the total amount by the total amount she has "
+                  "sold back.\n" + gold),
+])
+def test_a_paraphrase_with_most_of_the_golds_lines_verbatim_is_a_copy(natalia, build):
+    text = build(natalia["gold"])
+    assert GSM8K.judge_paraphrase(text, natalia).correct  # right, and every step worked out
+    assert admit_paraphrase(text, natalia)[1].rule == "copy_of_gold"
+
+
 def test_a_cut_off_answer_is_never_admitted_even_if_correct(natalia):
     text = "48/2 = 24 clips in May, and 48 + 24 = 72 in all.\n#### 72"
     verdict, decision = admit_answer(text, natalia, finish_reason="length")
@@ -226,7 +239,8 @@ NQ_ROW = {"question": "who plays the voice of homer simpson", "answers": ["Dan C
 
 def test_an_nq_paraphrase_must_state_a_gold_alias():
     judge = judges.get("nq")
-    assert judge.judge_paraphrase("Homer is voiced by Dan Castellaneta.", NQ_ROW).correct
+    assert judge.judge_paraphrase("Dan Castellaneta plays the voice of Homer Simpson.",
+                                  NQ_ROW).correct
     verdict = judge.judge_paraphrase("The voice actor of the Simpsons' father.", NQ_ROW)
     assert (verdict.correct, verdict.rule) == (False, "heuristic:no_match")
 
@@ -297,12 +311,15 @@ def test_an_nq_paraphrase_that_names_an_alias_can_still_be_wrong(text, example, 
     assert (verdict.correct, verdict.rule) == (False, rule)
 
 
-@pytest.mark.parametrize("text", [
-    "The correct answer is 291.",
-    "The answer is Tulsa, Oklahoma, Oklahoma",
-    "The minimum wage was established in the United States in 1938.",
+@pytest.mark.parametrize("text, ok", [
+    ("There are 291 episodes of the outsiders.", True),
+    ("The outsiders takes place in Tulsa, Oklahoma.", True),
+    # the paraphrase prompt's own words, not a statement (seen in 12 of 24 admitted paraphrases)
+    ("The correct answer is 291.", False),
+    ("The answer is Tulsa, Oklahoma, Oklahoma", False),
 ])
-def test_faithful_nq_paraphrases_pass(text):
-    example = {"question": "q", "answers": ["291", "Tulsa, Oklahoma", "1938"],
-               "passage": "the united states established it in 1938"}
-    assert judges.get("nq").judge_paraphrase(text, example).correct
+def test_an_nq_paraphrase_is_the_question_restated_around_the_answer(text, ok):
+    answers, question = ((["291"], "how many episodes of the outsiders are there") if "291" in text
+                         else (["Tulsa, Oklahoma"], "where does the outsiders take place"))
+    example = {"question": question, "answers": answers, "passage": "The Outsiders is set in Tulsa."}
+    assert judges.get("nq").judge_paraphrase(text, example).correct is ok

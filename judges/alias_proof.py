@@ -1,0 +1,241 @@
+"""When an alias match proves a whole answer right, and when it only proves a name is there.
+
+An alias found inside an answer shows that the answer *names* the right thing, not that what
+it says about it is right: "The main character is Andrew Garfield, played by Sam
+Worthington", "Johnny Manziel, Texas A&M, played college football for Texas A&M", "who sang
+i wanna be sedated: Ramones" all contain their alias. Without a trusted LLM judge, such an
+answer is a target only when the rest of it is proven too, and the proof is deliberately
+narrow: **the answer is the question restated around the alias**. Every content word is the
+alias's or the question's, so the one claim it makes is "<the alias> is the answer to
+<the question>", which the alias match has proven. Concretely (:func:`why_unproven`):
+
+* one line, no colon (a label "A:", an echoed "question: answer", "The answer is: X"), no
+  question mark;
+* not the question pasted in (its first four words in a row, when it opens with a question
+  word);
+* no content word found in neither the question nor the alias (an irregular verb form of a
+  question word counts as it, "sank" for "sink"; a few words that only place a fact, such as
+  "located", are allowed), and so no new number (the passage is deliberately not evidence:
+  a second name or a false relation is built from its words);
+* no content word said more often than the question and the alias say it (a repeated span,
+  the alias twice, a tautology "X ... was X");
+* at most :data:`MAX_PROVEN_TOKENS` words, and a verb (a sentence, not a fragment);
+* a row whose aliases are different answers ("sea water" and "fresh water") proves nothing
+  by one of them, even one said exactly: the question wants several, or NQ disagrees with
+  itself;
+* it keeps two thirds of the question's content words (it answers *this* question).
+
+What fails is ``needs_judge``: a trusted judge (``--judge-base-url``) decides it; without
+one it is not a target, and the row goes on to a paraphrase, then the gold.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+
+from judges.base import Verdict
+from judges.nq_rules import FUNCTION_WORDS, _find_span, heuristic_verdict, normalize, stem
+
+#: Longest answer the proof reads: a restated question is a sentence, not a paragraph.
+MAX_PROVEN_TOKENS = 30
+#: The share of the question's content words a restatement keeps: "Gabbar is a remake of a
+#: movie by Tagore" drops "back" and "telugu" and says something else.
+MIN_QUESTION_KEPT = 2 / 3
+#: Question words in a row that make an answer an echo of the question.
+ECHO_TOKENS = 4
+#: How a question that asks (rather than a fill-in-the-blank one) opens: such an opening in
+#: an answer is the question pasted in, while "the part of the cytoskeleton made from actin
+#: is called microfilaments" restates a fill-in-the-blank question as it should.
+_OPENER_TEXT = "who whom whose what when where which why how is are was were do does did can could"
+QUESTION_OPENERS = frozenset(_OPENER_TEXT.split())
+_COLON = re.compile(r":(?!\d)|(?<!\d):")  # a colon, except inside a time ("9:30")
+#: Irregular verb forms and their base: "where did the titanic sink" is answered "The
+#: Titanic sank in ...", which the suffix stem cannot see.
+_IRREGULAR_TEXT = """
+sank sink sunk sink sang sing sung sing won win wrote write written write began begin
+begun begin came come became become made make took take taken take gave give given give
+found find held hold built build led lead met meet ran run sold sell told tell brought bring
+bought buy caught catch taught teach fought fight drew draw drawn draw flew fly flown fly
+grew grow grown grow knew know threw throw thrown throw saw see seen see went go gone go
+spoke speak spoken speak stood stand struck strike swam swim rose rise risen rise fell fall
+fallen fall broke break broken break chose choose chosen choose drove drive driven drive
+ate eat eaten eat wore wear worn wear sent send spent spend lost lose paid pay said say
+shot shoot sat sit felt feel kept keep heard hear got get gotten get stole steal stolen steal
+forgot forget forgotten forget rang ring rung ring drank drink bore bear born bear
+"""
+_IRREGULAR_WORDS = _IRREGULAR_TEXT.split()
+IRREGULAR = dict(zip(_IRREGULAR_WORDS[::2], _IRREGULAR_WORDS[1::2], strict=True))
+#: Words that place or time a stated fact without adding one ("is located in", "is set
+#: in", "the current chief justice"): a restated question may use them.
+_RESTATING_TEXT = "located situated set based current currently directly"
+RESTATING_WORDS = frozenset(_RESTATING_TEXT.split())
+
+
+#: Words of a question's "how many", "what kind of", "which year": the answer takes their
+#: place, so a restatement need not keep them.
+_ASKING_TEXT = "many much long old far often kind type sort year"
+ASKING_WORDS = frozenset(_ASKING_TEXT.split())
+#: Forms of be: a restated question keeps as many as the question has ("when *was* the
+#: death penalty reinstated" is not answered by "The death penalty reinstated in 1984").
+BE_FORMS = frozenset(["is", "are", "was", "were", "be", "been"])
+#: Forms of be, have and do: with one of them, a restated question is a sentence.
+_AUXILIARY_TEXT = "is are was were be been has have had do does did"
+AUXILIARIES = frozenset(_AUXILIARY_TEXT.split())
+
+
+def _root(token: str) -> str:
+    return stem(IRREGULAR.get(token, token))
+
+
+def _roots(text: str) -> list[str]:
+    return [_root(t) for t in normalize(text).split()]
+
+
+def several_answers(aliases: Sequence[str]) -> list[str]:
+    """Two aliases of the row that are different answers, or []. Aliases are one answer when
+    one holds the other ("1966", "In 1966"), directly or through a third ("Texas A&M
+    University" and "Texas A&M Aggies" both hold "Texas A&M"); "sea water" and "fresh
+    water", or "England" and "Scotland", are two: the question asks for several things or
+    NQ disagrees with itself, and naming one of them may be half the answer."""
+    named = [(a, _roots(a)) for a in aliases if normalize(a)]
+    for _, whole in named:  # "Roger Nichols and Paul Williams": a list of two answers
+        parts = [(alias, spans) for alias, roots in named if roots != whole
+                 and (spans := _find_span(roots, whole))]
+        for i, (first, at) in enumerate(parts):
+            size = len(_roots(first))
+            for second, other in parts[i + 1:]:
+                if all(abs(a - b) >= max(size, len(_roots(second))) for a in at for b in other):
+                    return [first, second]
+    group = list(range(len(named)))
+
+    def find(i: int) -> int:
+        while group[i] != i:
+            i = group[i]
+        return i
+
+    for i, (_, a) in enumerate(named):
+        for j in range(i + 1, len(named)):
+            b = named[j][1]
+            if _find_span(a, b) or _find_span(b, a):
+                group[find(j)] = find(i)
+    leaders: dict[int, str] = {}
+    for i, (alias, _) in enumerate(named):
+        leaders.setdefault(find(i), alias)
+    return list(leaders.values())[:2] if len(leaders) > 1 else []
+
+
+def _has_verb(tokens: list[str], question_tokens: list[str]) -> bool:
+    """A verb, roughly: a form of be/have/do, an irregular past, an "-ed" form, the word
+    after the question's "who"/"what" ("who *plays* the doc"), or another form of a question
+    word ending in "s" ("comes" for "come"; "parks" for "parks" is the noun). "The left ring
+    finger for male in India" and "103 National Parks in India" have none: fragments."""
+    asked = question_tokens[1:2] if question_tokens[:1] in (["who"], ["what"]) else []
+    roots = {_root(t) for t in question_tokens}
+    return any(t in AUXILIARIES or t in IRREGULAR or t.endswith("ed") or t in asked
+               or (t.endswith("s") and t not in question_tokens and _root(t) in roots)
+               for t in tokens)
+
+
+def why_unproven(response: str, alias: str, question: str) -> str | None:
+    """Why ``response``, which contains ``alias``, is not proven right by it; None: proven."""
+    tokens = normalize(response).split()
+    question_tokens = normalize(question).split()
+    problem = _form_problem(response.strip(), tokens, question_tokens)
+    if problem:
+        return problem
+    alias_roots = set(map(_root, normalize(alias).split()))
+    question_roots = [_root(t) for t in question_tokens if t not in FUNCTION_WORDS]
+    words = [t for t in tokens if t not in FUNCTION_WORDS and t not in RESTATING_WORDS]
+    content = list(map(_root, words))
+    extra = [t for t, r in zip(words, content, strict=True)
+             if r not in alias_roots and r not in question_roots]
+    if extra:
+        return (f"it says {', '.join(dict.fromkeys(extra[:4]))}, found in neither the question "
+                "nor the answer")
+    # A word of both the question and the answer ("the 2017 season ended December 9, 2017")
+    # may be said once for each.
+    allowed = Counter(question_roots) + Counter(map(_root, normalize(alias).split()))
+    repeated = [t for t, n in Counter(content).items() if n > max(1, allowed[t])]
+    if repeated:
+        return f"it repeats {repeated[0]!r}"
+    if len(_find_span(normalize(alias).split(), tokens)) > 1:
+        return "it says the answer twice"
+    if all(r in alias_roots for r in content):
+        return None  # the answer alone in a few function words: "It's Spike."
+    reversed_ = _passive_agent(tokens, normalize(alias).split(), question_tokens)
+    if reversed_:
+        return reversed_
+    if not _has_verb([t for t in tokens if _root(t) not in alias_roots], question_tokens):
+        return "it has no verb (a fragment, not a statement)"
+    # What a restatement must keep: the question's content words, less "how many" and the like.
+    asked = {_root(t) for t in question_tokens
+             if t not in FUNCTION_WORDS and t not in ASKING_WORDS and len(t) > 1}
+    be_forms = sum(t in BE_FORMS for t in tokens), sum(t in BE_FORMS for t in question_tokens)
+    if be_forms[0] < be_forms[1]:
+        return "it drops the question's 'is' or 'was' (not a sentence: \"the penalty reinstated in\")"
+    left_out = sorted(asked - set(content))
+    if len(left_out) > (1 - MIN_QUESTION_KEPT) * len(asked):
+        return (f"it leaves out {', '.join(left_out[:4])} of the question: it may answer "
+                "another question")
+    return None
+
+
+def _passive_agent(tokens: list[str], alias: list[str], question_tokens: list[str]) -> str | None:
+    """A "who did X" question answered "<alias> was done X": the one who did it stated as the
+    one it was done to ("who sold out jesus" → "Judas Iscariot was sold out for 30 pieces of
+    silver"), unless a "by" names the doer."""
+    if question_tokens[:1] != ["who"] or len(question_tokens) < 2 or "by" in tokens:
+        return None
+    verb = _root(question_tokens[1])
+    for start in _find_span(alias, tokens):
+        after = tokens[start + len(alias):start + len(alias) + 2]
+        if len(after) == 2 and after[0] in AUXILIARIES and _root(after[1]) == verb:
+            return (f"it says the answer {after[0]} {after[1]}, where the question asks who "
+                    f"{question_tokens[1]}")
+    return None
+
+
+def _form_problem(text: str, tokens: list[str], question_tokens: list[str]) -> str | None:
+    """What makes a text no single plain sentence: lines, a label, a question, an echo."""
+    if len([line for line in text.splitlines() if line.strip()]) > 1:
+        return "it runs over several lines"
+    first = next((c for c in text if c.isalpha()), "")
+    if first.islower():
+        return "it starts in lower case (the question's words copied, not a sentence)"
+    if _COLON.search(text):
+        return "it has a colon (a label, an echoed question or an 'answer is:' wrapper)"
+    if "?" in text:
+        return "it asks a question"
+    if len(tokens) > MAX_PROVEN_TOKENS:
+        return f"it is longer than {MAX_PROVEN_TOKENS} words"
+    opening = question_tokens[:ECHO_TOKENS]
+    asks = len(opening) == ECHO_TOKENS and opening[0] in QUESTION_OPENERS
+    if asks and any(tokens[i:i + ECHO_TOKENS] == opening for i in range(len(tokens))):
+        return "it repeats the question"
+    return None
+
+
+def alias_verdict(response: str, answers: Sequence[str], question: str = "") -> Verdict | None:
+    """The alias rules' verdict: ``heuristic:exact`` (the answer is an alias),
+    ``heuristic:proven`` (an alias inside a restated question), ``needs_judge`` (an alias is
+    there but nothing proves the rest: not correct unless a trusted judge says so),
+    ``empty_response``, or None (no alias found: only a judge can decide)."""
+    verdict = heuristic_verdict(response, answers, question)
+    if verdict is None or not verdict.correct:
+        return verdict
+    alias = verdict.extracted or ""
+    others = several_answers(answers)
+    if others:
+        why = (f"the row's aliases are different answers ({others[0]!r}, {others[1]!r}), and "
+               "one of them may be half the answer")
+    elif verdict.rule == "heuristic:exact":
+        return verdict
+    else:
+        why = why_unproven(response, alias, question)
+    if why is None:
+        return Verdict(True, "heuristic:proven", alias, f"the response states the answer "
+                       f"{alias!r} and otherwise only words of the question")
+    return Verdict(False, "needs_judge", alias, f"names the answer {alias!r}, but {why}: "
+                   "nothing proves the rest of it right")
