@@ -40,9 +40,9 @@ from judges.nq_rules import FUNCTION_WORDS, _find_span, heuristic_verdict, norma
 
 #: Longest answer the proof reads: a restated question is a sentence, not a paragraph.
 MAX_PROVEN_TOKENS = 30
-#: The share of the question's content words a restatement keeps: "Gabbar is a remake of a
-#: movie by Tagore" drops "back" and "telugu" and says something else.
-MIN_QUESTION_KEPT = 2 / 3
+#: The share of the question's content words a restatement keeps: all of them. "Jenna Boyd
+#: played the sisterhood of the traveling pants" drops "bailey" and says something else.
+MIN_QUESTION_KEPT = 1.0
 #: Question words in a row that make an answer an echo of the question.
 ECHO_TOKENS = 4
 #: How a question that asks (rather than a fill-in-the-blank one) opens: such an opening in
@@ -75,11 +75,14 @@ RESTATING_WORDS = frozenset(_RESTATING_TEXT.split())
 
 #: Words of a question's "how many", "what kind of", "which year": the answer takes their
 #: place, so a restatement need not keep them.
-_ASKING_TEXT = "many much long old far often kind type sort year"
+_ASKING_TEXT = "many much long old far often kind type sort year whats whos wheres whens hows"
 ASKING_WORDS = frozenset(_ASKING_TEXT.split())
 #: Forms of be: a restated question keeps as many as the question has ("when *was* the
 #: death penalty reinstated" is not answered by "The death penalty reinstated in 1984").
 BE_FORMS = frozenset(["is", "are", "was", "were", "be", "been"])
+HAVE_FORMS = frozenset(["has", "have", "had"])
+#: "Rich Mullins, who sings ...": the answer followed by a relative clause and nothing else.
+RELATIVE_OPENING = re.compile(r"^\W*(?:,\s*)?(?:who|which|that)\b", re.I)
 #: Forms of be, have and do: with one of them, a restated question is a sentence.
 _AUXILIARY_TEXT = "is are was were be been has have had do does did"
 AUXILIARIES = frozenset(_AUXILIARY_TEXT.split())
@@ -172,9 +175,13 @@ def why_unproven(response: str, alias: str, question: str) -> str | None:
     # What a restatement must keep: the question's content words, less "how many" and the like.
     asked = {_root(t) for t in question_tokens
              if t not in FUNCTION_WORDS and t not in ASKING_WORDS and len(t) > 1}
-    be_forms = sum(t in BE_FORMS for t in tokens), sum(t in BE_FORMS for t in question_tokens)
-    if be_forms[0] < be_forms[1]:
-        return "it drops the question's 'is' or 'was' (not a sentence: \"the penalty reinstated in\")"
+    for forms in (BE_FORMS, HAVE_FORMS):
+        if sum(t in forms for t in tokens) < sum(t in forms for t in question_tokens):
+            return (f"it drops the question's {'/'.join(sorted(forms & set(question_tokens)))} "
+                    "(not a sentence: \"the penalty reinstated in\", \"a red and gold star\")")
+    if RELATIVE_OPENING.match(response.strip()[len(alias):] if response.strip().lower()
+                              .startswith(alias.lower()) else ""):
+        return "it is a relative clause (\"X, who sings ...\"), not a statement"
     left_out = sorted(asked - set(content))
     if len(left_out) > (1 - MIN_QUESTION_KEPT) * len(asked):
         return (f"it leaves out {', '.join(left_out[:4])} of the question: it may answer "
@@ -197,10 +204,22 @@ def _passive_agent(tokens: list[str], alias: list[str], question_tokens: list[st
     return None
 
 
+def unbalanced(text: str) -> str | None:
+    """A bracket or double quote left open or closed alone ("Kevin Spacey.)"), or None."""
+    for opening, closing in ("()", "[]"):
+        if text.count(opening) != text.count(closing):
+            return f"its {opening}{closing} do not pair up"
+    if (text.count('"') + text.count("\u201c") + text.count("\u201d")) % 2:
+        return "a quotation mark is left open"
+    return None
+
+
 def _form_problem(text: str, tokens: list[str], question_tokens: list[str]) -> str | None:
     """What makes a text no single plain sentence: lines, a label, a question, an echo."""
     if len([line for line in text.splitlines() if line.strip()]) > 1:
         return "it runs over several lines"
+    if unbalanced(text):
+        return unbalanced(text)
     first = next((c for c in text if c.isalpha()), "")
     if first.islower():
         return "it starts in lower case (the question's words copied, not a sentence)"
@@ -231,7 +250,10 @@ def alias_verdict(response: str, answers: Sequence[str], question: str = "") -> 
         why = (f"the row's aliases are different answers ({others[0]!r}, {others[1]!r}), and "
                "one of them may be half the answer")
     elif verdict.rule == "heuristic:exact":
-        return verdict
+        broken = unbalanced(response)
+        if broken is None:
+            return verdict
+        why = broken
     else:
         why = why_unproven(response, alias, question)
     if why is None:

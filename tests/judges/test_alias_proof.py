@@ -22,7 +22,8 @@ PROVEN = [
     # "and" is a hedge word, but here the question's own
     ("when did the soviet union first gain control of parts of poland and the baltic republics",
      ["14 June 1940"],
-     "The soviet union gained control of parts of poland and baltic republics in 14 June 1940"),
+     "The soviet union first gained control of parts of poland and baltic republics in 14 June "
+     "1940"),
     ("what is the name of the chief justice of ghana", ["Sophia Akuffo"],
      "Sophia Akuffo is the name of the chief justice of Ghana."),
     # a word of both the question and the answer, said once for each
@@ -115,7 +116,19 @@ def test_aliases_are_one_answer_when_they_hold_each_other(aliases, expected):
      "The University of Madison, Wisconsin, is located in Madison, Wisconsin.", "twice"),
     # the question's "was" dropped: no sentence
     ("when was the death penalty reinstated in oregon", "1984",
-     "The death penalty reinstated in Oregon in 1984", "drops the question's"),
+     "The death penalty reinstated in Oregon in 1984", "drops the question's was"),
+    # ... and its "has": another claim ("what flag is red and has a gold star")
+    ("what flag is red and has a gold star", "Vietnam",
+     "The flag of Vietnam is a red and gold star.", "drops the question's has"),
+    # the question's "bailey" left out: Jenna Boyd did not play the film
+    ("who played bailey in the sisterhood of the traveling pants", "Jenna Boyd",
+     "Jenna Boyd played the sisterhood of the traveling pants", "leaves out bailey"),
+    # a relative clause, no statement
+    ("who sang our god is an awesome god", "Rich Mullins",
+     "Rich Mullins, who sings our god is an awesome god", "relative clause"),
+    # a bracket closed alone
+    ("who sang the songs in the movie beyond the sea", "Kevin Spacey", "Kevin Spacey sang.)",
+     "do not pair up"),
     # the question's words copied from its lower-case start
     ("who does the voice of alistair in dragon age", "Steve Valentine",
      "the voice of alistair in dragon age is Steve Valentine", "lower case"),
@@ -124,7 +137,7 @@ def test_aliases_are_one_answer_when_they_hold_each_other(aliases, expected):
      "Judas Iscariot was sold out for 30 pieces of silver", "the answer was sold"),
     # another question answered: "back" and "telugu" left out, "by" makes Tagore a director
     ("gabbar is back is a remake of which telugu movie", "Tagore",
-     "Gabbar is a remake of a movie by Tagore.", "drops the question's 'is'"),
+     "Gabbar is a remake of a movie by Tagore.", "drops the question's is"),
     # right, but half of the question left out: it may answer another one
     ("who plays the voice of homer simpson", "Dan Castellaneta",
      "Homer is voiced by Dan Castellaneta.", "leaves out play, simpson"),
@@ -163,3 +176,9 @@ def test_a_paraphrase_that_wraps_the_answer_is_not_a_statement():
     row = {"question": "who sang the song i wanna be sedated", "answers": ["the Ramones"]}
     verdict = NqJudge().judge_paraphrase("The correct answer is the Ramones.", row)
     assert (verdict.correct, verdict.rule) == (False, "paraphrase:not_a_statement")
+
+
+def test_an_exact_alias_with_a_stray_bracket_is_not_proven():
+    verdict = alias_verdict("Kevin Spacey.)", ["Kevin Spacey"],
+                            "who sang the songs in the movie beyond the sea")
+    assert verdict.rule == "needs_judge" and "do not pair up" in verdict.reason
