@@ -68,7 +68,8 @@ def plan(config: RunConfig, served: tuple[ResolvedModel, Backend, dict[str, Any]
     """Decide a run. ``served`` (model, backend, engine settings) replaces the backend the
     config names, and ``judge_chat`` the LLM judge's model: evaluation shares one engine
     between several models this way."""
-    task = load_task(config.task)
+    task = load_task(config.task, trust_code=config.trust_task_code)
+    task.check_trust()
     chosen = resolve_sampling(config.sampling_given(), task.sampling, str(task.file))
     # An engine starts on first use only.
     model, backend, engine = served or _backend(config, seeded_sampling=chosen.temperature > 0)

@@ -39,13 +39,16 @@ def _as_path(ref: str) -> Path | None:
     return path if path.is_file() and path.suffix in (".yaml", ".yml") else None
 
 
-def load_task(ref: str) -> TaskSpec:
-    """The task ``ref`` names: a built-in's name, or a task folder or file."""
+def load_task(ref: str, trust_code: bool = False) -> TaskSpec:
+    """The task ``ref`` names: a built-in's name, or a task folder or file. A built-in task's
+    Python ships with s3ft and is trusted; a folder's runs only with ``trust_code``
+    (``--trust-task-code``): never for ``tasks list`` or ``show``."""
     path = _as_path(ref)
     if path is not None:
-        return read_task(path)
+        builtin = prompts_dir().resolve() in path.resolve().parents
+        return read_task(path, trusted=trust_code or builtin)
     if ref in builtin_names():
-        return read_task(prompts_dir() / ref)
+        return read_task(prompts_dir() / ref, trusted=True)
     looks_like_path = "/" in ref or ref.endswith((".yaml", ".yml")) or Path(ref).exists()
     hint = (f"{ref} is not a task folder (a folder holding {TASK_FILE}) or a task file"
             if looks_like_path else f"{ref!r} is not a built-in task")

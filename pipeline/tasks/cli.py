@@ -54,6 +54,9 @@ class TasksConfig:
         "help": "Data to use instead of the task's: a file, a folder or a Hub id (check)."})
     split: str = field(default="train", metadata={"help": "Split to check (check)."})
     limit: int | None = field(default=None, metadata={"help": "Check only the first N rows (check)."})
+    trust_task_code: bool = field(default=False, metadata={
+        "help": "Run the task folder's own Python (check): a `prepare` callable, a `module` "
+                "judge. `show` never runs it."})
     debug: bool = field(default=False, metadata={"help": "Show tracebacks instead of one-line errors."})
 
     def __post_init__(self) -> None:
@@ -72,10 +75,11 @@ def main(argv: list[str] | None = None) -> int:
             task = load_task(name)
             print(f"{name:8s} {task.judge_kind:13s} {task.description}")
         return 0
-    task = load_task(args.task)
+    task = load_task(args.task, trust_code=args.trust_task_code and args.command == "check")
     if args.command == "show":
         print(yaml.safe_dump(describe(task), sort_keys=False).rstrip())
         for prompt in (task.answer_prompt, task.paraphrase_prompt):
             print(f"\n--- {prompt.path.name} ({prompt.version})\n{prompt.text.rstrip()}")
         return 0
+    task.check_trust()
     return check(task, args.data, args.split, args.limit)

@@ -96,6 +96,10 @@ class TaskSpec:
     #: Stop strings that belong to the target format (MBPP's ``[DONE]``): kept at the end of
     #: an answer. Every other stop string (NQ's blank line) is cut off before it is judged.
     keep_stop: tuple[str, ...] = ()
+    #: The task folder's Python (``prepare.callable``, a ``module`` judge) may run: a
+    #: built-in task, or one the user trusts (``--trust-task-code``). Otherwise it is never
+    #: imported, and a run that needs it is refused.
+    trusted: bool = False
 
     @property
     def dropped_stops(self) -> tuple[str, ...]:
@@ -152,8 +156,26 @@ class TaskSpec:
         return self._rule_judge.format_gold(self.gold_text(row), row)
 
     def prepare_row(self) -> Any:
-        return load_callable(self.prepare, self.folder, f"{self.file}: key 'prepare.callable'") \
-            if self.prepare else None
+        if not self.prepare:
+            return None
+        self.require_trust("prepare.callable", self.prepare)
+        return load_callable(self.prepare, self.folder, f"{self.file}: key 'prepare.callable'")
+
+    def check_trust(self) -> None:
+        """Refuse now, before any work, a task whose Python would have to run untrusted."""
+        if self.prepare:
+            self.require_trust("prepare.callable", self.prepare)
+        if self.judge_kind == "module":
+            self.require_trust("judge.path", str(self.judge_options.get("path")))
+
+    def require_trust(self, key: str, spec: str) -> None:
+        """Refuse to run the folder's Python unless the task is trusted (as ``datasets``
+        asks for ``trust_remote_code``): a task folder downloaded from anywhere is code."""
+        if not self.trusted:
+            raise UserCodeError(
+                f"{self.file}: key {key!r} names Python code ({spec!r}); s3ft runs a task "
+                "folder's code only when you trust it: read it, then pass --trust-task-code "
+                "(or trust_task_code: true in --config)")
 
     def load_settings(self) -> dict[str, Any]:
         """What the load stage's output depends on (part of its key): editing a prompt or
@@ -167,11 +189,25 @@ class TaskSpec:
         """The task's judge; ``runtime`` carries the LLM judge's backend and limits."""
         import judges
 
+        if self.judge_kind == "module":
+            self.require_trust("judge.path", str(self.judge_options.get("path")))
         return judges.build(self.judge_kind, self.judge_options, self.folder, **runtime)
 
 
-def _check_callable(spec: str, file: Path, key: str) -> None:
-    """The callable loads now, not when the first row reaches it."""
+def _check_callable(spec: str, file: Path, key: str, trusted: bool) -> None:
+    """A trusted task's callable loads now, not when the first row reaches it; an untrusted
+    task's is only checked for its shape (a file inside the folder), never imported."""
+    target = spec.rsplit(":", 1)[0]
+    if ":" in spec and target.endswith(".py") and not Path(target).is_absolute():
+        _inside(file.parent, target, file, key)
+    if not trusted:
+        if ":" not in spec:
+            raise TaskFileError(f"{file}: key {key!r}: {spec!r} must read 'module:function' or "
+                                "'file.py:function'")
+        if target.endswith(".py") and not (file.parent / target).is_file():
+            raise TaskFileError(f"{file}: key {key!r}: {file.parent / target} does not exist; "
+                                "put the file beside task.yaml")
+        return
     try:
         load_callable(spec, file.parent, f"{file}: key {key!r}")
     except UserCodeError as exc:
@@ -282,7 +318,8 @@ def _data(data: Any, file: Path) -> dict[str, Any]:
     return data
 
 
-def _judge(judge: Any, file: Path, provided: set[str]) -> tuple[str, dict[str, Any]]:
+def _judge(judge: Any, file: Path, provided: set[str],
+           trusted: bool) -> tuple[str, dict[str, Any]]:
     judge = _expect(judge, dict, file, "judge", "a mapping with a 'kind'")
     kind = judge.get("kind")
     if kind not in JUDGE_OPTIONS:
@@ -309,7 +346,7 @@ def _judge(judge: Any, file: Path, provided: set[str]) -> tuple[str, dict[str, A
     if kind == "module":
         path = _expect(options.get("path"), str, file, "judge.path", "a Python file beside task.yaml")
         options.setdefault("callable", "judge")
-        _check_callable(f"{path}:{options['callable']}", file, "judge")
+        _check_callable(f"{path}:{options['callable']}", file, "judge.path", trusted)
     if kind == "alias" and options.get("llm"):
         llm = _expect(options["llm"], dict, file, "judge.llm", "{prompt: judge.jinja}")
         _only(llm, {"prompt"}, file, "judge.llm")
@@ -323,8 +360,9 @@ def _judge(judge: Any, file: Path, provided: set[str]) -> tuple[str, dict[str, A
     return kind, options
 
 
-def read_task(path: Path) -> TaskSpec:
-    """Parse and check a task file (``path`` is the file or its folder)."""
+def read_task(path: Path, trusted: bool = False) -> TaskSpec:
+    """Parse and check a task file (``path`` is the file or its folder). ``trusted``: its
+    Python may be imported (:attr:`TaskSpec.trusted`)."""
     file = path / TASK_FILE if path.is_dir() else path
     if not file.is_file():
         raise TaskFileError(f"--task {path}: no {TASK_FILE} there; a task is a folder holding "
@@ -355,7 +393,7 @@ def read_task(path: Path) -> TaskSpec:
                          "a list of the variables it adds"))
     if prepare:
         _check_callable(_expect(prepare.get("callable"), str, file, "prepare.callable",
-                                "'module:function'"), file, "prepare.callable")
+                                "'module:function'"), file, "prepare.callable", trusted)
     provided = set(fields) | set(adds)
     unknown_types = sorted(set(types) - provided)
     if unknown_types:
@@ -370,7 +408,7 @@ def read_task(path: Path) -> TaskSpec:
     if missing:
         raise TaskFileError(f"{file}: key 'gold' uses {{{{ {missing[0]} }}}}, which no field "
                             f"provides; add '{missing[0]}: <column>' under 'fields'")
-    kind, options = _judge(raw["judge"], file, provided)
+    kind, options = _judge(raw["judge"], file, provided, trusted)
     generation = raw.get("generation") or {}
     _only(generation, GENERATION_KEYS, file, "generation")
     max_tokens = _expect(generation.get("max_tokens", DEFAULT_MAX_TOKENS), int, file,
@@ -394,7 +432,7 @@ def read_task(path: Path) -> TaskSpec:
                     answer_prompt=answer, paraphrase_prompt=paraphrase, gold=gold,
                     judge_kind=kind, judge_options=options, max_tokens=max_tokens,
                     stop=tuple(str(s) for s in stop), card=dict(card), sampling=sampling,
-                    keep_stop=tuple(str(s) for s in keep_stop))
+                    keep_stop=tuple(str(s) for s in keep_stop), trusted=trusted)
 
 
 def _sampling(generation: dict[str, Any], file: Path) -> dict[str, Any]:

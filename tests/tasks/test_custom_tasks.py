@@ -23,11 +23,11 @@ from tests.tasks.tasks_helpers import alias_task, choice_task, module_task, nume
 pytestmark = pytest.mark.slow
 
 
-def curate(engine, folder: Path, out: Path) -> tuple[dict, list[dict]]:
+def curate(engine, folder: Path, out: Path, trust: bool = False) -> tuple[dict, list[dict]]:
     from pipeline.curate import run
 
     summary = run(RunConfig(task=str(folder), out=str(out), dtype="float32", shard_size=8,
-                            progress=False), served=engine)
+                            progress=False, trust_task_code=trust), served=engine)
     return summary, pq.read_table(out / "train.parquet").to_pylist()
 
 
@@ -36,7 +36,7 @@ def assert_targets_are_right(folder: Path, rows: list[dict], rule_prefixes: tupl
     judged again, and the verdicts came from that task's judge kind."""
     from pipeline.stages.load import load_rows
 
-    task = load_task(str(folder))
+    task = load_task(str(folder), trust_code=True)  # the test's own folders
     judge = task.make_judge()
     frame, _ = load_rows(task, None, None)
     variables = {r["id"]: r for r in frame.to_dicts()}
@@ -65,7 +65,7 @@ def test_alias_task_without_passages(engine, tmp_path):
     folder = alias_task(tmp_path / "closedqa", rows=8)
     summary, rows = curate(engine, folder, tmp_path / "run")
     assert summary["rows"] == 8
-    assert_targets_are_right(folder, rows, ("heuristic",))
+    assert_targets_are_right(folder, rows, ("heuristic", "needs_judge"))
 
 
 def test_choice_task_leaves_out_a_row_whose_gold_fails(engine, tmp_path):
@@ -92,7 +92,7 @@ def test_regex_task(engine, tmp_path):
 
 def test_module_judge_task(engine, tmp_path):
     folder = module_task(tmp_path / "ownjudge", rows=8)
-    summary, rows = curate(engine, folder, tmp_path / "run")
+    summary, rows = curate(engine, folder, tmp_path / "run", trust=True)
     assert summary["rows"] == 8 and summary["rows_with_errors"] == 0
     assert_targets_are_right(folder, rows, ("module:judge",))
     assert summary["judge_settings"]["module"].startswith("my_judge.py:judge@")

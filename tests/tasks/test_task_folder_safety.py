@@ -111,3 +111,66 @@ def test_a_template_cannot_change_a_rows_values(tmp_path):
     with pytest.raises(UnsafeTemplateError):
         PromptTemplate(template).render(answers=answers)
     assert answers == ["Paris"]
+
+
+# -- a folder's Python runs only when the user trusts it ------------------------------------
+
+def code_folder(tmp_path: Path, where: str) -> tuple[Path, Path]:
+    """A task naming Python of its own, as a ``module`` judge or a ``prepare`` callable, whose
+    import leaves ``marker`` behind: the test sees whether the code ran."""
+    marker = tmp_path / "imported"
+    folder = alias_task(tmp_path / "t", rows=4)
+    code = (f"from pathlib import Path\nPath({str(marker)!r}).touch()\n\n"
+            "def judge(response, row):\n    return False\n\n"
+            "def prepare(row):\n    return {**row, 'extra': 'x'}\n")
+    (folder / "code.py").write_text(code)
+    if where == "judge":
+        edit_task(folder, judge={"kind": "module", "path": "code.py", "callable": "judge"})
+    else:
+        edit_task(folder, prepare={"callable": "code.py:prepare", "adds": ["extra"]})
+    return folder, marker
+
+
+@pytest.mark.parametrize("where", ["judge", "prepare"])
+def test_a_folders_python_is_refused_without_the_opt_in_and_never_imported(tmp_path, capsys, where):
+    from pipeline.config import RunConfig
+    from pipeline.curate import plan
+    from pipeline.errors import UsageError
+
+    folder, marker = code_folder(tmp_path, where)
+    assert s3ft(["tasks", "show", str(folder)]) == 0  # reading it runs nothing
+    assert s3ft(["tasks", "check", str(folder)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and err.count("\n") == 0
+    assert "names Python code" in err and "--trust-task-code" in err and str(folder) in err
+    with pytest.raises(UsageError, match="--trust-task-code"):
+        plan(RunConfig(task=str(folder), limit=2))
+    assert not marker.exists()
+    # Trusted, it runs: the check imports it, and a run plans.
+    assert s3ft(["tasks", "check", str(folder), "--trust-task-code"]) == 0
+    assert marker.exists()
+    plan(RunConfig(task=str(folder), limit=2, trust_task_code=True))
+
+
+def test_the_opt_in_is_a_config_key_too(tmp_path):
+    from pipeline.config import RunConfig, parse_config
+
+    folder, _ = code_folder(tmp_path, "judge")
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text(yaml.safe_dump({"task": str(folder), "trust_task_code": True}))
+    assert parse_config(RunConfig, ["--config", str(config_file)], "run").trust_task_code is True
+
+
+def test_a_built_in_tasks_python_needs_no_opt_in():
+    task = load_task("nq")  # prepare: pipeline.tasks.nq_data:prepare_row
+    assert task.trusted and task.prepare
+    task.check_trust()
+    assert callable(task.prepare_row())
+
+
+def test_a_python_file_outside_the_folder_is_refused(tmp_path):
+    folder = alias_task(tmp_path / "t", rows=2)
+    (tmp_path / "outside.py").write_text("def judge(response, row):\n    return True\n")
+    edit_task(folder, judge={"kind": "module", "path": "../outside.py"})
+    with pytest.raises(TaskFileError, match="outside"):
+        load_task(str(folder), trust_code=True)

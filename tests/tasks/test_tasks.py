@@ -278,14 +278,14 @@ def test_choice_judge_refuses_answers_that_contradict_themselves():
 
 def test_module_judge_runs_the_users_function_and_its_file_is_in_the_key(tmp_path):
     folder = module_task(tmp_path / "t", rows=2)
-    task = load_task(str(folder))
+    task = load_task(str(folder), trust_code=True)
     judge = task.make_judge()
     row = load_rows(task, None, 1)[0].row(0, named=True)
     assert judge.judge(f"It was {row['answer']}", row) == Verdict(True, "module:judge")
     assert not judge.judge("no idea", row).correct
     before = judge.settings()
     (folder / "my_judge.py").write_text((folder / "my_judge.py").read_text() + "\n# edited\n")
-    assert load_task(str(folder)).make_judge().settings() != before
+    assert load_task(str(folder), trust_code=True).make_judge().settings() != before
 
 
 # -- the gold check -----------------------------------------------------------------------------
@@ -315,7 +315,7 @@ def test_a_task_whose_gold_mostly_fails_is_refused(tmp_path):
 
 def test_other_kinds_pass_their_own_gold(tmp_path):
     for make in (alias_task, regex_task, module_task, choice_task):
-        task = load_task(str(make(tmp_path / make.__name__, rows=6)))
+        task = load_task(str(make(tmp_path / make.__name__, rows=6)), trust_code=True)
         frame, _ = load_rows(task, None, None)
         assert check_gold(task.make_judge(), frame.to_dicts()) == [], task.name
 
