@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline import progress
-from pipeline.backends.base import Backend, Generation, Messages, SamplingSettings
+from pipeline.backends.base import Backend, Generation, Messages, SamplingSettings, request_seed
 from pipeline.backends.request_cache import RequestCache, request_key
 from pipeline.errors import RunFailed
 
@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 DEFAULT_CACHE_FILE = "openai-requests.sqlite"
 _RETRYABLE_STATUS = {408, 409, 429}
 _FATAL_STATUS = {401, 403, 404}
+#: vLLM sampling fields the OpenAI API lacks, with the values that change nothing (not sent).
+_NEUTRAL = {"top_k": 0, "min_p": 0.0, "repetition_penalty": 1.0}
 #: A timeout is retried once (a hiccup), not max_retries times: on a slow server the same
 #: request times out again, and each try costs the full timeout (seen against a loaded CPU
 #: vLLM server: 5 x 120 s for one judge row).
@@ -212,6 +214,13 @@ class OpenAIBackend(Backend):
         schema = sampling.json_schema
         if schema:
             body["response_format"] = response_format(schema)
+        if sampling.seed is not None:  # each conversation its own seed, as in-process
+            body["seed"] = request_seed(sampling.seed, json.dumps(conversation, sort_keys=True))
+        # What the OpenAI API has no parameter for goes as the extra fields vLLM's server reads
+        # (every setting the row's `sampling` column records is sent, none dropped).
+        extras = {"top_k": sampling.top_k, "min_p": sampling.min_p,
+                  "repetition_penalty": sampling.repetition_penalty}
+        body.update({k: v for k, v in extras.items() if v != _NEUTRAL[k]})
         return body
 
     def _cache_key(self, body: dict[str, Any]) -> str:
@@ -281,8 +290,10 @@ class OpenAIBackend(Backend):
                 attempts += 1
                 self.counters["requests"] += 1
                 try:
+                    standard = {k: v for k, v in body.items() if k not in _NEUTRAL}
+                    extra = {**{k: v for k, v in body.items() if k in _NEUTRAL}, **self.extra_body}
                     raw = await client.chat.completions.with_raw_response.create(
-                        **body, extra_body=self.extra_body or None,
+                        **standard, extra_body=extra or None,
                     )
                     generation = parse_completion(raw.text)
                 except MalformedResponse as exc:

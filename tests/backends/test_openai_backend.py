@@ -61,6 +61,25 @@ def test_stop_sequences_are_sent(fake, tmp_path):
     assert fake.bodies[0]["stop"] == ["\n\n"]
 
 
+def test_every_sampling_setting_the_row_records_is_sent(fake, tmp_path):
+    """top_k, min_p and repetition_penalty go as the extra fields vLLM's server reads, and
+    each conversation gets its own seed (as in-process): none is dropped."""
+    from pipeline.backends.base import request_seed
+
+    sampled = SamplingSettings(max_tokens=8, temperature=0.7, top_p=0.9, top_k=20, min_p=0.05,
+                               repetition_penalty=1.1, seed=7)
+    backend_for(fake, tmp_path).generate(ask("one", "two"), sampled)
+    sent = sorted(fake.bodies, key=lambda b: b["messages"][0]["content"])
+    for body in sent:
+        assert (body["top_k"], body["min_p"], body["repetition_penalty"]) == (20, 0.05, 1.1)
+        assert (body["temperature"], body["top_p"]) == (0.7, 0.9)
+    assert sent[0]["seed"] != sent[1]["seed"]
+    assert sent[0]["seed"] == request_seed(7, '[{"content": "one", "role": "user"}]')
+    # Greedy with the defaults: nothing extra on the wire.
+    backend_for(fake, tmp_path / "g").generate(ask("three"), GREEDY)
+    assert not {"top_k", "min_p", "repetition_penalty", "seed"} & set(fake.bodies[-1])
+
+
 def test_server_errors_are_retried_until_success(fake, tmp_path):
     backend = backend_for(fake, tmp_path, max_retries=3)
     prompt = "[[fail:500x2]] flaky"
