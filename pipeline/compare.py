@@ -63,6 +63,9 @@ class CompareOptions(Options):
 
     def check(self) -> None:
         need(self, self.scorer in SCORERS, "scorer", "use hf or vllm")
+        for name in ("limit_train", "limit_eval", "limit_general"):  # not "--limit", later
+            need(self, getattr(self, name) is None or getattr(self, name) >= 1, name,
+                 "must be a positive number of rows")
         need(self, self.drift_prompts >= 0, "drift_prompts", "use 0 (skip) or more")
         need(self, self.drift_max_tokens >= 1, "drift_max_tokens", "use 1 or more")
 

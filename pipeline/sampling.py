@@ -26,10 +26,16 @@ TYPES: dict[str, tuple[type, ...]] = {"samples": (int,), "pick": (str,), "temper
                                       "repetition_penalty": (int, float)}
 
 
+#: The most answers sampled per prompt (the k-samples study used up to 16).
+MAX_SAMPLES = 64
+
+
 def problem(key: str, value: Any) -> str | None:
     """What is wrong with one setting's value (None: nothing)."""
     checks = {
-        "samples": (lambda v: v >= 1, "must be at least 1"),
+        # vLLM keeps every sample of a prompt in memory at once: 100,000 failed only after
+        # the engine had started
+        "samples": (lambda v: 1 <= v <= MAX_SAMPLES, f"must be from 1 to {MAX_SAMPLES}"),
         "pick": (lambda v: v in PICK_RULES, f"use {', '.join(PICK_RULES)}"),
         # finite: an infinite temperature (or penalty) passed every check and failed each
         # request at the server or after the engine had started

@@ -144,6 +144,7 @@ BAD_FLAGS = [
     (["--repetition-penalty", "inf"], "--repetition-penalty inf: must be a finite number above 0"),
     (["--seed", "-1"], "--seed -1: must be a whole number from 0 to 4294967295"),
     (["--seed", str(2**70)], f"--seed {2**70}: must be a whole number"),
+    (["--samples", "100000"], "--samples 100000: must be from 1 to 64"),
 ]
 
 

@@ -59,6 +59,11 @@ def model_under_test(spec: str, name: str | None = None, base_model: str | None 
     base = base_model or settings.get("base_model_name_or_path")
     if not base:
         raise UsageError(f"{adapter_config} names no base_model_name_or_path: pass --base-model")
+    if base_model is None and not Path(base).exists() and base.startswith(("/", ".", "~")):
+        # a local base moved or deleted: say which flag fixes it, not --model
+        raise UsageError(f"--model {spec}: the adapter's base model {base} (its "
+                         f"adapter_config.json's base_model_name_or_path) does not exist; pass "
+                         f"--base-model with where the base model is now")
     return ModelUnderTest(name or path.name, spec, base, str(path.resolve()), int(settings.get("r", 8)))
 
 
@@ -79,6 +84,9 @@ def split_benchmarks(names: str) -> tuple[list[str], list[str]]:
                              f"folder") from None
     if len(set(tasks + general)) != len(tasks + general):
         raise UsageError(f"--benchmarks lists a benchmark twice: {names}")
+    if not tasks and not general:  # "," or "": an evaluation of nothing, exit 0, empty table
+        raise UsageError(f"--benchmarks {names!r}: names no benchmark; give a comma-separated "
+                         f"list, e.g. gsm8k,mmlu")
     return tasks, general
 
 

@@ -41,6 +41,12 @@ def push_run(run_dir: Path | str, repo_id: str, private: bool = False,
     """
     if not _REPO_ID.match(repo_id):
         raise UsageError(f"--repo-id {repo_id!r}: expected <user or org>/<name>, e.g. alice/s3ft-gsm8k")
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:  # the Hub's own rule ("a/b..c" passed the shape check, then the Hub refused it)
+        validate_repo_id(repo_id)
+    except HFValidationError as exc:
+        raise UsageError(f"--repo-id {repo_id!r}: the Hub refuses it ({exc})") from None
     run = read_run(run_dir)
     if dry_run_dir is not None:
         return prepare_folder(run, repo_id, Path(dry_run_dir))

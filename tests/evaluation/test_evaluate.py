@@ -32,14 +32,29 @@ def test_benchmark_names_split_into_tasks_and_general():
         split_benchmarks("gsm8k,winogrande")
     with pytest.raises(UsageError, match="twice"):
         split_benchmarks("truthfulqa,truthfulqa_mc1")
+    with pytest.raises(UsageError, match="names no benchmark"):
+        split_benchmarks(" , ")
+
+
+@pytest.mark.parametrize("flag", ["--limit-train", "--limit-eval", "--limit-general"])
+def test_compare_names_its_own_limit_flag(flag):
+    from pipeline.compare import main as compare_main
+
+    with pytest.raises(UsageError, match=f"^{flag} 0: must be a positive number"):
+        compare_main(["--task", "gsm8k", flag, "0", "--debug"])
 
 
 def test_model_specs(tmp_path):
     adapter = tmp_path / "s3ft-lora"
     adapter.mkdir()
-    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "/m/base", "r": 8}))
+    base = tmp_path / "base"
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(base),
+                                                             "r": 8}))
+    with pytest.raises(UsageError, match=r"base model .*base \(its .*\) does not exist; pass --base-model"):
+        model_under_test(str(adapter))  # a local base that moved: --base-model fixes it
+    base.mkdir()
     m = model_under_test(str(adapter))
-    assert (m.name, m.base, m.adapter, m.rank) == ("s3ft-lora", "/m/base", str(adapter.resolve()), 8)
+    assert (m.name, m.base, m.adapter, m.rank) == ("s3ft-lora", str(base), str(adapter.resolve()), 8)
     assert model_under_test(str(adapter), "s3ft", base_model="/other").base == "/other"
     before = m.adapter_fingerprint
     (adapter / "adapter_model.safetensors").write_bytes(b"weights")

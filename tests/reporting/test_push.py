@@ -280,6 +280,9 @@ def test_dry_run_folder_loads_with_datasets(run_dir, dry_run, tmp_path):
 def test_bad_input_is_refused_with_a_clear_message(run_dir, tmp_path):
     with pytest.raises(UsageError, match="expected <user or org>/<name>"):
         push_run(run_dir, "no-slash", dry_run_dir=tmp_path / "a")
+    with pytest.raises(UsageError, match=r"'a/b\.\.c': the Hub refuses it"):
+        push_run(run_dir, "a/b..c", dry_run_dir=tmp_path / "b")  # a card for an id nobody accepts
+    assert not (tmp_path / "b").exists()
     with pytest.raises(UsageError, match="no such folder"):
         push_run(tmp_path / "missing", "alice/x", dry_run_dir=tmp_path / "a")
     partial = tmp_path / "partial"
