@@ -9,21 +9,25 @@ narrow: **the answer is the question restated around the alias**. Every content 
 alias's or the question's, so the one claim it makes is "<the alias> is the answer to
 <the question>", which the alias match has proven. Concretely (:func:`why_unproven`):
 
-* one line, no colon (a label "A:", an echoed "question: answer", "The answer is: X"), no
-  question mark;
+* one plain line: no colon (a label "A:", an echoed "question: answer", "The answer is:
+  X"), no markup, no stray bracket or quote, no question mark, a capital first letter, at
+  most :data:`MAX_PROVEN_TOKENS` words (these form checks apply to an exact alias too:
+  "A: 2" normalises to the alias "2");
 * not the question pasted in (its first four words in a row, when it opens with a question
-  word);
+  word), and not "<alias>, who ..." (a relative clause, no statement);
 * no content word found in neither the question nor the alias (an irregular verb form of a
   question word counts as it, "sank" for "sink"; a few words that only place a fact, such as
-  "located", are allowed), and so no new number (the passage is deliberately not evidence:
-  a second name or a false relation is built from its words);
-* no content word said more often than the question and the alias say it (a repeated span,
-  the alias twice, a tautology "X ... was X");
-* at most :data:`MAX_PROVEN_TOKENS` words, and a verb (a sentence, not a fragment);
+  "located", are allowed; "answer" is not), and so no new number: the passage is
+  deliberately not evidence, since a second name or a false relation is built from its words;
+* no content word said more often than the question and the alias say it, and the alias
+  once (a repeated span, a tautology "X ... was X");
+* a sentence: a verb, the question's is/was and has kept, and every content word of the
+  question kept, less its "how many" words (it answers *this* question: "Jenna Boyd played
+  the sisterhood of the traveling pants" dropped "bailey"); no "<alias> was sold out" for
+  "who sold out ..." (the doer stated as the one it was done to);
 * a row whose aliases are different answers ("sea water" and "fresh water") proves nothing
   by one of them, even one said exactly: the question wants several, or NQ disagrees with
-  itself;
-* it keeps two thirds of the question's content words (it answers *this* question).
+  itself.
 
 What fails is ``needs_judge``: a trusted judge (``--judge-base-url``) decides it; without
 one it is not a target, and the row goes on to a paraphrase, then the gold.
@@ -50,6 +54,7 @@ ECHO_TOKENS = 4
 #: is called microfilaments" restates a fill-in-the-blank question as it should.
 _OPENER_TEXT = "who whom whose what when where which why how is are was were do does did can could"
 QUESTION_OPENERS = frozenset(_OPENER_TEXT.split())
+MARKUP = re.compile(r"[*#`<>|]|__")
 _COLON = re.compile(r":(?!\d)|(?<!\d):")  # a colon, except inside a time ("9:30")
 #: Irregular verb forms and their base: "where did the titanic sink" is answered "The
 #: Titanic sank in ...", which the suffix stem cannot see.
@@ -77,6 +82,9 @@ RESTATING_WORDS = frozenset(_RESTATING_TEXT.split())
 #: place, so a restatement need not keep them.
 _ASKING_TEXT = "many much long old far often kind type sort year whats whos wheres whens hows"
 ASKING_WORDS = frozenset(_ASKING_TEXT.split())
+#: The function words a restatement may add: "answer" and "correct" are not among them
+#: ("The answer is "1997"" is a wrapper around the answer, not a statement of it).
+PROOF_FUNCTION_WORDS = FUNCTION_WORDS - {"answer", "correct"}
 #: Forms of be: a restated question keeps as many as the question has ("when *was* the
 #: death penalty reinstated" is not answered by "The death penalty reinstated in 1984").
 BE_FORMS = frozenset(["is", "are", "was", "were", "be", "been"])
@@ -150,7 +158,7 @@ def why_unproven(response: str, alias: str, question: str) -> str | None:
         return problem
     alias_roots = set(map(_root, normalize(alias).split()))
     question_roots = [_root(t) for t in question_tokens if t not in FUNCTION_WORDS]
-    words = [t for t in tokens if t not in FUNCTION_WORDS and t not in RESTATING_WORDS]
+    words = [t for t in tokens if t not in PROOF_FUNCTION_WORDS and t not in RESTATING_WORDS]
     content = list(map(_root, words))
     extra = [t for t, r in zip(words, content, strict=True)
              if r not in alias_roots and r not in question_roots]
@@ -214,17 +222,24 @@ def unbalanced(text: str) -> str | None:
     return None
 
 
-def _form_problem(text: str, tokens: list[str], question_tokens: list[str]) -> str | None:
-    """What makes a text no single plain sentence: lines, a label, a question, an echo."""
+def _form_problem(text: str, tokens: list[str], question_tokens: list[str],
+                  sentence: bool = True) -> str | None:
+    """What makes a text no single plain line (several lines, markup, a label, a stray
+    bracket) or, with ``sentence``, no plain sentence (a lower-case start, a question, an
+    echo, too long)."""
     if len([line for line in text.splitlines() if line.strip()]) > 1:
         return "it runs over several lines"
     if unbalanced(text):
         return unbalanced(text)
+    if MARKUP.search(text):
+        return "it has markdown or markup (\"**Ceramic Art**\")"
+    if _COLON.search(text):
+        return "it has a colon (a label, an echoed question or an 'answer is:' wrapper)"
+    if not sentence:
+        return None
     first = next((c for c in text if c.isalpha()), "")
     if first.islower():
         return "it starts in lower case (the question's words copied, not a sentence)"
-    if _COLON.search(text):
-        return "it has a colon (a label, an echoed question or an 'answer is:' wrapper)"
     if "?" in text:
         return "it asks a question"
     if len(tokens) > MAX_PROVEN_TOKENS:
@@ -250,10 +265,11 @@ def alias_verdict(response: str, answers: Sequence[str], question: str = "") -> 
         why = (f"the row's aliases are different answers ({others[0]!r}, {others[1]!r}), and "
                "one of them may be half the answer")
     elif verdict.rule == "heuristic:exact":
-        broken = unbalanced(response)
-        if broken is None:
+        # "A: 2" is the alias "2" once normalised (an article and a colon dropped): the form
+        # of the text is checked even when its words are only the alias
+        why = _form_problem(response.strip(), normalize(response).split(), [], sentence=False)
+        if why is None:
             return verdict
-        why = broken
     else:
         why = why_unproven(response, alias, question)
     if why is None:

@@ -49,7 +49,7 @@ UNPROVEN = [
      "during a meeting with the Virginia delegation.", "1787"),
     # the question pasted in front of the answer
     ("who sang the song i wanna be sedated", ["the Ramones"],
-     "who sang the song i wanna be sedated: Ramones", "lower case"),
+     "who sang the song i wanna be sedated: Ramones", "colon"),
     ("who sang the song i wanna be sedated", ["the Ramones"],
      "Who sang the song I wanna be sedated: Ramones", "colon"),
     # a stray label
@@ -182,3 +182,18 @@ def test_an_exact_alias_with_a_stray_bracket_is_not_proven():
     verdict = alias_verdict("Kevin Spacey.)", ["Kevin Spacey"],
                             "who sang the songs in the movie beyond the sea")
     assert verdict.rule == "needs_judge" and "do not pair up" in verdict.reason
+
+
+# Found on the second held-out draw (H2), after its precision was measured: the rules here
+# came later, so H2 is tuning data now.
+@pytest.mark.parametrize("question, aliases, text, why", [
+    # an article and a colon dropped by normalising make "A: 2" the alias "2"
+    ("how many indian astronauts have gone to space", ["2"], "A: 2", "colon"),
+    # a wrapper, not a statement: "answer" is no word of the question
+    ("when did red bull come to the united states", ["1997"], 'The answer is "1997"', "answer"),
+    ("the art and science of making objects from clay is called", ["Ceramic Art"],
+     "The art and science of making objects from clay is called **Ceramic Art**", "markdown"),
+])
+def test_a_wrapper_label_or_markup_around_the_answer_is_not_proven(question, aliases, text, why):
+    verdict = alias_verdict(text, aliases, question)
+    assert verdict.rule == "needs_judge" and why in verdict.reason
