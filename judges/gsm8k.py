@@ -20,7 +20,9 @@ A paraphrase of the gold must also keep the gold's worked steps
 the gold's length, ``fidelity:missing_steps`` when it works out (states after an "=", in a calculation that
 is not wrong) fewer than ``MIN_STEP_COVERAGE`` of the results the gold computes (its
 ``<<...=r>>`` annotations, with multiplicity): "Carlos memorized 4 digits" states a result
-without working it out.
+without working it out; ``fidelity:underived`` when it calculates with a number that
+neither the question, an earlier step nor its gold gives (a deleted step,
+:mod:`judges.gsm8k_steps`).
 The thresholds and why they are what they are: README, "What is admitted".
 """
 
@@ -36,6 +38,7 @@ from fractions import Fraction
 from typing import Any
 
 from judges.base import Judge, TargetProblem, Verdict, copies_most_lines
+from judges.gsm8k_steps import gold_givens, underived_numbers
 
 # A number as people write it: optional sign, thousands separators, decimals, or a fraction.
 _NUMBER = r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?|-?\.\d+"
@@ -341,7 +344,7 @@ class Gsm8kJudge(Judge):
     ``require_final_line``: a target must end with ``#### N`` (what the GSM8K prompt asks)."""
 
     name = "gsm8k"
-    version = "4"  # 4: a paraphrase with most of the gold's lines word for word is a copy
+    version = "4"  # 4: a copy by lines; a paraphrase calculates only with what it derived
 
     def __init__(self, gold_answer: str | None = None, require_final_line: bool = True):
         self.gold_answer = gold_answer
@@ -399,6 +402,12 @@ class Gsm8kJudge(Judge):
             return Verdict(False, "fidelity:missing_steps", verdict.extracted,
                            f"works out {kept} of the gold's {sum(steps.values())} steps (needs "
                            f"{MIN_STEP_COVERAGE:.0%}); not worked out: {missing}")
+        question = str(example.get("question") or "")
+        skipped = underived_numbers(text, question, gold_givens(gold, question)) if question else []
+        if skipped:
+            return Verdict(False, "fidelity:underived", verdict.extracted,
+                           f"calculates with {', '.join(skipped[:4])}, which neither the question "
+                           "nor an earlier step gives: a step was skipped")
         return Verdict(True, "fidelity:" + verdict.rule, verdict.extracted,
                        f"right answer; {kept}/{sum(steps.values())} of the gold's steps worked out")
 

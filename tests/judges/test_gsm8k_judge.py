@@ -84,3 +84,35 @@ def test_gold_without_hash_line_is_reported_not_crashed(judge):
 def test_unknown_judge_names_the_available_ones():
     with pytest.raises(KeyError, match="gsm8k"):
         judges.get("nope")
+
+
+# -- every number a solution calculates with comes from somewhere (judges/gsm8k_steps.py) ----
+
+@pytest.mark.parametrize("solution, missing", [
+    # the line computing 240 deleted: 240 appears from nowhere
+    ("He has 4 hours to read because 16 x .25 = 4\nHe will read 3 books because 240 / 80 = 3\n"
+     "#### 3", ["240"]),
+    # the May step deleted: the final answer is never computed
+    ("She earned $40 x 2 = $80 in April.\n#### 160", ["160"]),
+    # every number given or computed first
+    ("He has 4 hours to read because 16 x .25 = 4\nThat is 4 x 60 = 240 minutes\n"
+     "He will read 3 books because 240 / 80 = 3\n#### 3", []),
+    # number words, "half" and percents are given by the question
+    ("Half of 48 is 48 / 2 = 24.\n20% of 24 is 24 x 0.2 = 4.8\n#### 4.8", []),
+])
+def test_a_solution_calculates_only_with_what_it_was_given_or_derived(solution, missing):
+    from judges.gsm8k_steps import underived_numbers
+
+    question = ("He reads 80 pages an hour for 16 quarter hours and earns $40 in March; she "
+                "keeps half of 48 and gives 20% away.")
+    assert underived_numbers(solution, question) == missing
+
+
+def test_a_paraphrase_may_take_as_given_what_its_gold_does():
+    from judges.gsm8k_steps import gold_givens, underived_numbers
+
+    question = "Ravi has 6 nickels and 8 quarters. How many cents does he have?"
+    gold = "6 x 5 = 30 cents\n8 x 25 = 200 cents\n30 + 200 = 230\n#### 230"
+    assert underived_numbers(gold, question) == ["25"]  # a quarter's worth: not in the question
+    paraphrase = "The quarters are 8 x 25 = 200 cents, the nickels 6 x 5 = 30.\n200 + 30 = 230\n#### 230"
+    assert underived_numbers(paraphrase, question, gold_givens(gold, question)) == []

@@ -90,6 +90,27 @@ def test_a_paraphrase_with_most_of_the_golds_lines_verbatim_is_a_copy(natalia, b
     assert admit_paraphrase(text, natalia)[1].rule == "copy_of_gold"
 
 
+@pytest.fixture(scope="module")
+def julie(gsm8k_train) -> dict:
+    """GSM8K train row 3: 12 x 2 = 24, 12 + 24 = 36, 120 - 36 = 84, 84/2 = 42."""
+    row = dict(gsm8k_train[3])
+    assert row["answer"].endswith("#### 42")
+    return {**row, "gold": load_task("gsm8k").gold_response(row)}
+
+
+def test_a_paraphrase_that_skips_a_step_is_refused(julie):
+    """The line that computes 36 is gone, so 36 appears from nowhere; 3 of the gold's 4
+    results are still worked out (75 %) and the length passes: only the derivation sees it."""
+    skipped = ("Today she read twice as much: 12 x 2 = 24 pages.\n"
+               "That leaves 120 - 36 = 84 pages of the book.\n"
+               "Half of what is left is 84/2 = 42 pages for tomorrow.\n#### 42")
+    verdict, decision = admit_paraphrase(skipped, julie)
+    assert (verdict.rule, decision.rule) == ("fidelity:underived", "wrong")
+    assert "36" in verdict.reason
+    whole = skipped.replace("That leaves", "So far she has read 12 + 24 = 36 pages.\nThat leaves")
+    assert admit_paraphrase(whole, julie)[1].admitted
+
+
 def test_a_cut_off_answer_is_never_admitted_even_if_correct(natalia):
     text = "48/2 = 24 clips in May, and 48 + 24 = 72 in all.\n#### 72"
     verdict, decision = admit_answer(text, natalia, finish_reason="length")

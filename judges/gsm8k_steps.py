@@ -1,0 +1,88 @@
+"""Every number a GSM8K solution calculates with comes from somewhere.
+
+A paraphrase of the gold can drop a step and still pass "the right answer, most of the
+gold's results worked out": "He will read 3 books because 240 / 80 = 3" uses 240, which the
+deleted line computed. :func:`underived_numbers` walks a solution's written-out calculations
+in order: the numbers a calculation starts from must be given by the question (digits,
+number words, "half", "a dozen", percents), computed by an earlier calculation, or one of a
+few everyday constants (:data:`CONSTANTS`: 60 minutes, 12 months, 100 percent, ...); the
+result then joins what is known. The final ``#### N`` must be known too (or be it in cents or dollars).
+Numbers in prose ("3 books") are not read: only calculations use numbers. A gold solution
+may take a number as given that this misses (a quarter's 25 cents, a result said in prose);
+a paraphrase of it may take the same ones (:func:`gold_givens`).
+"""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+
+#: Numbers a solution may use without the question giving them: units and everyday counts.
+CONSTANTS = frozenset(Fraction(n) for n in (0, 1, 2, 3, 4, 5, 7, 10, 12, 24, 28, 30, 31, 52,
+                                            60, 100, 365, 1000)) | {Fraction(1, 2), Fraction(1, 4)}
+_WORDS = {
+    "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8,
+    "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14,
+    "fifteen": 15, "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19,
+    "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70,
+    "eighty": 80, "ninety": 90, "hundred": 100, "thousand": 1000, "million": 1_000_000,
+    "dozen": 12, "half": 2, "twice": 2, "double": 2, "triple": 3, "thrice": 3, "quarter": 4,
+    "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7, "eighth": 8, "ninth": 9,
+    "tenth": 10,
+}
+_NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?|\.\d+")
+_CALCULATION = re.compile(r"[\d.,$()\s+\-*/x%]*$")  # the arithmetic just left of an "="
+_OPERATOR = re.compile(r"\d\s*[-+*/x]\s*[\d($]")
+
+
+def _value(text: str) -> Fraction | None:
+    try:
+        return Fraction(text.replace(",", ""))
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+def given_numbers(question: str) -> set[Fraction]:
+    """What the question gives: its numbers (a percent also as a share), its number words."""
+    found: set[Fraction] = set()
+    for match in _NUMBER.finditer(question):
+        value = _value(match.group(0))
+        if value is not None:
+            found |= {value, value / 100}  # "40%", "40 percent": 40 and 0.4
+    for word in re.findall(r"[a-z]+", question.lower()):
+        number = _WORDS.get(word, _WORDS.get(word.rstrip("s")))
+        if number:  # "a fifth", "half": the part and how many parts
+            found |= {Fraction(number), 1 / Fraction(number)}
+    return found
+
+
+def underived_numbers(solution: str, question: str, given: frozenset[Fraction] = frozenset()
+                      ) -> list[str]:
+    """The numbers ``solution`` calculates with (or gives as its ``#### N``) that neither the
+    question, an earlier calculation, :data:`CONSTANTS` nor ``given`` gives, in order of use.
+    A paraphrase is given what the gold itself takes as given (:func:`gold_givens`)."""
+    known = given_numbers(question) | CONSTANTS | given
+    missing: list[str] = []
+    body, _, final = re.sub(r"<<[^<>]*>>", "", solution).partition("####")
+    for line in body.splitlines():
+        parts = line.split("=")
+        for left, right in zip(parts, parts[1:], strict=False):
+            run = _CALCULATION.search(left).group(0)  # type: ignore[union-attr]
+            if _OPERATOR.search(run):
+                for number in _NUMBER.findall(run):
+                    value = _value(number)
+                    if value is not None and value not in known and number not in missing:
+                        missing.append(number)
+            # what the "=" gives: every number up to the next one ("= S + 143", "= $0.25")
+            known |= {v for n in _NUMBER.findall(right) if (v := _value(n)) is not None}
+    answer = _NUMBER.search(final)
+    value = _value(answer.group(0)) if answer else None
+    if value is not None and not {value, value / 100, value * 100} & known:  # dollars, cents
+        missing.append(answer.group(0))  # type: ignore[union-attr]
+    return missing
+
+
+def gold_givens(gold: str, question: str) -> frozenset[Fraction]:
+    """What the gold solution uses without deriving it (a coin's 25 cents, "192 minutes" said
+    in prose): 256 of the 7,473 training solutions have some. A paraphrase may use them too."""
+    return frozenset(v for n in underived_numbers(gold, question) if (v := _value(n)) is not None)
