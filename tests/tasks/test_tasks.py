@@ -82,7 +82,7 @@ def test_unknown_task_names_the_choices(tmp_path):
     ({"judge": {"kind": "alias"}}, r"judge kind 'alias' reads the variable 'answers'"),
     ({"data": {"path": "x.jsonl", "split": {"by": "dice"}}}, r"'dice' is not a split rule"),
     ({"generation": {"max_tokens": "many"}}, r"key 'generation.max_tokens' must be a whole number"),
-    ({"generation": {"samples": 0}}, r"key 'generation.samples' 0: must be at least 1"),
+    ({"generation": {"samples": 0}}, r"key 'generation.samples' 0: must be from 1 to 64"),
     ({"generation": {"top_p": "most"}}, r"key 'generation.top_p' must be a number"),
     ({"generation": {"pick": "best"}}, r"key 'generation.pick' 'best': use likeliest, first, shortest"),
     ({"generation": {"temperature": float("inf")}},
