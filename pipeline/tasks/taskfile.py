@@ -194,6 +194,27 @@ class TaskSpec:
         return judges.build(self.judge_kind, self.judge_options, self.folder, **runtime)
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """YAML as a task file may use it: a key given twice is an error (not "the last one
+    wins"), and anchors and aliases are refused (a 1.4 KB "billion laughs" file expanded
+    until memory ran out)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.YAMLError(f"line {event.start_mark.line + 1}: YAML aliases (*{event.anchor}) "
+                                 "are not allowed in a task file; write the value out")
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        keys = [self.construct_object(key, deep=True) for key, _ in node.value]
+        repeated = sorted({str(k) for k in keys if keys.count(k) > 1})
+        if repeated:
+            raise yaml.YAMLError(f"line {node.start_mark.line + 1}: key {repeated[0]!r} is given "
+                                 "twice; keep one")
+        return super().construct_mapping(node, deep)
+
+
 def _check_callable(spec: str, file: Path, key: str, trusted: bool) -> None:
     """A trusted task's callable loads now, not when the first row reaches it; an untrusted
     task's is only checked for its shape (a file inside the folder), never imported."""
@@ -303,7 +324,7 @@ def _data(data: Any, file: Path) -> dict[str, Any]:
         for name, path in split.items():
             _expect(path, str, file, f"data.split.{name}", "a file path")
         return data
-    rule = SPLIT_RULES.get(split["by"])
+    rule = SPLIT_RULES.get(split["by"]) if isinstance(split["by"], str) else None
     if rule is None:
         raise TaskFileError(f"{file}: key 'data.split.by': {split['by']!r} is not a split rule; "
                             f"use one of {', '.join(SPLIT_RULES)}")
@@ -313,8 +334,19 @@ def _data(data: Any, file: Path) -> dict[str, Any]:
         raise TaskFileError(f"{file}: key 'data.split' (by {split['by']}) needs {missing[0]!r}")
     if split["by"] == "hash":
         shares = _expect(split["shares"], dict, file, "data.split.shares", "{split: share}")
+        for name, share in shares.items():
+            _expect(share, (int, float), file, f"data.split.shares.{name}", "a share from 0 to 1")
         if abs(sum(shares.values()) - 1) > 1e-9:
             raise TaskFileError(f"{file}: key 'data.split.shares' must add up to 1")
+    if split["by"] == "id_range":
+        ranges = _expect(split["ranges"], dict, file, "data.split.ranges",
+                         "{split: [first id, last id or null]}")
+        for name, bounds in ranges.items():
+            ok = isinstance(bounds, list) and len(bounds) == 2 and all(
+                b is None or (isinstance(b, int) and not isinstance(b, bool)) for b in bounds)
+            if not ok:
+                raise TaskFileError(f"{file}: key 'data.split.ranges.{name}' must be [first id, "
+                                    f"last id or null], not {bounds!r}")
     return data
 
 
@@ -343,6 +375,17 @@ def _judge(judge: Any, file: Path, provided: set[str],
             re.compile(pattern)
         except re.error as exc:
             raise TaskFileError(f"{file}: key 'judge.pattern': not a valid regex ({exc})") from None
+        flags = options.get("flags") or []
+        for flag in flags.split() if isinstance(flags, str) else _expect(
+                flags, list, file, "judge.flags", "a list of IGNORECASE, MULTILINE, DOTALL"):
+            if str(flag).upper() not in ("IGNORECASE", "MULTILINE", "DOTALL"):
+                raise TaskFileError(f"{file}: key 'judge.flags': {flag!r} is not one of "
+                                    "IGNORECASE, MULTILINE, DOTALL")
+        if options.get("group") is not None:
+            _expect(options["group"], int, file, "judge.group", "a whole number (a regex group)")
+    if kind == "math" and "require_final_line" in options:
+        _expect(options["require_final_line"], bool, file, "judge.require_final_line",
+                "true or false")
     if kind == "module":
         path = _expect(options.get("path"), str, file, "judge.path", "a Python file beside task.yaml")
         options.setdefault("callable", "judge")
@@ -368,7 +411,7 @@ def read_task(path: Path, trusted: bool = False) -> TaskSpec:
         raise TaskFileError(f"--task {path}: no {TASK_FILE} there; a task is a folder holding "
                             f"{TASK_FILE} (see the README, 'Your own task')")
     try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+        raw = yaml.load(file.read_text(encoding="utf-8"), Loader=_StrictLoader)
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise TaskFileError(f"{file}: not valid YAML ({str(exc).splitlines()[0]})") from None
     raw = _expect(raw, dict, file, "(top level)", "a mapping of keys")
@@ -383,7 +426,8 @@ def read_task(path: Path, trusted: bool = False) -> TaskSpec:
     for var, column in fields.items():
         _expect(column, str, file, f"fields.{var}", "a source column name")
     types = {}
-    for var, type_name in (raw.get("types") or {}).items():
+    for var, type_name in _expect(raw.get("types") or {}, dict, file, "types",
+                                  "{variable: str, int or list}").items():
         if type_name not in TYPES:
             raise TaskFileError(f"{file}: key 'types.{var}': use one of {', '.join(TYPES)}")
         types[var] = TYPES[type_name]
@@ -413,6 +457,8 @@ def read_task(path: Path, trusted: bool = False) -> TaskSpec:
     _only(generation, GENERATION_KEYS, file, "generation")
     max_tokens = _expect(generation.get("max_tokens", DEFAULT_MAX_TOKENS), int, file,
                          "generation.max_tokens", "a whole number")
+    if max_tokens < 1:
+        raise TaskFileError(f"{file}: key 'generation.max_tokens' {max_tokens}: must be at least 1")
     stop = _expect(generation.get("stop", []), list, file, "generation.stop", "a list of strings")
     keep_stop = _expect(generation.get("keep_stop", []), list, file, "generation.keep_stop",
                         "a list of strings, each one of generation.stop")
@@ -421,12 +467,16 @@ def read_task(path: Path, trusted: bool = False) -> TaskSpec:
         raise TaskFileError(f"{file}: key 'generation.keep_stop' {stray[0]!r} is not one of "
                             f"generation.stop {stop!r}; add it there or remove it here")
     sampling = _sampling(generation, file)
-    card = raw.get("card") or {}
+    card = _expect(raw.get("card") or {}, dict, file, "card", "a mapping")
     _only(card, CARD_KEYS, file, "card")
+    for source, share in _expect(card.get("paper_shares") or {}, dict, file, "card.paper_shares",
+                                 "{model: %, paraphrase: %, gold: %}").items():
+        _expect(share, (int, float), file, f"card.paper_shares.{source}", "a percentage")
+    description = _expect(raw.get("description") or "", str, file, "description", "a sentence")
     id_field = raw.get("id_field")
     if id_field is not None:
         _expect(id_field, str, file, "id_field", "a column name")
-    return TaskSpec(name=name, file=file.resolve(), description=str(raw.get("description") or ""),
+    return TaskSpec(name=name, file=file.resolve(), description=description,
                     data=_data(raw["data"], file), id_field=id_field, fields=dict(fields),
                     types=types, prepare=prepare.get("callable"), prepare_adds=adds,
                     answer_prompt=answer, paraphrase_prompt=paraphrase, gold=gold,

@@ -87,6 +87,26 @@ def test_unknown_task_names_the_choices(tmp_path):
     ({"generation": {"pick": "best"}}, r"key 'generation.pick' 'best': use likeliest, first, shortest"),
     ({"generation": {"temperature": float("inf")}},
      r"key 'generation.temperature' inf: must be a finite number >= 0"),
+    # wrong types that ended in the "this is a bug" line, or passed (#38 item 8)
+    ({"types": ["question"]}, r"key 'types' must be \{variable"),
+    ({"data": {"path": "x.jsonl", "split": {"by": ["hash"], "salt": "s", "shares": {"a": 1}}}},
+     r"key 'data.split.by': \['hash'\] is not a split rule"),
+    ({"data": {"path": "x.jsonl", "split": {"by": "hash", "salt": "s", "shares": {"a": "1"}}}},
+     r"key 'data.split.shares.a' must be a share"),
+    ({"data": {"path": "x.jsonl", "split": {"by": "id_range", "field": "pid", "ranges": "1-9"}}},
+     r"key 'data.split.ranges' must be \{split"),
+    ({"data": {"path": "x.jsonl", "split": {"by": "id_range", "field": "pid",
+                                            "ranges": {"train": [1, "x"]}}}},
+     r"key 'data.split.ranges.train' must be \[first id"),
+    ({"card": {"paper_shares": "66/25/8"}}, r"key 'card.paper_shares' must be"),
+    ({"generation": {"max_tokens": -5}}, r"key 'generation.max_tokens' -5: must be at least 1"),
+    ({"description": ["a", "b"]}, r"key 'description' must be a sentence"),
+    ({"judge": {"kind": "math", "require_final_line": "false"}},
+     r"key 'judge.require_final_line' must be true or false"),
+    ({"judge": {"kind": "regex", "pattern": "(\\d+)", "flags": ["BOGUS"]}},
+     r"key 'judge.flags': 'BOGUS' is not one of"),
+    ({"judge": {"kind": "regex", "pattern": "(\\d+)", "group": "1"}},
+     r"key 'judge.group' must be a whole number"),
 ])
 def test_task_file_errors_name_file_and_key(tmp_path, change, message):
     folder = numeric_task(tmp_path / "t")
@@ -105,6 +125,20 @@ def test_missing_key_and_bad_yaml(tmp_path):
         read_task(folder)
     (folder / "task.yaml").write_text("name: [unclosed\n")
     with pytest.raises(TaskFileError, match="not valid YAML"):
+        read_task(folder)
+
+
+def test_a_key_given_twice_and_yaml_aliases_are_refused(tmp_path):
+    folder = numeric_task(tmp_path / "t")
+    text = (folder / "task.yaml").read_text()
+    (folder / "task.yaml").write_text(text + "name: other\n")  # silently the last one before
+    with pytest.raises(TaskFileError, match="key 'name' is given twice"):
+        read_task(folder)
+    # "billion laughs": nine levels of nine aliases exhausted memory after 43 s
+    laughs = "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9) if i else 'x'}]\n"
+                     for i in range(9))
+    (folder / "task.yaml").write_text(laughs + text)
+    with pytest.raises(TaskFileError, match="YAML aliases .* are not allowed"):
         read_task(folder)
 
 
