@@ -44,9 +44,6 @@ from judges.nq_rules import FUNCTION_WORDS, _find_span, heuristic_verdict, norma
 
 #: Longest answer the proof reads: a restated question is a sentence, not a paragraph.
 MAX_PROVEN_TOKENS = 30
-#: The share of the question's content words a restatement keeps: all of them. "Jenna Boyd
-#: played the sisterhood of the traveling pants" drops "bailey" and says something else.
-MIN_QUESTION_KEPT = 1.0
 #: Question words in a row that make an answer an echo of the question.
 ECHO_TOKENS = 4
 #: How a question that asks (rather than a fill-in-the-blank one) opens: such an opening in
@@ -90,7 +87,7 @@ PROOF_FUNCTION_WORDS = FUNCTION_WORDS - {"answer", "correct"}
 BE_FORMS = frozenset(["is", "are", "was", "were", "be", "been"])
 HAVE_FORMS = frozenset(["has", "have", "had"])
 #: "Rich Mullins, who sings ...": the answer followed by a relative clause and nothing else.
-RELATIVE_OPENING = re.compile(r"^\W*(?:,\s*)?(?:who|which|that)\b", re.I)
+RELATIVE_PRONOUNS = frozenset(["who", "which", "that"])
 #: Forms of be, have and do: with one of them, a restated question is a sentence.
 _AUXILIARY_TEXT = "is are was were be been has have had do does did"
 AUXILIARIES = frozenset(_AUXILIARY_TEXT.split())
@@ -112,12 +109,11 @@ def several_answers(aliases: Sequence[str]) -> list[str]:
     NQ disagrees with itself, and naming one of them may be half the answer."""
     named = [(a, _roots(a)) for a in aliases if normalize(a)]
     for _, whole in named:  # "Roger Nichols and Paul Williams": a list of two answers
-        parts = [(alias, spans) for alias, roots in named if roots != whole
+        parts = [(alias, len(roots), spans) for alias, roots in named if roots != whole
                  and (spans := _find_span(roots, whole))]
-        for i, (first, at) in enumerate(parts):
-            size = len(_roots(first))
-            for second, other in parts[i + 1:]:
-                if all(abs(a - b) >= max(size, len(_roots(second))) for a in at for b in other):
+        for i, (first, size, at) in enumerate(parts):
+            for second, other_size, other in parts[i + 1:]:
+                if all(abs(a - b) >= max(size, other_size) for a in at for b in other):
                     return [first, second]
     group = list(range(len(named)))
 
@@ -156,7 +152,8 @@ def why_unproven(response: str, alias: str, question: str) -> str | None:
     problem = _form_problem(response.strip(), tokens, question_tokens)
     if problem:
         return problem
-    alias_roots = set(map(_root, normalize(alias).split()))
+    alias_tokens = normalize(alias).split()
+    alias_roots = set(map(_root, alias_tokens))
     question_roots = [_root(t) for t in question_tokens if t not in FUNCTION_WORDS]
     words = [t for t in tokens if t not in PROOF_FUNCTION_WORDS and t not in RESTATING_WORDS]
     content = list(map(_root, words))
@@ -167,31 +164,32 @@ def why_unproven(response: str, alias: str, question: str) -> str | None:
                 "nor the answer")
     # A word of both the question and the answer ("the 2017 season ended December 9, 2017")
     # may be said once for each.
-    allowed = Counter(question_roots) + Counter(map(_root, normalize(alias).split()))
+    allowed = Counter(question_roots) + Counter(map(_root, alias_tokens))
     repeated = [t for t, n in Counter(content).items() if n > max(1, allowed[t])]
     if repeated:
         return f"it repeats {repeated[0]!r}"
-    if len(_find_span(normalize(alias).split(), tokens)) > 1:
+    if len(_find_span(alias_tokens, tokens)) > 1:
         return "it says the answer twice"
     if all(r in alias_roots for r in content):
         return None  # the answer alone in a few function words: "It's Spike."
-    reversed_ = _passive_agent(tokens, normalize(alias).split(), question_tokens)
+    reversed_ = _passive_agent(tokens, alias_tokens, question_tokens)
     if reversed_:
         return reversed_
     if not _has_verb([t for t in tokens if _root(t) not in alias_roots], question_tokens):
         return "it has no verb (a fragment, not a statement)"
-    # What a restatement must keep: the question's content words, less "how many" and the like.
-    asked = {_root(t) for t in question_tokens
-             if t not in FUNCTION_WORDS and t not in ASKING_WORDS and len(t) > 1}
     for forms in (BE_FORMS, HAVE_FORMS):
         if sum(t in forms for t in tokens) < sum(t in forms for t in question_tokens):
             return (f"it drops the question's {'/'.join(sorted(forms & set(question_tokens)))} "
                     "(not a sentence: \"the penalty reinstated in\", \"a red and gold star\")")
-    if RELATIVE_OPENING.match(response.strip()[len(alias):] if response.strip().lower()
-                              .startswith(alias.lower()) else ""):
+    after_alias = tokens[len(alias_tokens):len(alias_tokens) + 1]
+    if tokens[:len(alias_tokens)] == alias_tokens and RELATIVE_PRONOUNS.intersection(after_alias):
         return "it is a relative clause (\"X, who sings ...\"), not a statement"
+    # Every content word of the question is kept, less "how many" and the like: "Jenna Boyd
+    # played the sisterhood of the traveling pants" drops "bailey" and says something else.
+    asked = {_root(t) for t in question_tokens
+             if t not in FUNCTION_WORDS and t not in ASKING_WORDS and len(t) > 1}
     left_out = sorted(asked - set(content))
-    if len(left_out) > (1 - MIN_QUESTION_KEPT) * len(asked):
+    if left_out:
         return (f"it leaves out {', '.join(left_out[:4])} of the question: it may answer "
                 "another question")
     return None
@@ -229,8 +227,9 @@ def _form_problem(text: str, tokens: list[str], question_tokens: list[str],
     echo, too long)."""
     if len([line for line in text.splitlines() if line.strip()]) > 1:
         return "it runs over several lines"
-    if unbalanced(text):
-        return unbalanced(text)
+    broken = unbalanced(text)
+    if broken:
+        return broken
     if MARKUP.search(text):
         return "it has markdown or markup (\"**Ceramic Art**\")"
     if _COLON.search(text):

@@ -38,7 +38,7 @@ from fractions import Fraction
 from typing import Any
 
 from judges.base import Judge, TargetProblem, Verdict, copies_most_lines
-from judges.gsm8k_steps import gold_givens, underived_numbers
+from judges.gsm8k_steps import gold_givens, underived_numbers, without_annotations
 
 # A number as people write it: optional sign, thousands separators, decimals, or a fraction.
 _NUMBER = r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?|-?\.\d+"
@@ -328,13 +328,9 @@ def worked_steps(gold: str) -> Counter[Fraction]:
     return steps or _results(_body(gold))
 
 
-def _without_annotations(text: str) -> str:
-    return re.sub(r"<<[^<>]*>>", "", text)
-
-
 def _body(text: str) -> str:
     """The solution without calculator annotations and without its ``####`` line."""
-    return _without_annotations(text.split("####")[0]).strip()
+    return without_annotations(text.split("####")[0]).strip()
 
 
 class Gsm8kJudge(Judge):
@@ -415,7 +411,7 @@ class Gsm8kJudge(Judge):
         """The gold copied, or more than half of its lines word for word (calculator
         annotations aside), whatever the paraphrase adds around them."""
         return super().is_copy_of_gold(text, example, gold) or copies_most_lines(
-            _without_annotations(text), _without_annotations(gold))
+            without_annotations(text), without_annotations(gold))
 
     def check_target(self, text: str, verdict: Verdict,
                      example: Mapping[str, Any]) -> TargetProblem | None:

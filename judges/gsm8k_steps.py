@@ -35,6 +35,11 @@ _CALCULATION = re.compile(r"[\d.,$()\s+\-*/x%]*$")  # the arithmetic just left o
 _OPERATOR = re.compile(r"\d\s*[-+*/x]\s*[\d($]")
 
 
+def without_annotations(text: str) -> str:
+    """``text`` without GSM8K's calculator annotations (``<<48/2=24>>``)."""
+    return re.sub(r"<<[^<>]*>>", "", text)
+
+
 def _value(text: str) -> Fraction | None:
     try:
         return Fraction(text.replace(",", ""))
@@ -63,7 +68,7 @@ def underived_numbers(solution: str, question: str, given: frozenset[Fraction] =
     A paraphrase is given what the gold itself takes as given (:func:`gold_givens`)."""
     known = given_numbers(question) | CONSTANTS | given
     missing: list[str] = []
-    body, _, final = re.sub(r"<<[^<>]*>>", "", solution).partition("####")
+    body, _, final = without_annotations(solution).partition("####")
     for line in body.splitlines():
         parts = line.split("=")
         for left, right in zip(parts, parts[1:], strict=False):

@@ -281,6 +281,9 @@ class OpenAIBackend(Backend):
                          body: dict[str, Any], fatal: list[str]) -> Generation:
         import openai
 
+        # vLLM's own fields go in the extra body: the OpenAI client takes no such arguments
+        standard = {k: v for k, v in body.items() if k not in _NEUTRAL}
+        extra = {**{k: v for k, v in body.items() if k in _NEUTRAL}, **self.extra_body}
         async with semaphore:  # held through backoff waits too: a struggling server gets less
             error = "no attempt made"
             timeouts = 0
@@ -290,8 +293,6 @@ class OpenAIBackend(Backend):
                 attempts += 1
                 self.counters["requests"] += 1
                 try:
-                    standard = {k: v for k, v in body.items() if k not in _NEUTRAL}
-                    extra = {**{k: v for k, v in body.items() if k in _NEUTRAL}, **self.extra_body}
                     raw = await client.chat.completions.with_raw_response.create(
                         **standard, extra_body=extra or None,
                     )

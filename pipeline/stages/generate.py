@@ -36,9 +36,6 @@ def run_backend(backend: Backend, conversations: list[list[dict[str, str]]],
     stats["texts_repaired"] += sum(needs_repair(g.text) for g in generations)
     generations = [_repaired(g) for g in generations]
     if drop_stops:
-        stats[f"{prefix}_stops_removed"] += sum(
-            without_stop(o.text, o.finish_reason, drop_stops) != o.text
-            for g in generations for o in (g.samples or (g,)))
         generations = [_without_stops(g, drop_stops) for g in generations]
     stats[f"{prefix}_prompt_tokens"] += sum(g.prompt_tokens for g in generations)
     stats[f"{prefix}_completion_tokens"] += sum(g.completion_tokens for g in generations)

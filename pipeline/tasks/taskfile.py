@@ -158,20 +158,18 @@ class TaskSpec:
     def prepare_row(self) -> Any:
         if not self.prepare:
             return None
-        self.require_trust("prepare.callable", self.prepare)
+        self.check_trust()
         return load_callable(self.prepare, self.folder, f"{self.file}: key 'prepare.callable'")
 
     def check_trust(self) -> None:
-        """Refuse now, before any work, a task whose Python would have to run untrusted."""
-        if self.prepare:
-            self.require_trust("prepare.callable", self.prepare)
+        """Refuse a task whose Python would have to run untrusted (as ``datasets`` asks for
+        ``trust_remote_code``: a task folder downloaded from anywhere is code). Called before
+        any work, and again where the code would load."""
+        code = [("prepare.callable", self.prepare)] if self.prepare else []
         if self.judge_kind == "module":
-            self.require_trust("judge.path", str(self.judge_options.get("path")))
-
-    def require_trust(self, key: str, spec: str) -> None:
-        """Refuse to run the folder's Python unless the task is trusted (as ``datasets``
-        asks for ``trust_remote_code``): a task folder downloaded from anywhere is code."""
-        if not self.trusted:
+            code.append(("judge.path", str(self.judge_options.get("path"))))
+        if code and not self.trusted:
+            key, spec = code[0]
             raise UserCodeError(
                 f"{self.file}: key {key!r} names Python code ({spec!r}); s3ft runs a task "
                 "folder's code only when you trust it: read it, then pass --trust-task-code "
@@ -190,7 +188,7 @@ class TaskSpec:
         import judges
 
         if self.judge_kind == "module":
-            self.require_trust("judge.path", str(self.judge_options.get("path")))
+            self.check_trust()
         return judges.build(self.judge_kind, self.judge_options, self.folder, **runtime)
 
 
