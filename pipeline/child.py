@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from pipeline.config import LOG_FORMAT
-from pipeline.errors import RunFailed, report_errors
+from pipeline.errors import RunFailed, Terminated, report_errors
 
 #: Seconds a child gets to end by itself, then after SIGTERM, before it is killed.
 GRACE_SECONDS = 10.0
@@ -53,8 +53,9 @@ def in_child(what: str, target: Callable[..., Any], *args: Any, log_level: str =
 
 @contextlib.contextmanager
 def _sigterm_as_interrupt(process: multiprocessing.process.BaseProcess) -> Iterator[None]:
-    """While the child runs, SIGTERM is passed on to it and raises KeyboardInterrupt here (the
-    default would end this process at once and leave the child running)."""
+    """While the child runs, SIGTERM is passed on to it and raises :class:`Terminated` here
+    (the default would end this process at once and leave the child running). Commands get
+    this from ``report_errors`` too; this covers ``in_child`` called as a library."""
     if threading.current_thread() is not threading.main_thread():
         yield  # signal handlers can only be set from the main thread
         return
@@ -62,7 +63,7 @@ def _sigterm_as_interrupt(process: multiprocessing.process.BaseProcess) -> Itera
     def interrupt(signum: int, frame: Any) -> None:
         if process.is_alive():
             process.terminate()
-        raise KeyboardInterrupt(f"signal {signum}")
+        raise Terminated(f"signal {signum}")
 
     previous = signal.signal(signal.SIGTERM, interrupt)
     try:

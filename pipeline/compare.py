@@ -21,7 +21,7 @@ import logging
 import sys
 from dataclasses import dataclass, field
 
-from pipeline.config import EngineOptions, Options, WorkOptions, need
+from pipeline.config import TRUST_TASK_CODE_HELP, EngineOptions, Options, WorkOptions, need
 from pipeline.evaluate import GENERAL_DEFAULT, SCORERS
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,7 @@ class CompareOptions(Options):
 
     task: str = field(default="gsm8k", metadata={
         "help": "A built-in task (gsm8k, mbpp, nq) or a task folder of your own."})
+    trust_task_code: bool = field(default=False, metadata={"help": TRUST_TASK_CODE_HELP})
     limit_train: int | None = field(default=None, metadata={"help": "Curate the first N training rows."})
     limit_eval: int | None = field(default=None, metadata={
         "help": "Score the first N items of the task's test split (and of each general benchmark, "

@@ -293,6 +293,13 @@ class WorkOptions(Options):
         logging.basicConfig(level=self.log_level.upper(), format=LOG_FORMAT)
 
 
+#: ``--trust-task-code``, the same opt-in for every command that runs a task.
+TRUST_TASK_CODE_HELP = (
+    "Run the task folder's own Python (a `prepare` callable, a `module` judge): without it "
+    "such a task is refused. Read the code first: a task folder from anywhere is code. "
+    "Built-in tasks need no opt-in.")
+
+
 @dataclass
 class RunOptions(Options):
     """What to curate, and what to do with the result."""
@@ -300,10 +307,7 @@ class RunOptions(Options):
     task: str = field(default="gsm8k", metadata={
         "help": "A built-in task (gsm8k, mbpp, nq) or a task folder / task.yaml of your own "
                 "(`python -m pipeline.tasks list`)."})
-    trust_task_code: bool = field(default=False, metadata={
-        "help": "Run the task folder's own Python (a `prepare` callable, a `module` judge): "
-                "without it such a task is refused. Read the code first: a task folder from "
-                "anywhere is code. Built-in tasks need no opt-in."})
+    trust_task_code: bool = field(default=False, metadata={"help": TRUST_TASK_CODE_HELP})
     data: str | None = field(
         default=None,
         metadata={"help": "Data instead of the task file's: a local file (jsonl, jsonl.gz, json, "

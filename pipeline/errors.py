@@ -14,10 +14,15 @@ traceback.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import multiprocessing
 import os
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
 
 
 class S3ftError(Exception):
@@ -63,7 +68,8 @@ def report_errors(main: Callable[[list[str] | None], int],
     """Run a CLI ``main`` and turn user-facing failures into one ``error:`` line."""
     debug = debug_requested(argv)
     try:
-        return main(argv)
+        with _sigterm_as_interrupt():
+            return main(argv)
     except S3ftError as exc:
         if debug:
             raise
@@ -74,13 +80,62 @@ def report_errors(main: Callable[[list[str] | None], int],
             raise
         print(f"error: {describe_os_error(exc)}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("interrupted: finished shards are kept; rerun the same command to resume",
-              file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        _end_children()
+        terminated = isinstance(exc, Terminated)
+        print(f"interrupted{' (SIGTERM)' if terminated else ''}: finished shards are kept; "
+              f"rerun the same command to resume", file=sys.stderr)
+        return 143 if terminated else 130
     except Exception as exc:  # a bug: say so in one line, the traceback on request
         if debug:
             raise
         print(f"error: unexpected {type(exc).__name__}: {exc} (this is a bug in s3ft; rerun "
               f"with --debug or S3FT_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a scheduler's preemption): unwinds like Ctrl-C, so ``finally`` blocks
+    close the engine and finished shards stay; the exit code is 143, as for a plain SIGTERM."""
+
+
+#: Seconds an engine process gets to end after SIGTERM before it is killed.
+CHILD_GRACE_SECONDS = 10.0
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Python's default for SIGTERM ends the process at once, skipping ``finally`` blocks, so
+    the vLLM engine's processes were left running (4 GB, orphaned). The first SIGTERM raises
+    :class:`Terminated` instead; a second one, while cleanup hangs, ends the children and
+    exits."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # handlers can only be set from the main thread (e.g. a CLI called in a thread)
+        return
+    received: list[int] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        received.append(signum)
+        if len(received) == 1:
+            raise Terminated(f"signal {signum}")
+        _end_children()
+        os._exit(143)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _end_children() -> None:
+    """After an interruption, end the child processes the cleanup left (an engine interrupted
+    while starting has no handle to close): SIGTERM, a grace period, then SIGKILL."""
+    children = multiprocessing.active_children()
+    for child in children:
+        child.terminate()
+    for child in children:
+        child.join(CHILD_GRACE_SECONDS)
+        if child.is_alive():
+            child.kill()
+            child.join()

@@ -23,7 +23,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.config import EngineOptions, Options, WorkOptions, need
+from pipeline.config import TRUST_TASK_CODE_HELP, EngineOptions, Options, WorkOptions, need
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ class EvaluateOptions(Options):
     benchmarks: str = field(default="gsm8k," + GENERAL_DEFAULT, metadata={
         "help": "Comma-separated: in-domain tasks (gsm8k, mbpp, nq, or a task folder) and general "
                 "benchmarks (mmlu, truthfulqa_mc, truthfulqa_mc2, arc_challenge, hellaswag)."})
+    trust_task_code: bool = field(default=False, metadata={"help": TRUST_TASK_CODE_HELP})
     limit: int | None = field(default=None, metadata={"help": "Score only the first N items of each."})
     limit_general: int | None = field(default=None, metadata={
         "help": "General benchmarks only: score the first N items of each (an in-domain item is "
@@ -83,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.evaluation.scoring import evaluate_models, model_under_test, split_benchmarks
 
     model = model_under_test(settings.model, settings.name, settings.base_model)
-    split_benchmarks(settings.benchmarks)  # fail on a bad name before any model loads
+    # Fail on a bad name, or untrusted task code, before any model loads.
+    split_benchmarks(settings.benchmarks, settings.trust_task_code)
     out = Path(settings.out or Path("runs") / f"eval-{model.name}-{stable_hash(vars(settings))[:8]}")
     from pipeline.evaluation.scoreboard import write_table
 

@@ -4,6 +4,7 @@ The killed run is a real process; its resume and the other runs use the session'
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -14,6 +15,7 @@ import time
 from pathlib import Path
 
 import polars as pl
+import psutil
 import pytest
 
 from pipeline.config import RunConfig
@@ -48,6 +50,38 @@ def test_sigkill_after_first_shard_then_resume_gives_the_same_export(gsm8k_run, 
     generate = summary["stages"]["generate"]
     assert (generate["shards_computed"], generate["shards_reused"]) == (1, 1)
     assert export_differences(out / "train.parquet", gsm8k_run["out"] / "train.parquet") == []
+
+
+@pytest.mark.slow
+def test_sigterm_ends_the_engine_processes_and_keeps_finished_shards(tmp_path):
+    # `kill <pid>` (or a scheduler's preemption) used to end the CLI at once and leave the
+    # vLLM EngineCore (0.9 GB) and its worker (3.4 GB) running as orphans.
+    out = tmp_path / "terminated"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipeline.run", *ARGS, "--out", str(out)], cwd=PROJECT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )
+    deadline = time.monotonic() + 900
+    engine_processes: list[psutil.Process] = []
+    try:
+        while not list(out.glob("stages/generate-*/shard-00000.done.json")):
+            assert process.poll() is None, "the run ended before it could be stopped"
+            assert time.monotonic() < deadline, "no generate shard finished in time"
+            time.sleep(0.2)
+        engine_processes = psutil.Process(process.pid).children(recursive=True)
+        assert any("EngineCore" in p.name() for p in engine_processes), engine_processes
+        process.terminate()
+        _, err = process.communicate(timeout=120)
+        assert process.returncode == 143, err[-2000:]
+        assert err.strip().splitlines()[-1].startswith("interrupted (SIGTERM): finished shards")
+        _, alive = psutil.wait_procs(engine_processes, timeout=20)
+        assert alive == [], f"engine processes left running: {alive}"
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # whatever a failure left
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(60)
+    assert list(out.glob("stages/generate-*/shard-00000.done.json"))
+    assert not (out / "train.parquet").exists()
 
 
 @pytest.mark.slow

@@ -44,7 +44,8 @@ def curate(settings: CompareConfig, run_out: Path) -> Path:
     """The task's training set, curated the S3FT way (reused when finished)."""
     from pipeline.config import RunConfig
 
-    config = RunConfig(task=settings.task, out=str(run_out), limit=settings.limit_train,
+    config = RunConfig(task=settings.task, trust_task_code=settings.trust_task_code,
+                       out=str(run_out), limit=settings.limit_train,
                        paraphrase_all=settings.paraphrase_all, **engine_and_work(settings))
     log.info("curation: %s into %s", settings.task, run_out)
     in_child("curation", _curate, config, log_level=settings.log_level)
@@ -77,12 +78,13 @@ def compare(settings: CompareConfig) -> dict[str, Any]:
     from pipeline.storage import atomic_write_json
     from pipeline.tasks import load_task
 
-    load_task(settings.task)  # fail on a bad task or benchmark name before any work
+    # Fail on a bad task, untrusted task code or a bad benchmark name before any work.
+    load_task(settings.task, trust_code=settings.trust_task_code).check_trust()
     training_options(settings.train_config)  # ... or a bad training config
     drift_prompts(settings.drift_prompts)  # ... or missing benchmark files for the drift prompts
     modes = [m.strip() for m in settings.modes.split(",") if m.strip()]
     benchmarks = f"{settings.task},{settings.benchmarks}" if settings.benchmarks else settings.task
-    split_benchmarks(benchmarks)
+    split_benchmarks(benchmarks, settings.trust_task_code)
     key = stable_hash({k: v for k, v in vars(settings).items()
                        if k not in ("fresh", "log_level", "progress", "debug", "config")})
     out = Path(settings.out or Path("runs") / f"compare-{settings.task}-{key[:8]}")

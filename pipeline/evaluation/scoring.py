@@ -67,14 +67,16 @@ def model_under_test(spec: str, name: str | None = None, base_model: str | None 
     return ModelUnderTest(name or path.name, spec, base, str(path.resolve()), int(settings.get("r", 8)))
 
 
-def split_benchmarks(names: str) -> tuple[list[str], list[str]]:
-    """(in-domain tasks, canonical general benchmarks); an unknown name is an error."""
+def split_benchmarks(names: str, trust_code: bool = False) -> tuple[list[str], list[str]]:
+    """(in-domain tasks, canonical general benchmarks); an unknown name, or a task folder
+    whose Python is not trusted (``--trust-task-code``), is an error."""
     from pipeline.evaluation.benchmark_data import BenchmarkDataError, canonical_name
-    from pipeline.tasks import builtin_names, is_task
+    from pipeline.tasks import builtin_names, is_task, load_task
 
     tasks, general = [], []
     for raw in (n.strip() for n in names.split(",") if n.strip()):
         if is_task(raw):
+            load_task(raw, trust_code=trust_code).check_trust()
             tasks.append(raw)
             continue
         try:
@@ -130,7 +132,8 @@ def evaluate_in_domain(models: list[ModelUnderTest], tasks: list[str], settings:
                                        model=base, out=str(out / m.name / task),
                                        max_tokens=settings.max_tokens, shard_size=settings.shard_size,
                                        max_model_len=settings.max_model_len, dtype=settings.dtype,
-                                       seed=settings.seed, fresh=settings.fresh)
+                                       seed=settings.seed, fresh=settings.fresh,
+                                       trust_task_code=settings.trust_task_code)
                     # The judge's LLM (NQ) is the base model, whichever model is being scored.
                     p = plan(config, served=(model, served, served_settings), judge_chat=backend)
                     with RunLock(p.out_dir):
@@ -306,7 +309,7 @@ def evaluate_models(models: list[ModelUnderTest], benchmarks: str, settings: Eva
     """Score every model on every benchmark; writes results.json and the item tables."""
     from pipeline.storage import atomic_write_json, atomic_write_parquet
 
-    tasks, general = split_benchmarks(benchmarks)
+    tasks, general = split_benchmarks(benchmarks, settings.trust_task_code)
     in_domain, in_domain_items = evaluate_in_domain(models, tasks, settings, out) if tasks else ({}, None)
     general_results, general_items = (evaluate_general(models, general, settings, out)
                                       if general else ({}, None))

@@ -321,7 +321,7 @@ def split_of(task: TaskSpec, row: dict[str, Any], rid: str) -> str | None:
     if rule["by"] == "column":
         return str(row.get(rule["column"]))
     if rule["by"] == "id_range":
-        value = int(row[rule["field"]])
+        value = _range_id(row, rule["field"])
         for name, (low, high) in rule["ranges"].items():
             if (low is None or value >= low) and (high is None or value <= high):
                 return name
@@ -336,11 +336,27 @@ def split_of(task: TaskSpec, row: dict[str, Any], rid: str) -> str | None:
     return list(rule["shares"])[-1]
 
 
+def _range_id(row: dict[str, Any], field: str) -> int:
+    """The whole number an ``id_range`` split reads (ints, or text such as "0042")."""
+    value = row.get(field)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+    raise ValueError(f"row at line {row.get('_line', '?')}: field {field!r} is {shown}, "
+                     f"but an id_range split needs a whole number there")
+
+
 def _keep_split(task: TaskSpec, rows: list[dict[str, Any]], split: str,
                 source: str) -> list[dict[str, Any]]:
     if task.split_rule is None:
         return rows
-    kept = [row for row in rows if split_of(task, row, row_id(task, row)) == split]
+    try:
+        kept = [row for row in rows if split_of(task, row, row_id(task, row)) == split]
+    except ValueError as exc:
+        raise DataError(f"{source}: {exc} (task file {task.file}, key 'data.split'); fix the "
+                        f"row, or split by 'hash' or 'column' instead") from None
     if not kept:
         rule = {k: v for k, v in task.split_rule.items()}
         raise DataError(f"{source}: no rows of split {split!r} among its {len(rows)} rows under "

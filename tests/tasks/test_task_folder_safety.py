@@ -152,6 +152,35 @@ def test_a_folders_python_is_refused_without_the_opt_in_and_never_imported(tmp_p
     plan(RunConfig(task=str(folder), limit=2, trust_task_code=True))
 
 
+def test_evaluate_and_compare_ask_for_the_same_opt_in(tmp_path, capsys, monkeypatch):
+    # Before, neither had the flag: a task folder with Python could not be evaluated at all.
+    from pipeline.compare import CompareConfig
+    from pipeline.evaluation import comparison
+    from pipeline.evaluation.scoring import split_benchmarks
+
+    folder, marker = code_folder(tmp_path, "prepare")
+    for command in (["evaluate", "--benchmarks", f"{folder},mmlu"], ["compare", "--task", str(folder)]):
+        assert s3ft([*command, "--out", str(tmp_path / "out")]) == 2, command
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and err.count("\n") == 0, err
+        assert "names Python code" in err and "--trust-task-code" in err
+    assert not marker.exists() and not (tmp_path / "out").exists()
+    assert split_benchmarks(f"{folder},mmlu", trust_code=True) == ([str(folder)], ["mmlu"])
+
+    class Curating(Exception):
+        pass
+
+    def curation_starts(what, target, config, **kwargs):
+        raise Curating(config)
+
+    monkeypatch.setattr(comparison, "in_child", curation_starts)
+    settings = CompareConfig(task=str(folder), trust_task_code=True, out=str(tmp_path / "c"),
+                             benchmarks="mmlu", drift_prompts=0)
+    with pytest.raises(Curating) as curating:
+        comparison.compare(settings)
+    assert curating.value.args[0].trust_task_code is True  # the curation child is trusted too
+
+
 def test_the_opt_in_is_a_config_key_too(tmp_path):
     from pipeline.config import RunConfig, parse_config
 

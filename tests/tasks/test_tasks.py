@@ -249,6 +249,17 @@ def test_an_empty_split_is_a_clear_error(tmp_path):
         load_rows(load_task(str(folder)), None, None)
 
 
+def test_an_id_range_over_a_text_field_names_the_row_and_field(tmp_path):
+    # int("What is 0 + 1?") ended in the "unexpected ValueError ... bug" line.
+    folder = numeric_task(tmp_path / "t")
+    edit_task(folder, data={"path": "data/train.jsonl", "split": {
+        "by": "id_range", "field": "problem", "ranges": {"train": [0, None]}}})
+    with pytest.raises(DataError, match=r"row at line 1: field 'problem' is .{40}, but an "
+                                        r"id_range split needs a whole number there \(task file "
+                                        r".*task.yaml, key 'data.split'\)"):
+        load_rows(load_task(str(folder)), None, None)
+
+
 def test_builtin_split_by_files_reports_a_missing_split():
     with pytest.raises(DataError, match=r"--split 'dev': task 'gsm8k' has splits test, train"):
         load_rows(load_task("gsm8k"), None, None, split="dev")
