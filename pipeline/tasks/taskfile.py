@@ -240,7 +240,10 @@ def _expect(value: Any, kind: type | tuple[type, ...], file: Path, key: str, wha
     return value
 
 
-def _only(mapping: dict[str, Any], allowed: set[str], file: Path, key: str) -> None:
+def _only(mapping: Any, allowed: set[str], file: Path, key: str) -> None:
+    """``mapping`` is a mapping (not a string, whose letters would read as keys) holding only
+    ``allowed`` keys."""
+    _expect(mapping, dict, file, key or "(the whole file)", "a mapping of keys to values")
     unknown = sorted(set(mapping) - allowed)
     if unknown:
         where = f"under {key!r}" if key else "at the top level"

@@ -107,6 +107,10 @@ def test_unknown_task_names_the_choices(tmp_path):
      r"key 'judge.flags': 'BOGUS' is not one of"),
     ({"judge": {"kind": "regex", "pattern": "(\\d+)", "group": "1"}},
      r"key 'judge.group' must be a whole number"),
+    # a string where a mapping belongs read as "unknown key 'a'" (its first letter)
+    ({"generation": "abc"}, r"key 'generation' must be a mapping of keys to values, not str"),
+    ({"prepare": "x"}, r"key 'prepare' must be a mapping of keys to values, not str"),
+    ({"card": "mit"}, r"key 'card' must be a mapping"),
 ])
 def test_task_file_errors_name_file_and_key(tmp_path, change, message):
     folder = numeric_task(tmp_path / "t")
