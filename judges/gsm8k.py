@@ -38,7 +38,14 @@ from fractions import Fraction
 from typing import Any
 
 from judges.base import Judge, TargetProblem, Verdict, copies_most_lines
-from judges.gsm8k_steps import gold_givens, underived_numbers, without_annotations
+from judges.gsm8k_steps import (
+    NOT_UNITS,
+    gold_givens,
+    underived_numbers,
+    unneeded_results,
+    without_annotations,
+    without_units,
+)
 
 # A number as people write it: optional sign, thousands separators, decimals, or a fraction.
 _NUMBER = r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?|-?\.\d+"
@@ -178,15 +185,16 @@ def equivalent(gold: str, predicted: str) -> bool:
 
 _FINAL_LINE = re.compile(r"^\s*####\s*\$?\s*(" + _NUMBER + r")\s*\.?\s*$")
 # A written-out calculation is checked only when both sides of its "=" are plain arithmetic
-# (digits, operators, parentheses, "$"): "60 students x 2/3 = 40" (the run starts with an
-# operator: a quantity in words), "20% of 50 = 10", "= 5A/5", "1 1/2" are never checked, so
-# the check errs towards passing, never towards failing a right solution.
-_RUN_CHARS = r"[\d.,$()\s+\-*/x]"
+# (digits, operators, parentheses, "$", "%" read as /100) once unit words are set aside:
+# "60 students x 2/3 = 40" (the run starts with an operator: a quantity before it), "20% of 50
+# = 10", "= 5A/5", "1 1/2" are never checked, so the check errs towards passing, never towards
+# failing a right solution.
+_RUN_CHARS = r"[\d.,$()\s+\-*/x%]"
 _LEFT_RUN = re.compile(_RUN_CHARS + r"*$")
 _RIGHT_RUN = re.compile(r"^" + _RUN_CHARS + r"*")
 _MIXED_NUMBER_BEFORE = re.compile(r"\d\s+(?:and)?\s*$")
-
-
+# "2 hours and 30 minutes * 2": a compound quantity, not "30 * 2".
+_QUANTITY_BEFORE = re.compile(r"\d%?\s+([A-Za-z]+)(?:\s+and)?\s*$")
 def final_line_value(text: str) -> str | None:
     """The number on a ``#### N`` last line, or None when the last line is something else."""
     lines = [line for line in normalize_typography(text).splitlines() if line.strip()]
@@ -200,6 +208,7 @@ _OPERATORS = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": oper
 def _evaluate(expression: str) -> Fraction | None:
     """Exact value of ``1,200 * 3 / (4 + 1)``; None for anything that is not plain arithmetic."""
     expression = expression.replace(",", "").replace("$", "").replace("x", "*")
+    expression = re.sub(r"(\d*\.?\d+)\s*%", r"(\1/100)", expression)  # 24% is 24/100
     if not re.fullmatch(r"[\d.\s()+\-*/]+", expression) or "**" in expression \
             or re.search(r"\d\s+\d", expression):  # "1 1/2", "0 900": not one number
         return None
@@ -246,6 +255,9 @@ def _calculation_sides(left_text: str, right_text: str) -> tuple[str, str] | Non
     a whole plain-arithmetic expression."""
     left = _LEFT_RUN.search(left_text).group(0)  # type: ignore[union-attr]
     before = left_text[:len(left_text) - len(left)]
+    new_clause = left.lstrip()[:1] in (".", ",", ";")  # "over 100 acts, 70 + 40 = 100"
+    quantity = _QUANTITY_BEFORE.search(before)
+    compound = quantity and not new_clause and quantity.group(1).lower() not in NOT_UNITS
     left = re.sub(r"^[.,;]+\s+", "", left.strip())  # ". 0900-0130": the sentence's full stop
     right_run = _RIGHT_RUN.match(right_text).group(0)  # type: ignore[union-attr]
     after = right_text[len(right_run):]
@@ -255,8 +267,10 @@ def _calculation_sides(left_text: str, right_text: str) -> tuple[str, str] | Non
     if _MIXED_NUMBER_BEFORE.search(before) or before.rstrip().endswith(("/", "*", "^")):
         return None
     glued = not right_run[-1:].isspace() and (after[:1].isalnum() or after[:1] == ":")
-    if glued or after.lstrip()[:1] == "%" or before.rstrip()[-1:] in ("%", "^", ":"):
-        return None  # "= 5A/5", "= 6:48", "= 50%", "x^2", "6:00 + 48"
+    if glued or re.search(r"\^$|\d:$", before.rstrip()) or compound:
+        return None  # "= 5A/5", "= 6:48", "x^2", "6:00 + 48", "2 hours and 30 * 2"
+    if "%" in right.rstrip("%") or re.search(r"%\s*[\d(]", left):
+        return None  # "50%10", "5 % 3": not percents
     if after.lstrip().startswith(("and ", "(")):
         return None  # "17/3 = 5 and 2/3": a mixed number
     both = f"{left} {right}"
@@ -266,11 +280,15 @@ def _calculation_sides(left_text: str, right_text: str) -> tuple[str, str] | Non
     return left, right
 
 
-def _matches(left: Fraction, right: Fraction, expression: str, unit: str) -> bool:
+def _matches(left: Fraction, right: Fraction, expression: str, unit: str,
+             percent: bool = False) -> bool:
     """``left`` (computed) is what ``right`` (written) says, allowing rounding (1 %), a whole
-    quotient ("13 / 6 = 2 full cycles") and dollars written as cents."""
+    quotient ("13 / 6 = 2 full cycles"), dollars written as cents, and a percent written
+    either way ("216/600*100 = 36%" and "216/600 = 36%")."""
     tolerance = Fraction(1, 100) * max(1, abs(right))
     if abs(left - right) <= tolerance:
+        return True
+    if percent and abs(left - right * 100) <= tolerance * 100:
         return True
     if "/" in expression and right.denominator == 1 and left >= 0 and int(left) == right:
         return True
@@ -284,14 +302,18 @@ def _equalities(text: str):
     for line in normalize_typography(text).splitlines():
         parts = line.split("=")
         for left_text, right_text in zip(parts, parts[1:], strict=False):
-            sides = _calculation_sides(left_text, right_text)
+            sides = _calculation_sides(without_units(left_text), right_text)
             values = (_evaluate(sides[0]), _evaluate(sides[1])) if sides else (None, None)
             if sides is None or None in values:
                 yield right_text, None
                 continue
             unit = right_text.strip().lstrip("$0123456789.,").strip().lower()
-            yield right_text, (f"{sides[0]} = {sides[1]}", values[1],
-                               _matches(values[0], values[1], sides[0], unit))
+            # "1.2 x 100% = 120 inches", "$7500/75% = $100" (each 1 %): "%" read as a count too
+            readings = {values[0], _evaluate(sides[0].replace("%", "")) if "%" in sides[0] else None}
+            right = any(_matches(left, values[1], sides[0], unit, sides[1].endswith("%"))
+                        for left in readings if left is not None)
+            shown = " ".join(f"{sides[0]} = {sides[1]}".split())
+            yield right_text, (shown, values[1], right)
 
 
 def calculations(text: str) -> list[tuple[str, Fraction, bool]]:
@@ -340,7 +362,9 @@ class Gsm8kJudge(Judge):
     ``require_final_line``: a target must end with ``#### N`` (what the GSM8K prompt asks)."""
 
     name = "gsm8k"
-    version = "4"  # 4: a copy by lines; a paraphrase calculates only with what it derived
+    # 4: a copy by lines; a paraphrase calculates only with what it derived. 5: percents and
+    # units in the arithmetic check; a paraphrase's step that leads nowhere is refused.
+    version = "5"
 
     def __init__(self, gold_answer: str | None = None, require_final_line: bool = True):
         self.gold_answer = gold_answer
@@ -404,6 +428,11 @@ class Gsm8kJudge(Judge):
             return Verdict(False, "fidelity:underived", verdict.extracted,
                            f"calculates with {', '.join(skipped[:4])}, which neither the question "
                            "nor an earlier step gives: a step was skipped")
+        extra = unneeded_results(text, set(steps) | set(_results(gold_body)))
+        if extra:
+            return Verdict(False, "fidelity:extra_step", verdict.extracted,
+                           f"computes {', '.join(extra[:4])}, which the gold never does and "
+                           "nothing later uses: a step that leads nowhere")
         return Verdict(True, "fidelity:" + verdict.rule, verdict.extracted,
                        f"right answer; {kept}/{sum(steps.values())} of the gold's steps worked out")
 

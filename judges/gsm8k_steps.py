@@ -35,6 +35,45 @@ _CALCULATION = re.compile(r"[\d.,$()\s+\-*/x%]*$")  # the arithmetic just left o
 _OPERATOR = re.compile(r"\d\s*[-+*/x]\s*[\d($]")
 
 
+# Unit words: "20 pounds / 4 pound/rock = 5 rocks" is checked as "20 / 4 = 5". In the text
+# left of an "=", a "per unit" ("/rock" after a word or number) goes first, then the words (one
+# or two) between a number and an operator, and then the unit just before the "=". Joining
+# words, number words ("2 dozen"), "x" and one-letter names ("b = ...") are never units, and
+# "4 pounds - 6 ounces" (a sum of different units) is left unread.
+_PER_UNIT = re.compile(r"(?<=[A-Za-z\d])/[a-z]{2,}\b")
+_UNIT = r"([A-Za-z]{2,}(?:\s+[A-Za-z]{2,})?)"  # one or two words
+_UNIT_BEFORE_OPERATOR = re.compile(r"(?<=\d)(%?)\s+" + _UNIT + r"(?=\s*(?:[-+*/]|x\s))")
+_UNIT_AT_END = re.compile(r"(?<=\d)(%?)\s+" + _UNIT + r"\s*$")
+NOT_UNITS = frozenset({
+    "and", "or", "of", "per", "times", "by", "to", "is", "are", "was", "were", "be", "plus",
+    "minus", "an", "the", "so", "then", "because", "since", "which", "that", "gives", "equals",
+    "makes", "leaves", "left", "more", "less", "than", "each", "every", "in", "on", "at", "for",
+    "from", "with", "dozen", "dozens", "half", "hundred", "hundreds", "thousand", "thousands",
+    "million", "millions", "billion", "quarter", "quarters", "third", "thirds", "percent"})
+
+
+def without_units(left_text: str) -> str:
+    """The text left of an "=" with the unit words of its calculation set aside."""
+    units: list[str] = []
+
+    def drop(match: re.Match[str]) -> str:
+        words = match.group(2).lower().split()
+        if NOT_UNITS & set(words):
+            return match.group(0)
+        units.append(" ".join(words).rstrip("s"))
+        return match.group(1) + " "
+
+    text, per_units = _PER_UNIT.subn("", left_text)
+    units += ["per"] * per_units
+    text = _UNIT_BEFORE_OPERATOR.sub(drop, text)
+    if not units:
+        return left_text  # no quantity in units: "1/2 a cup = 4" stays as written
+    text = _UNIT_AT_END.sub(drop, text)
+    if len(set(units)) > 1 and re.search(r"\d\s*[-+]\s*[\d$(]", text):
+        return left_text  # "4 pounds - 6 ounces = 58 ounces": not a sum of plain numbers
+    return text
+
+
 def without_annotations(text: str) -> str:
     """``text`` without GSM8K's calculator annotations (``<<48/2=24>>``)."""
     return re.sub(r"<<[^<>]*>>", "", text)
@@ -85,6 +124,40 @@ def underived_numbers(solution: str, question: str, given: frozenset[Fraction] =
     if value is not None and not {value, value / 100, value * 100} & known:  # dollars, cents
         missing.append(answer.group(0))  # type: ignore[union-attr]
     return missing
+
+
+def unneeded_results(solution: str, needed: set[Fraction]) -> list[str]:
+    """Results of ``solution``'s calculations that nothing needs: not among ``needed`` (the
+    gold's results; a percent or cents either way), not used by a later calculation, not the
+    ``#### N``. "the see-saw: 20 pounds / 5 rocks = 5 rocks", added after the right steps, is
+    one: a step the gold does not take, leading nowhere."""
+    body, _, final = without_annotations(solution).partition("####")
+    answer = _NUMBER.search(final)
+    ends = {_value(answer.group(0))} if answer else set()
+    # In order: ("use", value) for each number a calculation starts from, ("result", text,
+    # value) for what its "=" gives.
+    events: list[tuple] = []
+    for line in body.splitlines():
+        parts = line.split("=")
+        for left, right in zip(parts, parts[1:], strict=False):
+            run = _CALCULATION.search(without_units(left)).group(0)  # type: ignore[union-attr]
+            if not _OPERATOR.search(run):
+                continue
+            events += [("use", v) for n in _NUMBER.findall(run) if (v := _value(n)) is not None]
+            result = re.match(r"\s*\$?\s*(" + _NUMBER.pattern + ")", right)
+            if result and (value := _value(result.group(1))) is not None:
+                events.append(("result", result.group(1), value))
+    unneeded = []
+    for i, event in enumerate(events):
+        if event[0] != "result":
+            continue
+        value = event[2]
+        if {value, value * 100, value / 100} & (needed | ends):
+            continue
+        if any(later == ("use", value) for later in events[i + 1:]):
+            continue
+        unneeded.append(event[1])
+    return unneeded
 
 
 def gold_givens(gold: str, question: str) -> frozenset[Fraction]:
