@@ -298,10 +298,17 @@ def _write_report(out_dir: Path) -> None:
         log.warning("report.html not written: %s", exc)
 
 
+def gold_check_key(p: Plan) -> str:
+    """What the gold check's record depends on: the rows (the load key) and the judge that
+    read them (a judge fix or new judge options must check the golds again)."""
+    return stable_hash({"load": p.keys["load"], "judge": p.judge.name,
+                        "judge_version": p.judge.version, "judge_settings": p.judge.settings()})
+
+
 def _gold_check(p: Plan, stages_root: Path) -> list[tuple[str, str]]:
-    """Judge every row's gold with the task's judge, once per data key; rows whose gold
-    fails are listed (log and summary) and left out of the run (``p.frame``)."""
-    record = stages_root / f"gold-check-{p.keys['load']}.json"
+    """Judge every row's gold with the task's judge, once per data and judge; rows whose
+    gold fails are listed (log and summary) and left out of the run (``p.frame``)."""
+    record = stages_root / f"gold-check-{gold_check_key(p)}.json"
     ids = p.frame["id"].to_list()
     problems = None
     if record.is_file() and not p.config.fresh:

@@ -244,3 +244,20 @@ def test_the_shift_stage_scores_a_group_of_shards_per_call(tmp_path):
     assert result.computed_shards == 4
     scored = pl.read_parquet(result.shards[3].path)
     assert scored["target_logprob"].is_not_null().all() and scored["gold_logprob"].is_not_null().all()
+
+
+def test_a_judge_change_checks_the_golds_again(tmp_path, monkeypatch):
+    # The gold check's record was keyed by the data alone: after a judge fix, a rerun reused
+    # a stale list of rows left out (#40 item 4).
+    import judges.gsm8k
+    from pipeline.curate import _gold_check, plan
+
+    config = RunConfig(task="gsm8k", limit=4, out=str(tmp_path / "run"), progress=False)
+    stages = tmp_path / "stages"
+    first = plan(config, served=None)
+    _gold_check(first, stages)
+    monkeypatch.setattr(judges.gsm8k.Gsm8kJudge, "version", "bumped")
+    second = plan(config, served=None)
+    assert second.keys["load"] == first.keys["load"]  # the same rows ...
+    _gold_check(second, stages)
+    assert len(list(stages.glob("gold-check-*.json"))) == 2  # ... judged again
