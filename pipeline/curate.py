@@ -26,7 +26,7 @@ from pipeline.errors import UsageError
 from pipeline.reporting.summary import print_summary, summarize
 from pipeline.sampling import AnswerSampling
 from pipeline.sampling import resolve as resolve_sampling
-from pipeline.stage import Shard, Stage, StageResult, run_stage, stage_key
+from pipeline.stage import Shard, Stage, StageResult, check_chain, run_stage, stage_key
 from pipeline.stages.admission import AdmitStage
 from pipeline.stages.export import ExportStage, build_train_table, write_train
 from pipeline.stages.generate import GenerateStage
@@ -93,6 +93,7 @@ def plan(config: RunConfig, served: tuple[ResolvedModel, Backend, dict[str, Any]
         ShiftStage(backend, model.fingerprint, enabled=config.measure_shift),
         ExportStage(task.name, sampling=sampling_record(answering, chosen.pick)),
     ]
+    check_chain(stages, frame.columns)
     # --limit is not part of any key: shards are fixed windows, so a different limit reuses
     # every full shard it shares with an earlier run (see pipeline/stages/load.py: write_shards).
     keys = {"load": stable_hash({"task": task.load_settings(), "data": loaded.fingerprint,

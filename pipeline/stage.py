@@ -20,6 +20,7 @@ from typing import Any
 import polars as pl
 
 from pipeline.config import stable_hash
+from pipeline.errors import S3ftError
 from pipeline.progress import Progress
 from pipeline.storage import StageDir
 from pipeline.text import safe_text
@@ -28,14 +29,16 @@ log = logging.getLogger(__name__)
 
 
 class Stage:
-    """Base of every stage. Subclasses set ``name``, ``version`` and ``columns`` and
-    implement :meth:`settings` and :meth:`process`."""
+    """Base of every stage. Subclasses set ``name``, ``version``, ``columns`` and ``reads``
+    and implement :meth:`settings` and :meth:`process`."""
 
     name: str
     #: Bump when the stage's code changes what it writes.
     version: str
     #: Columns this stage adds, with their types (written with this explicit schema).
     columns: dict[str, pl.DataType]
+    #: Columns this stage reads: the loaded rows' or an earlier stage's (:func:`check_chain`).
+    reads: tuple[str, ...] = ()
     #: Shards handed to :meth:`process` at once (e.g. one Ray job for a group of shards).
     shards_per_call: int = 1
 
@@ -52,6 +55,26 @@ class Stage:
     def process(self, frame: pl.DataFrame, stats: Counter) -> pl.DataFrame:
         """Return ``frame`` with this stage's columns added; count what happened in ``stats``."""
         raise NotImplementedError
+
+
+class StageChainError(S3ftError):
+    """A stage reads a column that nothing before it adds (a stage missing or out of order)."""
+
+
+def check_chain(stages: list[Stage], given: list[str]) -> None:
+    """Refuse a chain in which a stage reads a column that neither the loaded rows (``given``)
+    nor a stage before it adds: found when the run is planned, not at row time after an
+    engine has started."""
+    available = set(given)
+    for stage in stages:
+        missing = [column for column in stage.reads if column not in available]
+        if missing:
+            earlier = ", ".join(s.name for s in stages[:stages.index(stage)]) or "none"
+            raise StageChainError(
+                f"stage {stage.name!r} reads the column {missing[0]!r}, which neither the loaded "
+                f"rows nor a stage before it adds (stages before it: {earlier}); put the stage "
+                f"that adds it first")
+        available |= set(stage.columns)
 
 
 @dataclass(frozen=True)

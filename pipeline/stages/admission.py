@@ -102,6 +102,13 @@ class AdmitStage(Stage):
                         f"{self.prefix}admission_reason": pl.String}
         if samples > 1 and not paraphrase:
             self.columns.update(PICK_COLUMNS)
+        verdicts = tuple(f"{self.prefix}{c}" for c in ("verdict", "judge_rule", "judge_extracted",
+                                                        "judge_reason"))
+        self.reads = ("gold", *verdicts) + (
+            ("paraphrase", "paraphrase_finish_reason", "paraphrase_prompt_version") if paraphrase
+            else ("candidate", "finish_reason"))
+        if samples > 1 and not paraphrase:
+            self.reads += ("sample_texts", "sample_verdicts", "sample_judge_rules")
 
     def settings(self) -> dict[str, Any]:
         settings = {"judge": self.judge.name, "judge_version": self.judge.version}

@@ -80,6 +80,7 @@ class ExportStage(Stage):
     version = "1"
     columns = {"task": pl.String, "completion": MESSAGES, "samples": pl.Int64,
                "correct_samples": pl.Int64, "picked_sample": pl.Int64, "sampling": pl.String}
+    reads = ("target", "verdict", "admitted")
 
     def __init__(self, task: str, sampling: dict[str, Any] | None = None):
         self.task = task

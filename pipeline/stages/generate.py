@@ -113,6 +113,7 @@ class GenerateStage(Stage):
         "model": pl.String,
         "prompt_version": pl.String,
     }
+    reads = ("id",)  # and the task's own variables, which the load stage checked
 
     def __init__(self, task: TaskSpec, backend: Backend, sampling: SamplingSettings,
                  model_fingerprint: str, engine_settings: dict[str, Any]):

@@ -113,6 +113,8 @@ class JudgeStage(Stage):
                         f"{self.prefix}judge_reason": pl.String}
         if samples > 1:
             self.columns.update(SAMPLE_VERDICT_COLUMNS)
+        self.reads = (("paraphrase", "paraphrase_prompt_version") if paraphrase
+                      else ("candidate", "gold") + (("sample_texts",) if samples > 1 else ()))
         #: The ``judge`` stage's folder name (set by the plan): where a paraphrase judge finds
         #: the calibration the answers' judge saved.
         self.calibration_stage_dir: str | None = None

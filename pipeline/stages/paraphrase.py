@@ -28,6 +28,7 @@ class ParaphraseStage(Stage):
         "paraphrase_tokens": pl.Int64,
         "paraphrase_prompt_version": pl.String,
     }
+    reads = ("admitted", "gold")
 
     def __init__(self, task: TaskSpec, backend: Backend, sampling: SamplingSettings,
                  paraphrase_all: bool):

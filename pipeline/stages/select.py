@@ -24,6 +24,7 @@ class SelectStage(Stage):
     name = "select"
     version = "2"
     columns = {"target": pl.String, "source": pl.String}
+    reads = ("admitted", "candidate", "paraphrase", "paraphrase_admitted", "gold")
 
     def __init__(self, judge: Judge):
         self.judge = judge

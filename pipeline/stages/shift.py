@@ -29,6 +29,7 @@ class ShiftStage(Stage):
     version = "1"
     columns = {"target_logprob": pl.Float64, "target_scored_tokens": pl.Int64,
                "gold_logprob": pl.Float64, "gold_scored_tokens": pl.Int64}
+    reads = ("target", "gold")
 
     def __init__(self, backend: Backend, model_fingerprint: str, enabled: bool = True):
         self.backend = backend

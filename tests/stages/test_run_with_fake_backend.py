@@ -261,3 +261,24 @@ def test_a_judge_change_checks_the_golds_again(tmp_path, monkeypatch):
     assert second.keys["load"] == first.keys["load"]  # the same rows ...
     _gold_check(second, stages)
     assert len(list(stages.glob("gold-check-*.json"))) == 2  # ... judged again
+
+
+def test_a_stage_chain_out_of_order_is_refused_when_planned(tmp_path):
+    # Before, select ahead of the paraphrase judge failed at row time, after the engine had
+    # started and earlier stages had run (#40 item 3).
+    from pipeline.curate import plan
+    from pipeline.stage import StageChainError, check_chain
+
+    p = plan(RunConfig(task="gsm8k", limit=4, out=str(tmp_path / "run"), progress=False))
+    names = [stage.name for stage in p.stages]
+    check_chain(p.stages, p.frame.columns)  # the built-in chain holds
+    select = names.index("select")
+    swapped = [*p.stages[:select - 2], p.stages[select], *p.stages[select - 2:select],
+               *p.stages[select + 1:]]
+    with pytest.raises(StageChainError, match=r"stage 'select' reads the column "
+                                              r"'paraphrase_admitted', which neither the loaded "
+                                              r"rows nor a stage before it adds"):
+        check_chain(swapped, p.frame.columns)
+    without_generate = p.stages[1:]
+    with pytest.raises(StageChainError, match=r"stage 'judge' reads the column 'candidate'"):
+        check_chain(without_generate, p.frame.columns)
