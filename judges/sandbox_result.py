@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import ast
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from judges.sandbox_run import _Collector
+
+class Streams(Protocol):
+    """What a run collected from the program's pipes (``sandbox_run._Collector``)."""
+
+    data: Mapping[int, bytearray]
+    truncated: Mapping[int, bool]
 
 #: Exit code the bootstrap uses when the sandbox itself could not be set up.
 _SETUP_FAILED = 125
@@ -119,7 +124,7 @@ def _failure_from(record: tuple) -> Failure | None:
     return Failure(kind, phase, index, exc_type, message, errno)
 
 
-def _result(status: int | None, streams: _Collector, out_r: int, err_r: int,
+def _result(status: int | None, streams: Streams, out_r: int, err_r: int,
             status_r: int, *, timed_out: bool, duration: float, mode: str, tests: list,
             nonce: str, uid: int | None, workdir: str) -> SandboxResult:
     returncode = None if status is None else os.waitstatus_to_exitcode(status)

@@ -46,6 +46,14 @@ class Options:
 #: How every command (and a spawned child) logs.
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+
+
+def data_dir() -> Path:
+    """Where the datasets are: ``$S3FT_DATA_DIR`` (a relative one from the working directory,
+    where the user typed it), else the project's ``data/`` folder."""
+    return Path(os.environ.get("S3FT_DATA_DIR") or PROJECT_DIR / "data").expanduser().absolute()
+
 
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
@@ -244,7 +252,7 @@ class JudgeOptions(Options):
     judge_min_tnr: float = field(
         default=0.9,
         metadata={"help": "An LLM judge decides rows only if it calls at least this share of "
-                  "known-wrong answers wrong in its calibration (see README, 'What is admitted')."},
+                  "known-wrong answers wrong in its calibration (see docs/admission.md)."},
     )
     judge_min_tpr: float = field(
         default=0.8,

@@ -21,55 +21,12 @@ import dataclasses
 import json
 import logging
 import sys
-from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.config import LOG_FORMAT
-from pipeline.training.data import MODES, TrainInputError
+from pipeline.training.config import TrainArguments
+from pipeline.training.data import TrainInputError
 from pipeline.training.trainer import FULL_LEARNING_RATE, LORA_LEARNING_RATE, sft_defaults, train
-
-
-@dataclass
-class TrainArguments:
-    """Our script options; every SFTConfig field is accepted next to them."""
-
-    data: str | None = field(
-        default=None, metadata={"help": "train.parquet written by `python -m pipeline.run` (required)."}
-    )
-    mode: str = field(
-        default="s3ft",
-        metadata={"help": "Which target to train on: " + "; ".join(f"{k} = {v}" for k, v in MODES.items()),
-                  "choices": list(MODES)},
-    )
-    out: str | None = field(
-        default=None,
-        metadata={"help": "Output folder (adapter, logs, loss curve, merged/). Same as --output_dir. "
-                  "Default: <data folder>/<mode>-lora (or <mode>-full with --no-lora)."},
-    )
-    model: str | None = field(
-        default=None,
-        metadata={"help": "Hub id, model folder, .gguf or embedded:<name>. Default: the model recorded in "
-                  "the data's `model` column (the one that wrote the S3FT answers), else the embedded "
-                  "SmolLM2-135M-Instruct."},
-    )
-    limit: int | None = field(default=None, metadata={"help": "Train on the first N rows only."})
-    lora: bool = field(
-        default=True, metadata={"help": "Train a LoRA adapter; --no-lora fine-tunes every weight."}
-    )
-    lora_r: int = field(default=8, metadata={"help": "LoRA rank (S3FT paper: 8)."})
-    lora_alpha: int = field(default=16, metadata={"help": "LoRA alpha (S3FT paper: 16)."})
-    lora_dropout: float = field(default=0.1, metadata={"help": "LoRA dropout (S3FT paper: 0.1)."})
-    lora_target_modules: list[str] = field(
-        default_factory=lambda: ["all-linear"],
-        metadata={"help": "Modules that get adapters: all-linear (every linear layer but the output "
-                  "head: attention and MLP) or names such as q_proj k_proj v_proj o_proj."},
-    )
-    merge: bool = field(
-        default=False,
-        metadata={"help": "Also save base + adapter merged into <out>/merged (weights, config, "
-                  "tokenizer), loadable by vLLM and transformers."},
-    )
-
 
 
 def quick_help() -> str:

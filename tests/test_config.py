@@ -84,9 +84,8 @@ def test_help_is_instant_and_lists_options():
 def test_every_command_shares_one_default_per_engine_and_work_option():
     import dataclasses
 
-    from pipeline.compare import CompareConfig
     from pipeline.config import EngineOptions, WorkOptions
-    from pipeline.evaluate import EvaluateConfig
+    from pipeline.evaluation.config import CompareConfig, EvaluateConfig
 
     shared = [f.name for group in (EngineOptions, WorkOptions) for f in dataclasses.fields(group)]
     run, evaluate, compare = RunConfig(), EvaluateConfig(), CompareConfig()

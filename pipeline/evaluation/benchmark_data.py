@@ -28,8 +28,8 @@ from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
+from pipeline.config import data_dir
 from pipeline.errors import UsageError
-from pipeline.stages.load import data_dir
 
 #: Files relative to ``$S3FT_DATA_DIR``.
 MMLU_TEST_DIR = "mmlu/test"

@@ -20,7 +20,7 @@ from pipeline.child import in_child
 from pipeline.training.trainer import train_from_config, training_options
 
 if TYPE_CHECKING:
-    from pipeline.compare import CompareConfig
+    from pipeline.evaluation.config import CompareConfig
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +71,11 @@ def train_mode(settings: CompareConfig, data: Path, mode: str, out: Path) -> Pat
 
 def compare(settings: CompareConfig) -> dict[str, Any]:
     from pipeline.config import stable_hash
-    from pipeline.evaluate import EvaluateConfig
+    from pipeline.evaluation.config import EvaluateConfig
     from pipeline.evaluation.drift import DriftSettings, drift_prompts, measure_drift
+    from pipeline.evaluation.models import model_under_test
     from pipeline.evaluation.scoreboard import plot_chart, write_table
-    from pipeline.evaluation.scoring import evaluate_models, hf_dtype, model_under_test, split_benchmarks
+    from pipeline.evaluation.scoring import evaluate_models, hf_dtype, split_benchmarks
     from pipeline.storage import atomic_write_json
     from pipeline.tasks import load_task
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pipeline.evaluation.scoring import ModelUnderTest
+    from pipeline.evaluation.models import ModelUnderTest
 
 log = logging.getLogger(__name__)
 

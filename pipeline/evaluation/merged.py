@@ -22,7 +22,7 @@ from pipeline.backends.model import cache_dir
 
 if TYPE_CHECKING:
     from pipeline.backends.model import ResolvedModel
-    from pipeline.evaluation.scoring import ModelUnderTest
+    from pipeline.evaluation.models import ModelUnderTest
 
 log = logging.getLogger(__name__)
 

@@ -277,7 +277,7 @@ def admission_section(summary: dict[str, Any]) -> str:
     lines = ["A text is a training target only when the pipeline knows it is right: judged "
              "correct (by a judge that proved itself, for an LLM judge), not cut off at the "
              "token limit, not a copy of the gold (paraphrases), and in the task's target format "
-             "(see the project's README, \"What is admitted\").", "",
+             "(see the project's docs/admission.md).", "",
              "| text | rule | rows | example reason |", "| --- | --- | ---: | --- |"]
     for kind, rules in (summary.get("admission") or {}).items():
         for rule, info in rules.items():

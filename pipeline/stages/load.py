@@ -11,7 +11,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,12 +18,13 @@ from typing import Any
 
 import polars as pl
 
+from pipeline.config import data_dir
 from pipeline.errors import UsageError
 from pipeline.stage import Shard, ids_digest
 from pipeline.storage import StageDir
 from pipeline.tasks import TaskSpec
+from pipeline.tasks.taskfile import data_path
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
 SUPPORTED = (".jsonl", ".jsonl.gz", ".json", ".parquet", ".csv")
 
 
@@ -37,12 +37,6 @@ class LoadedData:
     rows: list[dict[str, Any]]
     source: str  # human-readable description
     fingerprint: dict[str, Any]  # changes whenever the data may have changed
-
-
-def data_dir() -> Path:
-    """``$S3FT_DATA_DIR`` (a relative one from the working directory, where the user typed
-    it), else the project's ``data/`` folder."""
-    return Path(os.environ.get("S3FT_DATA_DIR") or PROJECT_DIR / "data").expanduser().absolute()
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -199,8 +193,6 @@ def _task_file(task: TaskSpec, split: str) -> str | None:
 
 
 def resolve_source(task: TaskSpec, data: str | None, split: str = "train") -> LoadedData:
-    from pipeline.tasks.taskfile import data_path
-
     if task.splits and split not in task.splits:
         raise DataError(f"--split {split!r}: task {task.name!r} has splits {', '.join(task.splits)}")
     if data:

@@ -2,7 +2,7 @@
 
 ``--task gsm8k`` names a built-in task (``prompts/gsm8k/task.yaml``); ``--task path/to/mytask``
 (or ``.../task.yaml``) a user's. The file format is in :mod:`pipeline.tasks.taskfile` and the
-README ("Your own task").
+docs/tasks.md ("Your own task").
 
 The package: :mod:`~pipeline.tasks.taskfile` (the ``task.yaml`` format),
 :mod:`~pipeline.tasks.templates` (Jinja chat prompts), :mod:`~pipeline.tasks.user_code` (a

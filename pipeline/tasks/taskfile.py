@@ -33,6 +33,7 @@ import jinja2
 import jinja2.meta
 import yaml
 
+from pipeline.config import data_dir
 from pipeline.errors import UsageError
 from pipeline.sampling import DEFAULTS as SAMPLING_DEFAULTS
 from pipeline.sampling import TYPES as SAMPLING_TYPES
@@ -410,7 +411,7 @@ def read_task(path: Path, trusted: bool = False) -> TaskSpec:
     file = path / TASK_FILE if path.is_dir() else path
     if not file.is_file():
         raise TaskFileError(f"--task {path}: no {TASK_FILE} there; a task is a folder holding "
-                            f"{TASK_FILE} (see the README, 'Your own task')")
+                            f"{TASK_FILE} (see docs/tasks.md, 'Your own task')")
     try:
         raw = yaml.load(file.read_text(encoding="utf-8"), Loader=_StrictLoader)
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
@@ -419,7 +420,7 @@ def read_task(path: Path, trusted: bool = False) -> TaskSpec:
     _only(raw, TOP_KEYS, file, "")
     for key in ("name", "data", "fields", "prompts", "gold", "judge"):
         if key not in raw:
-            raise TaskFileError(f"{file}: key {key!r} is missing (see the README, 'Your own task')")
+            raise TaskFileError(f"{file}: key {key!r} is missing (see docs/tasks.md, 'Your own task')")
     name = _expect(raw["name"], str, file, "name", "a name")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
         raise TaskFileError(f"{file}: key 'name': {name!r} must be letters, digits, '_', '.', '-'")
@@ -505,8 +506,6 @@ def _sampling(generation: dict[str, Any], file: Path) -> dict[str, Any]:
 def data_path(task: TaskSpec, path: str) -> Path:
     """A data path of the task file: ``$S3FT_DATA_DIR`` expanded (default: the project's
     ``data/``), ``~`` expanded, relative to the task's folder."""
-    from pipeline.stages.load import data_dir
-
     expanded = re.sub(r"\$\{?S3FT_DATA_DIR\}?", lambda _: str(data_dir()), path)
     resolved = Path(os.path.expanduser(os.path.expandvars(expanded)))
     return resolved if resolved.is_absolute() else task.folder / resolved

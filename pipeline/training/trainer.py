@@ -19,12 +19,10 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from pipeline.training.config import TrainArguments
 from pipeline.training.data import TrainInputError, build_examples, resolve_training_model
-
-if TYPE_CHECKING:
-    from pipeline.train import TrainArguments
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +147,6 @@ def training_options(path: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
     import yaml
 
     from pipeline.errors import UsageError
-    from pipeline.train import TrainArguments
 
     if not path:
         return {}, {}
@@ -170,8 +167,6 @@ def training_options(path: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def train_from_config(data: str, mode: str, out: str, config_path: str | None) -> dict[str, Any]:
     """:func:`train` on ``data`` in ``mode`` into ``out``, with a training YAML's options."""
-    from pipeline.train import TrainArguments
-
     ours, sft = training_options(config_path)
     return train(TrainArguments(data=data, mode=mode, out=out, **ours), make_sft_config(sft))
 

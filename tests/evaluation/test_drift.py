@@ -15,7 +15,7 @@ from pipeline.evaluation.drift import (
     measure_drift,
     paired_kl,
 )
-from pipeline.evaluation.scoring import model_under_test
+from pipeline.evaluation.models import model_under_test
 from tests.evaluation.adapters import perturbed_adapter
 
 

@@ -18,8 +18,9 @@ import polars as pl
 import pytest
 
 from pipeline.errors import UsageError
+from pipeline.evaluation.models import model_under_test
 from pipeline.evaluation.scoreboard import csv_table, general_change, limits_text, markdown_table, plot_chart
-from pipeline.evaluation.scoring import model_under_test, split_benchmarks
+from pipeline.evaluation.scoring import split_benchmarks
 
 PROJECT = Path(__file__).resolve().parents[2]
 
@@ -106,7 +107,7 @@ def test_table_shows_scores_intervals_and_average_general_change(tmp_path):
 
 def test_general_benchmarks_can_have_their_own_limit():
     from pipeline.config import parse_config
-    from pipeline.evaluate import EvaluateConfig
+    from pipeline.evaluation.config import EvaluateConfig
 
     def general_limit(*argv: str) -> int | None:
         return parse_config(EvaluateConfig, list(argv), "evaluate").general_limit

@@ -163,7 +163,7 @@ def test_chunks_keep_an_items_choices_together():
 
 def test_an_unknown_scorer_is_refused():
     from pipeline.errors import UsageError
-    from pipeline.evaluate import EvaluateConfig
+    from pipeline.evaluation.config import EvaluateConfig
 
     with pytest.raises(UsageError, match="--scorer 'gpu'"):
         EvaluateConfig(scorer="gpu")
@@ -232,8 +232,9 @@ def test_an_adapter_scores_through_the_engine_as_through_hf(tmp_path, with_base)
     TruthfulQA's requests; which engines get LoRA is also checked without an engine below).
     The first tier scores the adapter alone: one engine start, not two."""
     from pipeline.backends.model import DEFAULT_MODEL, resolve_model
-    from pipeline.evaluate import EvaluateConfig
-    from pipeline.evaluation.scoring import evaluate_general, model_under_test, scores_adapters_merged
+    from pipeline.evaluation.config import EvaluateConfig
+    from pipeline.evaluation.models import model_under_test
+    from pipeline.evaluation.scoring import evaluate_general, scores_adapters_merged
     from tests.evaluation.adapters import perturbed_adapter
 
     base = resolve_model()
@@ -283,8 +284,8 @@ def test_which_scoring_engines_get_lora(monkeypatch, tmp_path, merged):
     import polars as pl
 
     from pipeline.backends.model import ResolvedModel
-    from pipeline.evaluate import EvaluateConfig
     from pipeline.evaluation import scoring
+    from pipeline.evaluation.config import EvaluateConfig
 
     started: list[tuple[str, list[str]]] = []
     block_sizes: set[int | None] = set()
@@ -333,8 +334,8 @@ def test_which_scoring_engines_get_lora(monkeypatch, tmp_path, merged):
 def test_a_new_scorer_revision_does_not_reuse_older_results(monkeypatch):
     """Saved results are found by a key of what decides them: the vLLM scorer's revision is
     part of it, so a fixed scorer scores again instead of reusing a faulty result."""
-    from pipeline.evaluate import EvaluateConfig
     from pipeline.evaluation import scoring, vllm_lm
+    from pipeline.evaluation.config import EvaluateConfig
 
     settings = EvaluateConfig(scorer="vllm")
     before = scoring._scorer_key(settings)

@@ -12,7 +12,7 @@ import pytest
 
 from judges.nq import VERDICT_SCHEMA, NqJudge, heuristic_verdict, normalize, parse_llm_verdict
 from pipeline.backends.openai_backend import OpenAIBackend
-from pipeline.stages.load import data_dir
+from pipeline.config import data_dir
 from pipeline.tasks.nq_data import (
     NQ_FILE,
     NqRowError,

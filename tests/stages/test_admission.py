@@ -11,8 +11,8 @@ import judges
 from judges.base import Verdict
 from judges.gsm8k import arithmetic_errors, extract_answer, final_line_value
 from judges.mbpp import code_target, is_copy_of_code
+from pipeline.config import data_dir
 from pipeline.stages.admission import admit
-from pipeline.stages.load import data_dir
 from pipeline.tasks import load_task
 from tests.conftest import SWEEP, sweep
 

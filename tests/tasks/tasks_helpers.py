@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from pipeline.stages.load import data_dir
+from pipeline.config import data_dir
 
 
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:

@@ -154,8 +154,8 @@ def test_a_folders_python_is_refused_without_the_opt_in_and_never_imported(tmp_p
 
 def test_evaluate_and_compare_ask_for_the_same_opt_in(tmp_path, capsys, monkeypatch):
     # Before, neither had the flag: a task folder with Python could not be evaluated at all.
-    from pipeline.compare import CompareConfig
     from pipeline.evaluation import comparison
+    from pipeline.evaluation.config import CompareConfig
     from pipeline.evaluation.scoring import split_benchmarks
 
     folder, marker = code_folder(tmp_path, "prepare")
