@@ -23,7 +23,7 @@ is not wrong) fewer than ``MIN_STEP_COVERAGE`` of the results the gold computes 
 without working it out; ``fidelity:underived`` when it calculates with a number that
 neither the question, an earlier step nor its gold gives (a deleted step,
 :mod:`judges.gsm8k_steps`).
-The thresholds and why they are what they are: README, "What is admitted".
+The thresholds and why they are what they are: docs/admission.md, "Paraphrase fidelity".
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ _HASH = re.compile(r"####")
 _ANSWER_IS = re.compile(r"(?:final\s+)?answer\s*(?:is|:|=)", re.IGNORECASE)
 _BOXED = re.compile(r"\\boxed\s*\{")
 
-#: Paraphrase fidelity (see the module docstring and the README).
+#: Paraphrase fidelity (see the module docstring and docs/admission.md).
 MIN_LENGTH_RATIO = 0.5
 MIN_STEP_COVERAGE = 0.75
 

@@ -1,5 +1,6 @@
 """The documented layout is the real one: the README's "Layout" block and docs/architecture.md
-name every package, and every path they name exists."""
+name every package, and every path they name exists. The README stays a short front page, and
+every relative link in it and in docs/*.md points at a file that exists."""
 
 from __future__ import annotations
 
@@ -50,3 +51,34 @@ def test_every_package_has_its_test_folder():
         assert (PROJECT / "pipeline" / package / "__init__.py").is_file(), package
         assert list((PROJECT / "tests" / package).glob("test_*.py")), f"tests/{package}/"
     assert list((PROJECT / "tests" / "judges").glob("test_*.py"))
+
+
+#: ``[text](target)`` and ``![alt](target "title")``: the target up to a space or ``)``.
+_LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+
+
+def _broken_links(page) -> list[str]:
+    text = re.sub(r"^(```|~~~).*?^\1", "", page.read_text(), flags=re.M | re.S)  # code blocks
+    text = re.sub(r"`[^`\n]*`", "", text)  # inline code
+    broken = []
+    for target in _LINK.findall(text):
+        if re.match(r"(?i)(https?:|mailto:|#)", target):
+            continue
+        path = target.split("#", 1)[0].split("?", 1)[0]
+        if not (page.parent / path).exists():
+            broken.append(f"{page.relative_to(PROJECT)}: {target}")
+    return broken
+
+
+def test_relative_links_in_readme_and_docs_resolve():
+    pages = [PROJECT / "README.md", *sorted((PROJECT / "docs").glob("*.md"))]
+    assert len(pages) > 5
+    assert sum(len(_LINK.findall(page.read_text())) for page in pages) > 20, "no links found"
+    broken = [link for page in pages for link in _broken_links(page)]
+    assert not broken, "broken links:\n" + "\n".join(broken)
+
+
+def test_readme_is_a_short_front_page():
+    lines = (PROJECT / "README.md").read_text().splitlines()
+    assert len(lines) <= 220, f"README.md has {len(lines)} lines: move detail into docs/"
+    assert "```bash\nmake test\n```" in "\n".join(lines)  # CI's test command, as people read it
