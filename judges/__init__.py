@@ -59,7 +59,7 @@ def build(kind: str, options: dict[str, Any], folder: Path, **runtime: Any) -> J
         return Gsm8kJudge(**options)
     if kind == "alias":
         from judges.nq import NqJudge
-        from pipeline.tasks.templates import PromptTemplate
+        from judges.templates import PromptTemplate
 
         llm = options.get("llm")
         if not llm or runtime.get("chat") is None:
@@ -72,7 +72,7 @@ def build(kind: str, options: dict[str, Any], folder: Path, **runtime: Any) -> J
         return MbppJudge(**{renamed.get(k, k): v for k, v in options.items()})
     if kind == "llm":
         from judges.rules import LlmJudge
-        from pipeline.tasks.templates import PromptTemplate
+        from judges.templates import PromptTemplate
 
         return LlmJudge(PromptTemplate(folder / options["prompt"]),
                         gold_answer=options.get("gold_answer"), **runtime)

@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -109,8 +109,48 @@ def copies_most_lines(text: str, original: str) -> bool:
     return sum(line in said for line in lines) > COPIED_LINES_SHARE * len(lines)
 
 
+class JudgeInputError(ValueError):
+    """A judge's input is wrong (a template, a user's code file, a row): the message names it
+    and the fix. ``exit_code`` tells a command line (s3ft's prints it as one ``error:`` line)
+    that this is the user's to fix, not a bug."""
+
+    exit_code = 2
+
+
+class ChatReply(Protocol):
+    """One reply of a :class:`ChatModel` (s3ft's backends return ``Generation``)."""
+
+    text: str | None
+    finish_reason: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    error: str | None
+
+
+class ChatModel(Protocol):
+    """The LLM an LLM judge asks: any object with these (s3ft's vLLM, OpenAI-compatible and
+    Ray backends are ones). Conversations are lists of ``{"role", "content"}`` messages."""
+
+    model_name: str
+
+    def start(self) -> None: ...
+
+    def generate_json(self, conversations: Sequence[list[dict[str, str]]], max_tokens: int,
+                      schema: dict[str, Any]) -> Sequence[ChatReply]:
+        """Greedy replies constrained to the JSON ``schema``, one per conversation, in order."""
+        ...
+
+
+def _no_progress(done: int) -> None:
+    """The default progress hook: judging reports nothing."""
+
+
 class Judge(ABC):
     """What ``judges.get(name)`` returns. Subclasses set ``name`` and ``version``."""
+
+    #: Called with the number of responses judged since the last call, as a slow judge
+    #: (programs in a sandbox) goes; a caller sets it to drive its progress display.
+    on_progress: Callable[[int], None] = staticmethod(_no_progress)
 
     name: str
     #: Bump when the judge's behaviour changes, so cached verdicts are recomputed.
@@ -163,8 +203,8 @@ class Judge(ABC):
     #: Set by a judge that asks an LLM; such a judge must prove itself (see
     #: :mod:`judges.calibration`) before it decides rows.
     uses_llm: bool = False
-    #: The backend an LLM judge asks (None: no LLM). The run closes it after the stages
-    #: unless it is the generation backend itself.
+    #: The :class:`ChatModel` an LLM judge asks (None: no LLM). The run closes it after the
+    #: stages unless it is the generation backend itself.
     chat: Any = None
     #: What the judge's LLM did this invocation (requests, tokens, rules), for
     #: ``summary.json``; None for a judge without an LLM.

@@ -371,7 +371,7 @@ class Gsm8kJudge(Judge):
         self.require_final_line = require_final_line
         self._gold_template = None
         if gold_answer is not None:
-            from pipeline.tasks.templates import gold_environment
+            from judges.templates import gold_environment
 
             self._gold_template = gold_environment().from_string(gold_answer)
 

@@ -244,13 +244,11 @@ class MbppJudge(Judge):
     def _map(self, fn, *iterables: Sequence) -> list:
         if not iterables[0]:
             return []
-        from pipeline import progress
-
         def counted(*args):
             try:
                 return fn(*args)
             finally:
-                progress.advance(1)  # one program judged
+                self.on_progress(1)  # one program judged
 
         workers = min(self.workers, len(iterables[0]))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mbpp-judge") as pool:

@@ -27,7 +27,7 @@ A paraphrase of the gold (:meth:`NqJudge.judge_paraphrase`) must be proven by th
 rules, whatever an LLM says (the model was given the answer), and be a statement, not an
 "answer is" wrapper (:func:`judges.nq_rules.paraphrase_problem`).
 
-The LLM is any :class:`pipeline.backends.base.Backend`: the in-process vLLM engine (the
+The LLM is any :class:`judges.base.ChatModel` (s3ft's backends are ones): the in-process vLLM engine (the
 paper judges with the model being trained) or an OpenAI-compatible server.
 """
 
@@ -40,8 +40,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from judges.alias_proof import alias_verdict
-from judges.base import Judge, TargetProblem, Verdict
+from judges.base import ChatModel, ChatReply, Judge, TargetProblem, Verdict
 from judges.calibration import CALIBRATION_SIZE, MIN_TNR, MIN_TPR, Calibration
+from judges.nq_rows import aliases as row_aliases
 from judges.nq_rules import (  # noqa: F401 (re-exported: the NQ judge's public names)
     _find_span,
     heuristic_verdict,
@@ -49,9 +50,7 @@ from judges.nq_rules import (  # noqa: F401 (re-exported: the NQ judge's public 
     paraphrase_problem,
     unsupported_claim,
 )
-from pipeline.backends.base import Backend, Generation, SamplingSettings
-from pipeline.tasks.nq_data import aliases as row_aliases
-from pipeline.tasks.templates import PromptTemplate, template
+from judges.templates import PromptTemplate, template
 
 _REASON_LIMIT = 500
 #: A reason that says "wrong" while the flag says correct (and the reverse): the reply
@@ -98,11 +97,6 @@ def parse_llm_verdict(text: str) -> tuple[bool, str] | None:
     return None
 
 
-def guided_sampling(max_tokens: int, schema: dict[str, Any]) -> SamplingSettings:
-    """Greedy sampling that asks the backend to constrain output to ``schema``."""
-    return SamplingSettings(max_tokens=max_tokens, json_schema=schema)
-
-
 class NqJudge(Judge):
     """``judges.get("nq", chat=backend)``; without ``chat`` the heuristic alone decides, and
     what it cannot decide is ``heuristic:no_match`` (not correct)."""
@@ -110,7 +104,7 @@ class NqJudge(Judge):
     name = "nq"
     version = "6"  # 6: an alias inside an answer admits it only when proven (alias_proof)
 
-    def __init__(self, chat: Backend | None = None, *, max_tokens: int = 128,
+    def __init__(self, chat: ChatModel | None = None, *, max_tokens: int = 128,
                  prompt: PromptTemplate | None = None, min_tpr: float = MIN_TPR,
                  min_tnr: float = MIN_TNR):
         self.chat = chat
@@ -162,11 +156,8 @@ class NqJudge(Judge):
         trust it or not from now on. None (nothing to prove) without an LLM."""
         if self.chat is None:
             return None
-        from pipeline.progress import Progress
-
         cases = calibration_cases(examples, responses)
-        with Progress("judge calibration", len(cases), "answers"):
-            verdicts = self._ask_llm([c[0] for c in cases], [c[1] for c in cases]) if cases else []
+        verdicts = self._ask_llm([c[0] for c in cases], [c[1] for c in cases]) if cases else []
         positives = [v for v, c in zip(verdicts, cases, strict=True) if c[2]]
         negatives = [v for v, c in zip(verdicts, cases, strict=True) if not c[2]]
         self.calibration = Calibration(
@@ -239,15 +230,14 @@ class NqJudge(Judge):
             for response, example in zip(responses, examples, strict=True)
         ]
         self.chat.start()
-        generations = self.chat.generate(conversations,
-                                         guided_sampling(self.max_tokens, VERDICT_SCHEMA))
+        generations = self.chat.generate_json(conversations, self.max_tokens, VERDICT_SCHEMA)
         self.usage["llm_requests"] += len(generations)
         self.usage["llm_prompt_tokens"] += sum(g.prompt_tokens for g in generations)
         self.usage["llm_completion_tokens"] += sum(g.completion_tokens for g in generations)
         return [self._read(g) for g in generations]
 
     @staticmethod
-    def _read(generation: Generation) -> Verdict:
+    def _read(generation: ChatReply) -> Verdict:
         if generation.error is not None or generation.text is None:
             return Verdict(False, "llm_error",
                            reason=f"the judge call failed: {generation.error or 'no text'}")

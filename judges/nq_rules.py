@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from judges.base import Verdict
-from pipeline.tasks.nq_data import aliases as row_aliases
+from judges.nq_rows import aliases as row_aliases
 
 #: Longest response (in normalised tokens) that containment may decide; the answer prompt
 #: asks for a sentence or less, and a long answer can mention the alias among wrong claims.

@@ -33,7 +33,7 @@ class GoldAnswerJudge(Judge):
     """A judge that compares against the row's gold answer (``gold_answer`` template)."""
 
     def __init__(self, gold_answer: str | None = None):
-        from pipeline.tasks.templates import gold_environment
+        from judges.templates import gold_environment
 
         self.gold_answer = gold_answer or "{{ gold }}"
         self._template = gold_environment().from_string(self.gold_answer)
@@ -200,7 +200,7 @@ class ModuleJudge(Judge):
     version = "1"
 
     def __init__(self, path: str, folder: Path, callable: str = "judge"):
-        from pipeline.tasks.user_code import load_callable
+        from judges.user_code import load_callable
 
         self.file = Path(path) if Path(path).is_absolute() else folder / path
         self.callable_name = callable

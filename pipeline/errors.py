@@ -86,9 +86,16 @@ def report_errors(main: Callable[[list[str] | None], int],
         print(f"interrupted{' (SIGTERM)' if terminated else ''}: finished shards are kept; "
               f"rerun the same command to resume", file=sys.stderr)
         return 143 if terminated else 130
-    except Exception as exc:  # a bug: say so in one line, the traceback on request
+    except Exception as exc:
         if debug:
             raise
+        code = getattr(exc, "exit_code", None)
+        if isinstance(code, int):
+            # A judge's input error (judges.base.JudgeInputError: a template, a task's own
+            # code) carries its exit code; the judges package does not import s3ft's errors.
+            print(f"error: {exc}", file=sys.stderr)
+            return code
+        # A bug: say so in one line, the traceback on request.
         print(f"error: unexpected {type(exc).__name__}: {exc} (this is a bug in s3ft; rerun "
               f"with --debug or S3FT_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -133,6 +133,13 @@ class Backend(ABC):
         """One :class:`Generation` per conversation, same order; never raises for one bad
         request (that row's ``error`` is set instead)."""
 
+
+    def generate_json(self, conversations: Sequence[Messages], max_tokens: int,
+                      schema: dict[str, Any]) -> list[Generation]:
+        """Greedy replies constrained to the JSON ``schema`` (guided decoding): what an LLM
+        judge asks (:class:`judges.base.ChatModel`)."""
+        return self.generate(list(conversations),
+                             SamplingSettings(max_tokens=max_tokens, json_schema=schema))
     def close(self) -> None:  # noqa: B027 (an optional hook)
         """Free the engine or client (the run calls it once, before export). Default: nothing."""
 

@@ -19,9 +19,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
+from judges.templates import PromptTemplate, prompts_dir
 from pipeline.errors import UsageError
 from pipeline.stages.select import SOURCES
-from pipeline.tasks.templates import PromptTemplate, prompts_dir
 
 # The Hub's size buckets (upper bounds, exclusive).
 _SIZE_BUCKETS = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),

@@ -20,9 +20,10 @@ from typing import Any
 import polars as pl
 
 from judges import Judge, Verdict
-from judges.calibration import Calibration
+from judges.calibration import CALIBRATION_SIZE, Calibration
 from pipeline import faults
 from pipeline.errors import RunFailed
+from pipeline.progress import Progress
 from pipeline.stage import Shard, Stage, append_error
 from pipeline.storage import atomic_write_json
 from pipeline.text import safe_text
@@ -140,7 +141,8 @@ class JudgeStage(Stage):
             self.judge.calibration = calibration
         else:
             frame = pl.concat([pl.read_parquet(s.path) for s in upstream], how="vertical_relaxed")
-            calibration = self.judge.calibrate(frame.to_dicts(), frame["candidate"].to_list())
+            with Progress("judge calibration", CALIBRATION_SIZE, "answers"):
+                calibration = self.judge.calibrate(frame.to_dicts(), frame["candidate"].to_list())
             if calibration is None:
                 return
             if calibration.unreachable:

@@ -5,7 +5,7 @@
 docs/tasks.md ("Your own task").
 
 The package: :mod:`~pipeline.tasks.taskfile` (the ``task.yaml`` format),
-:mod:`~pipeline.tasks.templates` (Jinja chat prompts), :mod:`~pipeline.tasks.user_code` (a
+:mod:`~judges.templates` (Jinja chat prompts), :mod:`~judges.user_code` (a
 task's own Python), :mod:`~pipeline.tasks.nq_data` (NQ-open rows) and
 :mod:`~pipeline.tasks.cli` (``python -m pipeline.tasks list|show|check``).
 """
@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from judges.templates import prompts_dir
 from pipeline.errors import UsageError
 from pipeline.tasks.taskfile import TASK_FILE, TaskFileError, TaskSpec, read_task
-from pipeline.tasks.templates import prompts_dir
 
 __all__ = ["TaskFileError", "TaskSpec", "builtin_names", "is_task", "load_task"]
 

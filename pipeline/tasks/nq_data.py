@@ -17,21 +17,15 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any, Literal
 
+from judges.nq_rows import NqRowError, aliases
+from judges.nq_rows import where as _where
+
 #: Relative to ``$S3FT_DATA_DIR``.
 NQ_FILE = "nq/nq-open-oracle.jsonl.gz"
 TEST_SHARE = 0.2
 _SPLIT_SALT = "s3ft-nq-split-v1:"
 
 Split = Literal["train", "test"]
-
-
-class NqRowError(ValueError):
-    """A row that cannot be used; the message names the row and what is wrong."""
-
-
-def _where(row: Mapping[str, Any]) -> str:
-    line = row.get("_line")
-    return f"row at line {line}" if line is not None else f"row {str(row.get('question'))[:60]!r}"
 
 
 def nq_row_id(row: Mapping[str, Any]) -> str:
@@ -47,18 +41,6 @@ def split_of(row_id: str) -> Split:
     digest = hashlib.sha256((_SPLIT_SALT + row_id).encode("utf-8")).digest()
     position = int.from_bytes(digest[:8], "big") / 2**64  # uniform in [0, 1)
     return "test" if position < TEST_SHARE else "train"
-
-
-def aliases(row: Mapping[str, Any]) -> list[str]:
-    """The gold answer aliases of a row (a bare string counts as one alias)."""
-    answers = row.get("answers")
-    if isinstance(answers, str):
-        answers = [answers]
-    cleaned = [a.strip() for a in (answers or []) if isinstance(a, str) and a.strip()]
-    if not cleaned:
-        raise NqRowError(f"{_where(row)}: 'answers' has no non-empty answer alias; NQ rows need "
-                         f"at least one (fix or remove the row)")
-    return cleaned
 
 
 def passage(row: Mapping[str, Any]) -> str:

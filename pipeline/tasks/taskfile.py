@@ -33,13 +33,15 @@ import jinja2
 import jinja2.meta
 import yaml
 
+import judges
+from judges.templates import ChatPrompt, PromptTemplate, gold_environment, render_sandboxed
+from judges.user_code import UserCodeError, callable_digest, load_callable
+from pipeline import progress
 from pipeline.config import data_dir
 from pipeline.errors import UsageError
 from pipeline.sampling import DEFAULTS as SAMPLING_DEFAULTS
 from pipeline.sampling import TYPES as SAMPLING_TYPES
 from pipeline.sampling import problem as sampling_problem
-from pipeline.tasks.templates import ChatPrompt, PromptTemplate, gold_environment, render_sandboxed
-from pipeline.tasks.user_code import UserCodeError, callable_digest, load_callable
 
 TASK_FILE = "task.yaml"
 TOP_KEYS = {"name", "description", "data", "id_field", "fields", "types", "prepare", "prompts",
@@ -69,6 +71,10 @@ DEFAULT_MAX_TOKENS = 384
 
 class TaskFileError(UsageError):
     """A task file that cannot be used; the message names the file, the key and the fix."""
+
+
+class UntrustedCodeError(UsageError):
+    """A task folder names Python of its own and the user has not said they trust it."""
 
 
 @dataclass(frozen=True)
@@ -171,7 +177,7 @@ class TaskSpec:
             code.append(("judge.path", str(self.judge_options.get("path"))))
         if code and not self.trusted:
             key, spec = code[0]
-            raise UserCodeError(
+            raise UntrustedCodeError(
                 f"{self.file}: key {key!r} names Python code ({spec!r}); s3ft runs a task "
                 "folder's code only when you trust it: read it, then pass --trust-task-code "
                 "(or trust_task_code: true in --config)")
@@ -186,11 +192,11 @@ class TaskSpec:
 
     def make_judge(self, **runtime: Any) -> Any:
         """The task's judge; ``runtime`` carries the LLM judge's backend and limits."""
-        import judges
-
         if self.judge_kind == "module":
             self.check_trust()
-        return judges.build(self.judge_kind, self.judge_options, self.folder, **runtime)
+        judge = judges.build(self.judge_kind, self.judge_options, self.folder, **runtime)
+        judge.on_progress = progress.advance  # a slow judge (MBPP's sandbox) moves the bar
+        return judge
 
 
 class _StrictLoader(yaml.SafeLoader):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from judges.nq import VERDICT_SCHEMA, guided_sampling
+from judges.nq import VERDICT_SCHEMA
 from pipeline.backends.base import SamplingSettings
 from pipeline.backends.openai_backend import OpenAIBackend, OpenAIBackendError, resolve_api_key
 from pipeline.backends.request_cache import RequestCacheError
@@ -188,7 +188,7 @@ def test_concurrency_is_bounded(fake, tmp_path):
 
 
 def test_guided_json_is_sent_as_response_format(fake, tmp_path):
-    backend_for(fake, tmp_path).generate(ask("judge me"), guided_sampling(64, VERDICT_SCHEMA))
+    backend_for(fake, tmp_path).generate_json(ask("judge me"), 64, VERDICT_SCHEMA)
     sent = fake.bodies[0]["response_format"]
     assert sent["type"] == "json_schema"
     assert sent["json_schema"]["schema"] == VERDICT_SCHEMA

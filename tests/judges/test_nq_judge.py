@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from judges.nq import VERDICT_SCHEMA, NqJudge, heuristic_verdict, normalize, parse_llm_verdict
+from judges.templates import template
 from pipeline.backends.openai_backend import OpenAIBackend
 from pipeline.config import data_dir
 from pipeline.tasks.nq_data import (
@@ -22,7 +23,6 @@ from pipeline.tasks.nq_data import (
     prepare_row,
     split_of,
 )
-from pipeline.tasks.templates import template
 from tests.fake_openai_server import FakeOpenAIServer, grading_judge
 
 # -- normalisation ------------------------------------------------------------------------

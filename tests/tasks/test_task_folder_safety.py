@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from judges.templates import PromptTemplate, UnsafeTemplateError
 from pipeline.cli import main as s3ft
 from pipeline.stages.load import DataError, load_rows
 from pipeline.tasks import load_task
 from pipeline.tasks.taskfile import TaskFileError, read_task
-from pipeline.tasks.templates import PromptTemplate, UnsafeTemplateError
 from tests.tasks.tasks_helpers import alias_task, edit_task, numeric_task
 
 

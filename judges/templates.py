@@ -13,9 +13,9 @@ from typing import Any
 import jinja2
 import jinja2.sandbox
 
-from pipeline.errors import UsageError
+from judges.base import JudgeInputError
 
-DEFAULT_PROMPTS_DIR = Path(__file__).resolve().parents[2] / "prompts"  # beside pipeline/
+DEFAULT_PROMPTS_DIR = Path(__file__).resolve().parents[1] / "prompts"  # beside judges/
 
 # Templates are data, and a task folder may come from anyone: a plain Environment lets a
 # template reach Python's internals (`cycler.__init__.__globals__.os.popen(...)` runs a shell
@@ -27,7 +27,7 @@ _ENV.filters["regex_replace"] = lambda value, pattern, replacement="": re.sub(
     pattern, replacement, str(value))
 
 
-class UnsafeTemplateError(UsageError):
+class UnsafeTemplateError(JudgeInputError):
     """A template reached for what the sandbox refuses (Python internals, mutation)."""
 
 

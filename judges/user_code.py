@@ -11,10 +11,10 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
-from pipeline.errors import UsageError
+from judges.base import JudgeInputError
 
 
-class UserCodeError(UsageError):
+class UserCodeError(JudgeInputError):
     """A callable a task file names cannot be loaded; the message says where and why."""
 
 
