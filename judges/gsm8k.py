@@ -13,7 +13,8 @@ A training target needs more than the right number (:meth:`Gsm8kJudge.check_targ
 
 * ``format:no_final_line``: its last line is ``#### <number>``, as the prompts ask;
 * ``arithmetic``: every written-out calculation ``a op b = c`` in it is right (a solution
-  that reaches the right number through ``5 x 3 = 16`` teaches broken arithmetic).
+  that reaches the right number through ``5 x 3 = 16`` teaches broken arithmetic), read with
+  unit words set aside and ``%`` as /100 (:func:`judges.gsm8k_steps.without_units`).
 
 A paraphrase of the gold must also keep the gold's worked steps
 (:meth:`Gsm8kJudge.judge_paraphrase`): ``fidelity:too_short`` under ``MIN_LENGTH_RATIO`` of
@@ -22,7 +23,8 @@ is not wrong) fewer than ``MIN_STEP_COVERAGE`` of the results the gold computes 
 ``<<...=r>>`` annotations, with multiplicity): "Carlos memorized 4 digits" states a result
 without working it out; ``fidelity:underived`` when it calculates with a number that
 neither the question, an earlier step nor its gold gives (a deleted step,
-:mod:`judges.gsm8k_steps`).
+:mod:`judges.gsm8k_steps`); ``fidelity:extra_step`` when a step's result is neither one the
+gold computes nor used later nor the answer (a step that leads nowhere).
 The thresholds and why they are what they are: docs/admission.md, "Paraphrase fidelity".
 """
 
