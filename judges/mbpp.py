@@ -47,7 +47,8 @@ __all__ = [
 ]
 
 #: Bump whenever extraction or judging changes, so cached verdicts are recomputed.
-VERSION = "4"
+#: 5: a target is the solution only (asserts, a __main__ block, unused assignments refused).
+VERSION = "5"
 
 #: Wall-clock floor per program. Each task's limit is max(floor, factor x the reference
 #: solution's own runtime on this machine), as evalplus does (4 s, 4x); the floor is a

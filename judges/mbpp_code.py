@@ -68,23 +68,52 @@ def without_repeats(code: str) -> str:
 
 def target_problem(code: str) -> tuple[str, str] | None:
     """Why a passing program is still not a good target: it runs code at import (demo
-    ``print`` calls, often with wrong expected values in comments), or it defines one name
-    twice with different bodies (which one is the answer?)."""
+    ``print`` calls, often with wrong expected values in comments; ``assert f(1) == 2`` lines
+    after the function; a ``__main__`` block), or it defines one name twice with different
+    bodies (which one is the answer?). A target is the solution only: imports, definitions,
+    and assignments of constants (or of names its definitions use)."""
     tree = _quiet_parse(without_repeats(code))
     if tree is None:
         return ("format:not_python", "the code does not parse")
     defined: set[str] = set()
+    used = _names_used_in_definitions(tree)
     for index, node in enumerate(tree.body):
         is_docstring = index == 0 and isinstance(node, ast.Expr) and isinstance(
             getattr(node, "value", None), ast.Constant)
-        if isinstance(node, ast.Expr) and not is_docstring:
-            return ("format:top_level_code", "the program runs code at import ("
-                    f"{ast.unparse(node)[:80]}): a target is the solution only")
+        if is_docstring or isinstance(node, ast.Import | ast.ImportFrom):
+            continue
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             if node.name in defined:
                 return ("format:redefined", f"{node.name!r} is defined twice, differently")
             defined.add(node.name)
+            continue
+        if isinstance(node, ast.Assign | ast.AnnAssign) and _is_solution_assignment(node, used):
+            continue
+        what = "test code" if isinstance(node, ast.Assert) else "code"
+        return ("format:top_level_code", f"the program runs {what} at import "
+                f"({ast.unparse(node)[:80]}): a target is the solution only")
     return None
+
+
+def _names_used_in_definitions(tree: ast.Module) -> set[str]:
+    """Names read inside the program's functions and classes."""
+    return {n.id for d in tree.body if isinstance(d, ast.FunctionDef | ast.AsyncFunctionDef
+                                                   | ast.ClassDef)
+            for n in ast.walk(d) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+
+
+def _is_solution_assignment(node: ast.Assign | ast.AnnAssign, used: set[str]) -> bool:
+    """``MAX = 1000``, ``regex = '^a'`` (a constant), or a value a definition reads
+    (``Pair = namedtuple(...)``); not ``result = max_of_two(10, 20)``, kept to print."""
+    if node.value is None:
+        return True  # a bare annotation
+    if all(isinstance(n, ast.Constant | ast.BinOp | ast.UnaryOp | ast.operator | ast.unaryop
+                      | ast.Tuple | ast.List | ast.Set | ast.Dict | ast.expr_context)
+           for n in ast.walk(node.value)):
+        return True  # constants and arithmetic on them: 10**9 + 7
+    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+    names = [n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name)]
+    return bool(names) and all(name in used for name in names)
 
 
 def _quiet_parse(code: str) -> ast.Module | None:

@@ -339,6 +339,25 @@ def test_a_pasted_repeat_is_written_once_and_demo_code_is_not_a_target(mbpp_602)
     assert decision.rule == "format:top_level_code"  # ... and is still not a target
 
 
+@pytest.mark.parametrize("tail, refused", [
+    # #43: test code after the function passed the target check
+    ("assert first_repeated_char('abcabc') == 'a'", "test code"),
+    ("result = first_repeated_char('abc')", "result ="),
+    ("if __name__ == '__main__':\n    print(first_repeated_char('abc'))", "__main__"),
+    # the solution's own constants and helpers stay
+    ("MAX = 10**9 + 7", None),
+])
+def test_a_target_is_the_solution_only(mbpp_602, tail, refused):
+    from judges.mbpp import target_problem
+
+    code = mbpp_602["code"].replace("\r\n", "\n")
+    problem = target_problem(f"{code}\n{tail}\n")
+    if refused is None:
+        assert problem is None
+    else:
+        assert problem[0] == "format:top_level_code" and refused in problem[1], problem
+
+
 @pytest.mark.slow
 def test_no_mbpp_reference_breaks_a_target_rule():
     from judges.mbpp import target_problem
