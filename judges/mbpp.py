@@ -26,6 +26,14 @@ from judges.mbpp_code import (
     target_problem,
     without_repeats,
 )
+from judges.mbpp_differential import (
+    challenge_calls,
+    first_difference,
+    mutated_calls,
+    reference_outcomes,
+    shown,
+)
+from judges.mbpp_technique import technique_problem
 from judges.sandbox import SandboxResult, ValueProbe, capabilities, run_python
 from judges.value_tests import classify, passes
 
@@ -47,7 +55,9 @@ __all__ = [
 ]
 
 #: Bump whenever extraction or judging changes, so cached verdicts are recomputed.
-#: 5: a target is the solution only (asserts, a __main__ block, unused assignments refused).
+#: 5: a target is the solution only (asserts, a __main__ block, unused assignments refused);
+#: differential tests against the reference (differs_from_reference); the technique a task
+#: names is in the code (technique:missing).
 VERSION = "5"
 
 #: Wall-clock floor per program. Each task's limit is max(floor, factor x the reference
@@ -89,8 +99,11 @@ class MbppJudge(Judge):
     shape the value protocol does not cover and ran inside the sandbox), ``fail`` (an
     assert was false; the reason quotes it),
     ``error`` (an exception, a syntax error, or an exit before all asserts ran),
-    ``timeout``, ``killed`` (a resource limit: MemoryError, a signal, file size) and
-    ``no_code``. The extraction rule that found the code is named in the reason.
+    ``timeout``, ``killed`` (a resource limit: MemoryError, a signal, file size),
+    ``no_code``, and ``differs_from_reference``: it passes the asserts but returns something
+    else than the reference solution (or raises, or hangs) on an input derived from them
+    (:mod:`judges.mbpp_differential`; ``differential=False`` turns this off). The extraction
+    rule that found the code is named in the reason.
 
     Time limit per task: max(``timeout_s``, ``timeout_factor`` x the reference solution's
     runtime), the reference being timed once per task (lazily, or up front with
@@ -112,6 +125,7 @@ class MbppJudge(Judge):
         include_challenge_tests: bool = False,
         max_output_bytes: int = 16 * 1024,
         sandbox_mode: str | None = None,
+        differential: bool = True,
     ) -> None:
         self.timeout_s = float(timeout_s)
         self.timeout_factor = float(timeout_factor)
@@ -122,8 +136,11 @@ class MbppJudge(Judge):
         self.include_challenge_tests = include_challenge_tests
         self.max_output_bytes = max_output_bytes
         self.sandbox_mode = sandbox_mode
+        self.differential = differential
         #: reference runtime in seconds (None: the reference does not pass) per task key
         self._reference_s: dict[tuple, float | None] = {}
+        #: per task key: the derived inputs and the reference's values on them
+        self._outcomes: dict[tuple, list] = {}
         self._key_locks: dict[tuple, threading.Lock] = {}
         self._lock = threading.Lock()
 
@@ -141,8 +158,20 @@ class MbppJudge(Judge):
         if code is None:
             return Verdict(False, "no_code", None, "no program found in the response")
         limit = self.time_limit(example)
-        result = self._run(code, example, limit)
-        return _verdict(result, self.tests_for(example), code, rule, limit)
+        if self.differential and example.get("code"):
+            self._reference_runtime(example)  # the reference's outcomes (once per task)
+        outcomes = self._outcomes.get(_task_key(example), [])
+        result = self._run(code, example, limit, [probe for probe, _ in outcomes])
+        tests = self.tests_for(example)
+        differs = _difference(result, tests, outcomes, limit)
+        if differs is None:
+            return _verdict(result, tests, code, rule, limit)
+        visible = _verdict(result, tests, code, rule, limit, visible_only=True)
+        if not visible.correct:
+            return visible
+        return Verdict(False, "differs_from_reference", code,
+                       f"[{rule}] passes the {len(tests)} asserts, but differs from the "
+                       f"reference solution on a new input: {differs}")
 
     def settings(self) -> dict[str, Any]:
         """Limits, and the containment in force (a degraded sandbox changes what a pass
@@ -152,7 +181,7 @@ class MbppJudge(Judge):
                 "memory_mb": self.memory_mb, "max_processes": self.max_processes,
                 "challenge_tests": self.include_challenge_tests,
                 "sandbox_mode": self.sandbox_mode or caps.mode, "seccomp": caps.seccomp,
-                "protocol": "values"}
+                "protocol": "values", "differential": self.differential}
 
     def is_copy_of_gold(self, text: str, example: Mapping[str, Any], gold: str) -> bool:
         code, _ = extract_code(text)
@@ -162,6 +191,8 @@ class MbppJudge(Judge):
                      example: Mapping[str, Any]) -> TargetProblem | None:
         code = verdict.extracted or extract_code(text)[0]
         problem = target_problem(code) if code else ("no_code", "no program found")
+        if problem is None and code:
+            problem = technique_problem(str(example.get("text") or ""), code)
         return TargetProblem(*problem) if problem else None
 
     def format_gold(self, text: str, example: Mapping[str, Any]) -> str:
@@ -215,9 +246,38 @@ class MbppJudge(Judge):
                 self._reference_s[key] = None
             return Verdict(False, "no_code", None, "the reference solution is empty")
         result = self._run(code, example, CALIBRATION_TIMEOUT_S)
+        verdict = _verdict(result, self.tests_for(example), code, rule, CALIBRATION_TIMEOUT_S)
+        runtime = result.duration_s if result.completed else None
+        outcomes: list = []
+        if self.differential and verdict.correct and runtime is not None:
+            outcomes, runtime = self._reference_outcomes(code, example, runtime)
         with self._lock:
-            self._reference_s[key] = result.duration_s if result.completed else None
-        return _verdict(result, self.tests_for(example), code, rule, CALIBRATION_TIMEOUT_S)
+            self._reference_s[key] = runtime
+            self._outcomes[key] = outcomes
+        return verdict
+
+    def _reference_outcomes(self, code: str, example: Mapping[str, Any],
+                            runtime: float) -> tuple[list, float]:
+        """The reference's values on the inputs derived from the task's tests, and its
+        runtime with them (the candidate's time limit covers those calls too)."""
+        tests = self.tests_for(example)
+        probes = mutated_calls([*tests, *(example.get("challenge_test_list") or [])])
+        probes = challenge_calls(example.get("challenge_test_list") or []) + probes
+        limit = max(self.timeout_s, self.timeout_factor * runtime)
+        durations = [runtime]
+
+        def run(todo: list) -> tuple[dict, int | None]:
+            result = self._run(code, example, limit, todo)
+            durations.append(result.duration_s)
+            values = {i - len(tests): v for i, v in result.values.items() if i >= len(tests)}
+            if result.completed:
+                return values, None
+            failure = result.failure
+            if not values and (failure is None or failure.index < len(tests)):
+                return values, len(todo)  # not even its own tests this time: no new inputs
+            return values, next(i for i in range(len(todo) + 1) if i not in values)
+
+        return reference_outcomes(run, probes), max(durations)
 
     def _reference_runtime(self, example: Mapping[str, Any]) -> float | None:
         key = _task_key(example)
@@ -233,9 +293,12 @@ class MbppJudge(Judge):
             with self._lock:
                 return self._reference_s[key]
 
-    def _run(self, code: str, example: Mapping[str, Any], timeout_s: float) -> SandboxResult:
+    def _run(self, code: str, example: Mapping[str, Any], timeout_s: float,
+             extra: Sequence[ValueProbe] = ()) -> SandboxResult:
+        """``code`` against the task's tests, then the ``extra`` probes (differential)."""
         return run_python(
-            program_source(code, example), tests=sandbox_tests(self.tests_for(example)),
+            program_source(code, example),
+            tests=[*sandbox_tests(self.tests_for(example)), *extra],
             timeout_s=timeout_s,
             memory_mb=self.memory_mb, max_processes=self.max_processes,
             max_output_bytes=self.max_output_bytes, module_name=SOLUTION_MODULE,
@@ -294,13 +357,38 @@ def sandbox_tests(tests: list[str]) -> list[str | ValueProbe]:
     return [check.probe if check else test for check, test in zip(checks, tests, strict=True)]
 
 
+def _difference(result: SandboxResult, tests: list[str], outcomes: list,
+                timeout_s: float) -> str | None:
+    """How the run differs from the reference on the derived inputs (run after the ``tests``),
+    or None: it agrees, or it stopped in the tests themselves (the usual verdict says how)."""
+    n = len(tests)
+    if not outcomes:
+        return None
+    if result.completed:
+        return first_difference(outcomes, result.values, n)
+    failure = result.failure
+    if failure is not None and failure.phase == "test" and failure.index >= n:
+        probe, expected = outcomes[failure.index - n]
+        what = ("exited the program" if failure.kind == "exit"
+                else f"raised {failure.exc_type}: {failure.message[:120]}")
+        return f"{probe.expression[:200]} {what} (the reference returns {shown(expected)})"
+    checked = [i for i, test in enumerate(tests) if classify(test)]
+    if result.timed_out and checked and all(i in result.values for i in checked):
+        hung = next((i for i in range(len(outcomes)) if n + i not in result.values), None)
+        if hung is not None:
+            return f"{outcomes[hung][0].expression[:200]} did not return within {timeout_s:g} s"
+    return None
+
+
 def _verdict(result: SandboxResult, tests: list[str], code: str, rule: str,
-             timeout_s: float) -> Verdict:
+             timeout_s: float, visible_only: bool = False) -> Verdict:
+    """The verdict on the task's asserts; ``visible_only``: the run went past them (it
+    stopped later, on a derived input), so only their values are read."""
     def verdict(correct: bool, outcome: str, reason: str) -> Verdict:
         return Verdict(correct, outcome, code, f"[{rule}] {reason}")
 
     n = len(tests)
-    if result.completed:
+    if result.completed or visible_only:
         checks = [classify(test) for test in tests]
         for index, check in enumerate(checks):
             if check is None:

@@ -49,7 +49,7 @@ def code_target(code: str) -> str:
 def without_repeats(code: str) -> str:
     """``code`` without top-level statements that repeat an earlier one exactly (same AST):
     the program means the same, and the target does not teach pasting."""
-    tree = _quiet_parse(code)
+    tree = quiet_parse(code)
     if tree is None:
         return code
     seen: set[str] = set()
@@ -72,7 +72,7 @@ def target_problem(code: str) -> tuple[str, str] | None:
     after the function; a ``__main__`` block), or it defines one name twice with different
     bodies (which one is the answer?). A target is the solution only: imports, definitions,
     and assignments of constants (or of names its definitions use)."""
-    tree = _quiet_parse(without_repeats(code))
+    tree = quiet_parse(without_repeats(code))
     if tree is None:
         return ("format:not_python", "the code does not parse")
     defined: set[str] = set()
@@ -116,7 +116,7 @@ def _is_solution_assignment(node: ast.Assign | ast.AnnAssign, used: set[str]) ->
     return bool(names) and all(name in used for name in names)
 
 
-def _quiet_parse(code: str) -> ast.Module | None:
+def quiet_parse(code: str) -> ast.Module | None:
     """``ast.parse`` without the SyntaxWarnings of old code (``'\\d'`` escapes); None when
     the code does not parse."""
     with warnings.catch_warnings():
@@ -129,7 +129,7 @@ def _quiet_parse(code: str) -> ast.Module | None:
 
 def _statements(code: str) -> list[str] | None:
     """The program's top-level statements as AST dumps (formatting and comments ignored)."""
-    tree = _quiet_parse(_normalise(code))
+    tree = quiet_parse(_normalise(code))
     if tree is None:
         return None
     return [ast.dump(node) for node in tree.body]

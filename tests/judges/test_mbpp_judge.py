@@ -27,7 +27,7 @@ KNOWN_BAD_REFERENCES: dict[int, str] = {}
 #: Tasks whose tests call the same function name and whose references are interchangeable:
 #: (a, b) means task b's reference passes task a's tests. Everything else fails or errors.
 INTERCHANGEABLE = {
-    (30, 338), (338, 30), (719, 930), (930, 719), (49, 154), (154, 49), (76, 347), (347, 76),
+    (30, 338), (338, 30), (719, 930), (930, 719), (49, 154), (154, 49),
     (102, 411), (411, 102), (104, 569), (569, 104), (362, 658), (658, 362), (199, 388),
     (388, 199), (208, 759), (759, 208), (248, 704), (704, 248), (361, 966), (966, 361),
     (427, 928), (928, 427), (478, 495), (495, 478), (591, 625), (625, 591), (595, 699),
@@ -273,4 +273,60 @@ def test_references_of_same_named_tasks_pass_only_when_interchangeable(
     verdicts = real.judge_many([gold_response(by_id[b]) for _, b in pairs],
                                [by_id[a] for a, _ in pairs])
     assert {pair for pair, v in zip(pairs, verdicts, strict=True) if v.correct} == INTERCHANGEABLE
-    assert Counter(v.rule for v in verdicts) == {"pass": 37, "fail": 84, "error": 39}
+    # Tasks 76 and 347 (squares in a rectangle) pass each other's three asserts, but their
+    # references disagree on count_Squares(5, 3): 26 (right: 15 + 8 + 3) against 25; the
+    # differential tests tell them apart.
+    assert Counter(v.rule for v in verdicts) == {"pass": 35, "fail": 84, "error": 39,
+                                                 "differs_from_reference": 2}
+
+
+# ----------------------------------------------------------------------------------------
+# Differential tests against the reference (#43)
+# ----------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def mbpp_by_id() -> dict[int, dict]:
+    return {row["task_id"]: row for row in load_mbpp()}
+
+
+def test_code_that_passes_only_narrow_asserts_differs_from_the_reference(mbpp_by_id) -> None:
+    # Task 945, "convert the given tuples into set": every test tuple holds one-character
+    # strings, so this passed; on ('', 'y', 'z') it raises where the reference returns a set.
+    task = mbpp_by_id[945]
+    narrow = "def tuple_to_set(tuple_tuple):\n    return {i.replace('x', str(i[0])) for i in tuple_tuple}"
+    judge = MbppJudge(differential=False)
+    assert judge.judge(f"[BEGIN]\n{narrow}\n[DONE]", task).correct  # the asserts alone pass it
+    verdict = MbppJudge().judge(f"[BEGIN]\n{narrow}\n[DONE]", task)
+    assert verdict.rule == "differs_from_reference", verdict
+    assert "tuple_to_set(('', 'y', 'z')) raised IndexError" in verdict.reason
+    assert "the reference returns" in verdict.reason
+
+
+def test_a_different_but_equivalent_implementation_is_admitted(mbpp_by_id) -> None:
+    task = mbpp_by_id[945]
+    other = "def tuple_to_set(t):\n    out = set()\n    for item in t:\n        out.add(item)\n    return out"
+    verdict = MbppJudge().judge(f"[BEGIN]\n{other}\n[DONE]", task)
+    assert verdict.correct and verdict.rule == "pass", verdict
+
+
+def test_a_wrong_value_on_a_new_input_names_the_input_and_both_values() -> None:
+    task = example("def add(a, b):\n    return a + b", ["assert add(1, 2) == 3", "assert add(2, 2) == 4"])
+    cheat = "def add(a, b):\n    return {(1, 2): 3, (2, 2): 4}.get((a, b), 0)"
+    verdict = MbppJudge().judge(f"[BEGIN]\n{cheat}\n[DONE]", task)
+    assert verdict.rule == "differs_from_reference"
+    assert re.search(r"add\(2, 2\) -> 0, the reference gives 4|add\(\S+, \S+\) -> 0, the "
+                     r"reference gives -?\d+", verdict.reason), verdict.reason
+
+
+def test_inputs_on_which_the_reference_raises_are_never_used() -> None:
+    from judges.mbpp_differential import mutated_calls
+
+    # the reference indexes its list: an emptied list makes it raise, so no candidate is
+    # asked to return anything there
+    task = example("def first(xs):\n    return xs[0]", ["assert first([3, 4]) == 3"])
+    assert "first([])" in [p.expression for p in mutated_calls(task["test_list"])]
+    judge = MbppJudge()
+    judge.calibrate([task])
+    used = [probe.expression for probe, _ in judge._outcomes[next(iter(judge._outcomes))]]
+    assert used and "first([])" not in used
+    assert judge.judge("[BEGIN]\ndef first(xs):\n    return xs[0] if xs else None\n[DONE]",
+                       task).correct

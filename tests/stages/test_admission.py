@@ -366,6 +366,34 @@ def test_no_mbpp_reference_breaks_a_target_rule():
         rows = [json.loads(line) for line in handle]
     assert len(rows) == 974
     assert [r["task_id"] for r in rows if target_problem(r["code"].replace("\r\n", "\n"))] == []
+    from judges.mbpp_technique import REFERENCES_WITHOUT_TECHNIQUE, technique_problem
+
+    named = [r for r in rows if technique_problem(r["text"], "pass") is not None]
+    assert len(named) == 86  # tasks that name a technique the empty program lacks
+    assert [r["task_id"] for r in rows if technique_problem(
+        r["text"], r["code"].replace("\r\n", "\n"))] == list(REFERENCES_WITHOUT_TECHNIQUE)
+
+
+@pytest.mark.parametrize("task_id, code, missing", [
+    (887, "def is_odd(n):\n    return n % 2 == 1", "a bitwise operator"),  # #43's example
+    (887, "def is_odd(n):\n    return n & 1 == 1", None),
+    (None, "def sort_it(xs):\n    return sorted(xs)", "the sorting algorithm written out"),
+])
+def test_the_technique_a_task_names_is_in_the_code(task_id, code, missing):
+    from judges.mbpp_technique import technique_problem
+
+    with (data_dir() / "mbpp" / "mbpp.jsonl").open() as handle:
+        rows = {r["task_id"]: r for r in map(json.loads, handle)}
+    text = rows[task_id]["text"] if task_id else "Write a function to sort a list using heap sort."
+    problem = technique_problem(text, code)
+    assert (problem is None) if missing is None else (problem[0] == "technique:missing"
+                                                     and missing in problem[1]), problem
+    if task_id:  # and through the judge, as admission asks it
+        judge = judges.get("mbpp")
+        verdict = judge.judge(f"[BEGIN]\n{code}\n[DONE]", rows[task_id])
+        assert verdict.correct
+        refused = judge.check_target(code, verdict, rows[task_id])
+        assert (refused is None) if missing is None else refused.rule == "technique:missing"
 
 
 @pytest.mark.parametrize("text, example, rule", [
