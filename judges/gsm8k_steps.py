@@ -104,8 +104,9 @@ def underived_numbers(solution: str, question: str, given: frozenset[Fraction] =
                       ) -> list[str]:
     """The numbers ``solution`` calculates with (or gives as its ``#### N``) that neither the
     question, an earlier calculation, :data:`CONSTANTS` nor ``given`` gives, in order of use.
+    The ``#### N`` is never taken as a constant: "10 eggs a week ... #### 4" skipped 40 / 10.
     A paraphrase is given what the gold itself takes as given (:func:`gold_givens`)."""
-    known = given_numbers(question) | CONSTANTS | given
+    known = given_numbers(question) | given
     missing: list[str] = []
     body, _, final = without_annotations(solution).partition("####")
     for line in body.splitlines():
@@ -115,7 +116,8 @@ def underived_numbers(solution: str, question: str, given: frozenset[Fraction] =
             if _OPERATOR.search(run):
                 for number in _NUMBER.findall(run):
                     value = _value(number)
-                    if value is not None and value not in known and number not in missing:
+                    if value is not None and value not in known | CONSTANTS \
+                            and number not in missing:
                         missing.append(number)
             # what the "=" gives: every number up to the next one ("= S + 143", "= $0.25")
             known |= {v for n in _NUMBER.findall(right) if (v := _value(n)) is not None}
@@ -161,6 +163,11 @@ def unneeded_results(solution: str, needed: set[Fraction]) -> list[str]:
 
 
 def gold_givens(gold: str, question: str) -> frozenset[Fraction]:
-    """What the gold solution uses without deriving it (a coin's 25 cents, "192 minutes" said
-    in prose): 256 of the 7,473 training solutions have some. A paraphrase may use them too."""
-    return frozenset(v for n in underived_numbers(gold, question) if (v := _value(n)) is not None)
+    """What the gold solution calculates with without deriving it (a coin's 25 cents, "192
+    minutes" said in prose): 256 of the 7,473 training solutions have some. A paraphrase may
+    use them too, but not its final answer: 63 golds give theirs in prose only ("40 eggs / 10
+    eggs each week, they will last 4 weeks"), and a paraphrase must work its answer out."""
+    final = _NUMBER.search(without_annotations(gold).partition("####")[2])
+    answer = _value(final.group(0)) if final else None
+    return frozenset(v for n in underived_numbers(gold, question)
+                     if (v := _value(n)) is not None and v != answer)

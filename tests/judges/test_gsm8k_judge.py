@@ -108,6 +108,25 @@ def test_a_solution_calculates_only_with_what_it_was_given_or_derived(solution, 
     assert underived_numbers(solution, question) == missing
 
 
+def test_a_paraphrase_works_out_its_answer_even_where_the_gold_says_it_in_prose():
+    # Held-out GSM8K row (Maddy's eggs): the gold ends "40 eggs / 10 eggs each week, they will
+    # last 4 weeks" (no "="), and a paraphrase that stopped at 10 eggs a week and wrote
+    # "#### 4" was admitted: 4 counted as an everyday constant, and as the gold's own given.
+    from judges.gsm8k_steps import gold_givens, underived_numbers
+
+    question = ("Maddy was given 40 chocolate eggs for Easter. She likes to eat two each day "
+                "after school. If Maddy has two chocolate eggs after school each day, how many "
+                "weeks will they last?")
+    gold = ("Maddy is eating 2 eggs each day after school and there are 5 school days in a "
+            "week, so she eats 2 x 5 = <<2*5=10>>10 eggs each week.\nSince Maddy has 40 eggs / "
+            "10 eggs each week, they will last 4 weeks.\n#### 4")
+    skipped = ("Maddy is eating 2 eggs each day after school and there are 5 school days in a "
+               "week, so she eats 2 x 5 = 10 eggs each week.\n#### 4")
+    assert underived_numbers(skipped, question, gold_givens(gold, question)) == ["4"]
+    worked = skipped.replace("\n#### 4", "\nThey last 40 / 10 = 4 weeks.\n#### 4")
+    assert underived_numbers(worked, question, gold_givens(gold, question)) == []
+
+
 def test_a_paraphrase_may_take_as_given_what_its_gold_does():
     from judges.gsm8k_steps import gold_givens, underived_numbers
 
