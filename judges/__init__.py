@@ -52,6 +52,8 @@ def get(name: str, **settings) -> Judge:
 def build(kind: str, options: dict[str, Any], folder: Path, **runtime: Any) -> Judge:
     """The judge of ``kind`` with a task file's ``options``. ``runtime`` (``chat``,
     ``max_tokens``, ``min_tpr``, ``min_tnr``) reaches only an LLM-backed judge."""
+    # Each judge module loads when its kind is asked for (Math-Verify, the sandbox, ...): a
+    # user of one judge does not pay for the others.
     options = dict(options)
     if kind == "math":
         from judges.gsm8k import Gsm8kJudge

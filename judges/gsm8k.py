@@ -48,6 +48,7 @@ from judges.gsm8k_steps import (
     without_annotations,
     without_units,
 )
+from judges.templates import gold_environment
 
 # A number as people write it: optional sign, thousands separators, decimals, or a fraction.
 _NUMBER = r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+)?|-?\.\d+"
@@ -373,8 +374,6 @@ class Gsm8kJudge(Judge):
         self.require_final_line = require_final_line
         self._gold_template = None
         if gold_answer is not None:
-            from judges.templates import gold_environment
-
             self._gold_template = gold_environment().from_string(gold_answer)
 
     def settings(self) -> dict[str, Any]:

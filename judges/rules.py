@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from judges.base import Judge, Verdict
+from judges.nq import NqJudge
+from judges.templates import gold_environment
+from judges.user_code import load_callable
 
 _ANSWER_IS = re.compile(r"(?:final answer|the answer|answer)\s*(?:is|:)\s*(.+)", re.I)
 _PUNCT = str.maketrans("", "", string.punctuation)
@@ -33,8 +36,6 @@ class GoldAnswerJudge(Judge):
     """A judge that compares against the row's gold answer (``gold_answer`` template)."""
 
     def __init__(self, gold_answer: str | None = None):
-        from judges.templates import gold_environment
-
         self.gold_answer = gold_answer or "{{ gold }}"
         self._template = gold_environment().from_string(self.gold_answer)
 
@@ -200,8 +201,6 @@ class ModuleJudge(Judge):
     version = "1"
 
     def __init__(self, path: str, folder: Path, callable: str = "judge"):
-        from judges.user_code import load_callable
-
         self.file = Path(path) if Path(path).is_absolute() else folder / path
         self.callable_name = callable
         self.fn = load_callable(f"{self.file}:{callable}", folder, f"judge {self.file}")
@@ -232,8 +231,6 @@ class LlmJudge(GoldAnswerJudge):
 
     def __init__(self, prompt: Any, chat: Any = None, gold_answer: str | None = None,
                  **limits: Any):
-        from judges.nq import NqJudge
-
         self.inner = NqJudge(chat=chat, prompt=prompt, **limits)
         super().__init__(gold_answer)
         self.chat = chat

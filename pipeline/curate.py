@@ -16,13 +16,17 @@ import polars as pl
 import yaml
 
 from judges import Judge
+from judges.calibration import Calibration
 from pipeline.backends.base import Backend, SamplingSettings
 from pipeline.backends.device import engine_kwargs, resolve_dtype
 from pipeline.backends.loop_guard import LoopGuard
 from pipeline.backends.model import ResolvedModel, cache_dir, resolve_model
+from pipeline.backends.openai_backend import OpenAIBackend
+from pipeline.backends.ray_backend import RayBackend, import_ray
 from pipeline.backends.vllm_backend import VllmBackend
 from pipeline.config import RunConfig, stable_hash
 from pipeline.errors import UsageError
+from pipeline.reporting.report import write_report
 from pipeline.reporting.summary import print_summary, summarize
 from pipeline.sampling import AnswerSampling
 from pipeline.sampling import resolve as resolve_sampling
@@ -31,7 +35,7 @@ from pipeline.stages.admission import AdmitStage
 from pipeline.stages.export import ExportStage, build_train_table, write_train
 from pipeline.stages.generate import GenerateStage
 from pipeline.stages.gold_check import check_gold, refuse_if_mostly_failing
-from pipeline.stages.judge import JudgeStage
+from pipeline.stages.judge import CALIBRATION_FILE, JudgeStage
 from pipeline.stages.load import LoadedData, load_rows, write_shards
 from pipeline.stages.paraphrase import ParaphraseStage
 from pipeline.stages.select import SelectStage
@@ -156,7 +160,6 @@ def _backend(config: RunConfig, seeded_sampling: bool = False
         if not config.base_url:
             raise UsageError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1) "
                              "and --model set to the served model name")
-        from pipeline.backends.openai_backend import OpenAIBackend
 
         # The server's identity (address and served name) is part of the generate stage's
         # key and of the request cache's: another server's answers are not this one's.
@@ -173,8 +176,6 @@ def _backend(config: RunConfig, seeded_sampling: bool = False
     # Where the engine runs does not change what it answers: both engines share stage keys.
     settings = engine_settings(config.dtype, config.max_model_len, config.seed)
     if config.engine == "ray":
-        from pipeline.backends.ray_backend import RayBackend, import_ray
-
         import_ray()  # a missing extra is reported before any engine starts
         kwargs = engine_kwargs(model.path, dtype=config.dtype, max_model_len=config.max_model_len,
                                seed=config.seed, gpu_memory_utilization=config.gpu_memory_utilization)
@@ -197,8 +198,6 @@ def _judge(config: RunConfig, task: TaskSpec, backend: Backend) -> Judge:
         return task.make_judge()
     chat = backend
     if config.judge_base_url:
-        from pipeline.backends.openai_backend import OpenAIBackend
-
         if not config.judge_model:
             raise UsageError("--judge-base-url needs --judge-model (the served judge model name)")
         chat = OpenAIBackend(config.judge_base_url, config.judge_model,
@@ -272,9 +271,6 @@ def run(config: RunConfig, served: tuple[ResolvedModel, Backend, dict[str, Any]]
 
 def _calibration_record(p: Plan) -> dict[str, Any] | None:
     """The LLM judge's calibration as the judge stage saved it (None for rule judges)."""
-    from judges.calibration import Calibration
-    from pipeline.stages.judge import CALIBRATION_FILE
-
     record = p.out_dir / "stages" / f"judge-{p.keys['judge']}" / CALIBRATION_FILE
     if not record.is_file():
         return None
@@ -291,8 +287,6 @@ def _close(p: Plan, keep: Backend | None = None) -> None:
 
 
 def _write_report(out_dir: Path) -> None:
-    from pipeline.reporting.report import write_report
-
     try:
         write_report(out_dir)
     except Exception as exc:  # a chart failing must not fail a finished curation

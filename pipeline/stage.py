@@ -20,7 +20,7 @@ from typing import Any
 import polars as pl
 
 from pipeline.config import stable_hash
-from pipeline.errors import S3ftError
+from pipeline.errors import RunFailed, S3ftError
 from pipeline.progress import Progress
 from pipeline.storage import StageDir
 from pipeline.text import safe_text
@@ -257,8 +257,6 @@ def first_error(out: StageDir, index: int) -> str:
 
 def _budget_error(stage: str, out: StageDir, index: int | None, failed: dict[int, int],
                   upstream: list[Shard], what: str) -> Exception:
-    from pipeline.errors import RunFailed
-
     where = index if index is not None else next(i for i, n in failed.items() if n)
     done = sum(1 for s in upstream if s.index in failed)
     return RunFailed(

@@ -37,6 +37,7 @@ from typing import Any
 
 from pipeline import progress
 from pipeline.backends.base import Backend, Generation, Messages, SamplingSettings, request_seed
+from pipeline.backends.model import cache_dir
 from pipeline.backends.request_cache import RequestCache, request_key
 from pipeline.errors import RunFailed
 
@@ -183,8 +184,6 @@ class OpenAIBackend(Backend):
         """Open the request cache; no network (a down server shows up as row errors)."""
         if self._use_cache and self._cache is None:
             if self._cache_path is None:
-                from pipeline.backends.model import cache_dir
-
                 self._cache_path = cache_dir() / DEFAULT_CACHE_FILE
             self._cache = RequestCache(self._cache_path)
 

@@ -17,6 +17,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.child import in_child
+from pipeline.config import EngineOptions, RunConfig, WorkOptions, stable_hash
+from pipeline.curate import run
+from pipeline.evaluation.config import EvaluateConfig
+from pipeline.evaluation.drift import DriftSettings, drift_prompts, measure_drift
+from pipeline.evaluation.models import model_under_test
+from pipeline.evaluation.scoreboard import plot_chart, write_table
+from pipeline.evaluation.scoring import evaluate_models, hf_dtype, split_benchmarks
+from pipeline.storage import atomic_write_json
+from pipeline.tasks import load_task
 from pipeline.training.trainer import train_from_config, training_options
 
 if TYPE_CHECKING:
@@ -28,22 +37,16 @@ log = logging.getLogger(__name__)
 def engine_and_work(settings: Any) -> dict[str, Any]:
     """The engine and work option groups of ``settings``, for the configs compare builds:
     curation and scoring run with the same model, dtype, lengths and shards."""
-    from pipeline.config import EngineOptions, WorkOptions
-
     names = {f.name for group in (EngineOptions, WorkOptions) for f in dataclasses.fields(group)}
     return {name: getattr(settings, name) for name in sorted(names - {"config"})}
 
 
 def _curate(config: Any) -> None:
-    from pipeline.curate import run
-
     run(config)
 
 
 def curate(settings: CompareConfig, run_out: Path) -> Path:
     """The task's training set, curated the S3FT way (reused when finished)."""
-    from pipeline.config import RunConfig
-
     config = RunConfig(task=settings.task, trust_task_code=settings.trust_task_code,
                        out=str(run_out), limit=settings.limit_train,
                        paraphrase_all=settings.paraphrase_all, **engine_and_work(settings))
@@ -70,15 +73,6 @@ def train_mode(settings: CompareConfig, data: Path, mode: str, out: Path) -> Pat
 
 
 def compare(settings: CompareConfig) -> dict[str, Any]:
-    from pipeline.config import stable_hash
-    from pipeline.evaluation.config import EvaluateConfig
-    from pipeline.evaluation.drift import DriftSettings, drift_prompts, measure_drift
-    from pipeline.evaluation.models import model_under_test
-    from pipeline.evaluation.scoreboard import plot_chart, write_table
-    from pipeline.evaluation.scoring import evaluate_models, hf_dtype, split_benchmarks
-    from pipeline.storage import atomic_write_json
-    from pipeline.tasks import load_task
-
     # Fail on a bad task, untrusted task code or a bad benchmark name before any work.
     load_task(settings.task, trust_code=settings.trust_task_code).check_trust()
     training_options(settings.train_config)  # ... or a bad training config

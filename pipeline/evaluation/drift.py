@@ -25,6 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipeline.backends.base import chat_token_ids
+from pipeline.backends.model import resolve_model
+from pipeline.config import stable_hash
+from pipeline.evaluation.benchmark_data import load_benchmark, select_items
+from pipeline.evaluation.paired import bootstrap_interval
+from pipeline.storage import atomic_write_parquet
+
 if TYPE_CHECKING:
     from pipeline.evaluation.models import ModelUnderTest
 
@@ -44,8 +51,6 @@ class DriftSettings:
 
 def drift_prompts(n: int) -> list[tuple[str, str]]:
     """``n`` (id, question) pairs, taken round-robin from :data:`PROMPT_SOURCES`."""
-    from pipeline.evaluation.benchmark_data import load_benchmark, select_items
-
     if n <= 0:
         return []
     per_source = [select_items(load_benchmark(name), n) for name in PROMPT_SOURCES]
@@ -67,8 +72,6 @@ def base_answers(base_path: str, prompts: list[tuple[str, str]], settings: Drift
     """The base model's greedy answer to each prompt: rows of id, prompt ids, answer ids, text."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from pipeline.backends.base import chat_token_ids
 
     tokenizer = AutoTokenizer.from_pretrained(base_path)
     model = AutoModelForCausalLM.from_pretrained(base_path, dtype=_torch_dtype(settings.dtype)).eval()
@@ -137,8 +140,6 @@ def summarise(rows: list[dict]) -> dict[str, Any]:
     """Mean over prompts of each per-token figure, with a bootstrap 95 % interval."""
     import numpy as np
 
-    from pipeline.evaluation.paired import bootstrap_interval
-
     kl = np.array([r["kl_per_token"] for r in rows])
     delta = np.array([r["adapter_logprob"] - r["base_logprob"] for r in rows])
     return {"prompts": len(rows), "tokens": int(sum(r["tokens"] for r in rows)),
@@ -150,8 +151,6 @@ def paired_kl(a: list[dict], b: list[dict]) -> dict[str, Any]:
     """KL(a) − KL(b) per prompt (same prompts, same base answers), with its bootstrap interval."""
     import numpy as np
 
-    from pipeline.evaluation.paired import bootstrap_interval
-
     kl_b = {r["id"]: r["kl_per_token"] for r in b}
     diff = np.array([r["kl_per_token"] - kl_b[r["id"]] for r in a if r["id"] in kl_b])
     return {"prompts": len(diff), "kl_difference": float(diff.mean()),
@@ -161,8 +160,6 @@ def paired_kl(a: list[dict], b: list[dict]) -> dict[str, Any]:
 def _cached(path: Path, fresh: bool, compute: Any) -> list[dict]:
     """Rows saved as Parquet at ``path`` (written atomically), computed when missing."""
     import polars as pl
-
-    from pipeline.storage import atomic_write_parquet
 
     if path.is_file() and not fresh:
         log.info("drift: reusing %s", path)
@@ -177,9 +174,6 @@ def measure_drift(models: list[ModelUnderTest], settings: DriftSettings, out: Pa
                   fresh: bool = False) -> dict[str, Any]:
     """Drift of every adapter in ``models`` from its base, per adapter and paired S3FT − SFT.
     Per-prompt rows are saved under ``out/<model>/`` and reused on a rerun."""
-    from pipeline.backends.model import resolve_model
-    from pipeline.config import stable_hash
-
     adapters = [m for m in models if m.adapter]
     if settings.prompts <= 0 or not adapters:
         return {}

@@ -30,6 +30,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from pipeline.backends.model import resolve_model
 from pipeline.evaluation.benchmark_data import MCItem, canonical_name, load_benchmark, select_items
 from pipeline.evaluation.lm_eval_tasks import ID_FIELD, build_tasks, task_configs
 from pipeline.progress import Progress, score_text
@@ -75,8 +76,6 @@ def hflm_source(model: str | Path, base_model: str | None = None) -> dict[str, A
     path = Path(model)
     if not path.exists():
         if str(model).startswith("embedded:") or str(model).endswith(".gguf"):
-            from pipeline.backends.model import resolve_model
-
             return {"pretrained": str(resolve_model(str(model)).path)}
         raise FileNotFoundError(f"model {model}: no such folder. Pass a model folder, a PEFT adapter "
                                 f"folder (with adapter_config.json) or an embedded:/.gguf model spec")

@@ -12,6 +12,9 @@ import io
 from pathlib import Path
 from typing import Any
 
+from pipeline.evaluation.drift import markdown as drift_markdown
+from pipeline.evaluation.paired import markdown as paired_markdown
+
 
 def _models(results: dict[str, Any]) -> list[str]:
     return list(results.get("order") or results["scores"])
@@ -81,8 +84,6 @@ def limits_text(results: dict[str, Any]) -> str:
 
 def write_table(results: dict[str, Any], out: Path, baseline: str | None) -> str:
     """Write ``table.md`` and ``table.csv`` under ``out``; return the Markdown."""
-    from pipeline.evaluation.paired import markdown as paired_markdown
-
     text = markdown_table(results, baseline)
     note = (f"\n\nAccuracy in %, [95% interval], n = items scored ({limits_text(results)}); "
             "in-domain = judged correct on the task's test split, greedy.\n")
@@ -91,8 +92,6 @@ def write_table(results: dict[str, Any], out: Path, baseline: str | None) -> str
                  "interval, and McNemar's exact test for right/wrong scores):\n\n"
                  + paired_markdown(results["paired"]))
     if results.get("drift"):
-        from pipeline.evaluation.drift import markdown as drift_markdown
-
         text += "\n\n" + drift_markdown(results["drift"])
     (out / "table.md").write_text(text + note)
     (out / "table.csv").write_text(csv_table(results, baseline))

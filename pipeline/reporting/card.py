@@ -22,6 +22,7 @@ import yaml
 from judges.templates import PromptTemplate, prompts_dir
 from pipeline.errors import UsageError
 from pipeline.stages.select import SOURCES
+from pipeline.tasks import builtin_names, load_task
 
 # The Hub's size buckets (upper bounds, exclusive).
 _SIZE_BUCKETS = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
@@ -311,8 +312,6 @@ def task_card(run: RunFiles) -> dict[str, Any]:
     were files: today's built-in task of that name)."""
     card = run.summary.get("task_card")
     if card is None:
-        from pipeline.tasks import builtin_names, load_task
-
         card = load_task(run.task).card if run.task in builtin_names() else {}
     return dict(card)
 

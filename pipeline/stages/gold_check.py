@@ -12,14 +12,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipeline.errors import UsageError
+from pipeline.progress import Progress
 
 MAX_FAILING_SHARE = 0.5
 
 
 def check_gold(judge: Any, rows: list[Mapping[str, Any]]) -> list[tuple[str, str]]:
     """``(row id, why)`` for each row whose gold fails ``judge`` (no engine is started)."""
-    from pipeline.progress import Progress
-
     with Progress("gold check", len(rows), "rows") as progress:
         problems = judge.check_gold(list(rows))
         progress.reach(len(rows))  # rule judges are instant and do not report as they go

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pipeline.backends.model import DEFAULT_MODEL, resolve_model
 from pipeline.errors import UsageError
 
 log = logging.getLogger(__name__)
@@ -123,8 +124,6 @@ def resolve_training_model(spec: str | None, data: str | Path) -> str:
     S3FT targets are the base model's own answers, so training a different model than the one
     in the data is warned about loudly.
     """
-    from pipeline.backends.model import DEFAULT_MODEL, resolve_model
-
     if spec:
         return resolve_model(spec).path
     recorded = model_from_data(data)

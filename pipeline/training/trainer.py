@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.backends.device import cpu_has_fast_bf16
+from pipeline.errors import UsageError
+from pipeline.progress import Progress
 from pipeline.training.config import TrainArguments
 from pipeline.training.data import TrainInputError, build_examples, resolve_training_model
 
@@ -49,7 +52,6 @@ def sft_defaults() -> dict[str, Any]:
         # SmolLM2-135M, LoRA, batch 4 of GSM8K rows on 2 cores: 23 vs 15 s/step, 4.5 vs 7.7 GB peak
         # (benchmarks/train_step.py). Small CPU models fit, so time wins; pass
         # --gradient_checkpointing true where memory is short.
-        from pipeline.backends.device import cpu_has_fast_bf16
 
         defaults.update(use_cpu=True, bf16=cpu_has_fast_bf16(), gradient_checkpointing=False)
     return defaults
@@ -146,8 +148,6 @@ def training_options(path: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
     """A training YAML (``--train-config``) split into (our options, SFTConfig options)."""
     import yaml
 
-    from pipeline.errors import UsageError
-
     if not path:
         return {}, {}
     try:
@@ -222,8 +222,6 @@ def _step_timer() -> Any:
     """A callback that records the wall time of every optimizer step and reports progress
     (steps done / total and an ETA: a bar on a terminal, a log line every 30 s otherwise)."""
     from transformers import TrainerCallback
-
-    from pipeline.progress import Progress
 
     class StepTimer(TrainerCallback):
         def __init__(self) -> None:
