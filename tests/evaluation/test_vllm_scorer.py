@@ -309,11 +309,12 @@ def test_which_scoring_engines_get_lora(monkeypatch, tmp_path, merged):
         lm = scorer()  # what the real _score_general hands lm-eval
         return {}, pl.DataFrame({"id": [f"{benchmark}-1"], "lora": [str(lm.lora_request)]})
 
-    monkeypatch.setattr("pipeline.backends.model.resolve_model",
+    monkeypatch.setattr(scoring, "resolve_model",
                         lambda spec: ResolvedModel(spec=spec, path="/base", fingerprint="b"))
-    monkeypatch.setattr("pipeline.evaluation.merged.merged_model", lambda m, base: f"/merged/{m.name}")
+    monkeypatch.setattr(scoring, "merged_model", lambda m, base: f"/merged/{m.name}")
     monkeypatch.setattr(scoring, "scores_adapters_merged", lambda: merged)
-    monkeypatch.setattr("pipeline.backends.device.is_cpu_build", lambda: merged)
+    monkeypatch.setattr(scoring, "is_cpu_build", lambda: merged)
+    monkeypatch.setattr("pipeline.backends.device.is_cpu_build", lambda: merged)  # block size
     monkeypatch.setattr(scoring, "_engine_for", engine_for)
     monkeypatch.setattr(scoring, "_score_general", score)
     models = [scoring.ModelUnderTest("base", "base-spec", "base-spec"),
