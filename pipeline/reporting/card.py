@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
@@ -23,6 +24,11 @@ from judges.templates import PromptTemplate, prompts_dir
 from pipeline.errors import UsageError
 from pipeline.stages.select import SOURCES
 from pipeline.tasks import builtin_names, load_task
+
+#: The card's Markdown body (values escaped by ``render_card`` before they reach it).
+_CARD_TEMPLATE = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).parent), undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True, autoescape=False).get_template("card.md.jinja")
 
 # The Hub's size buckets (upper bounds, exclusive).
 _SIZE_BUCKETS = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"),
@@ -336,119 +342,35 @@ def card_metadata(run: RunFiles) -> dict[str, Any]:
 
 
 def render_card(run: RunFiles, repo_id: str) -> str:
-    """The README.md text: YAML metadata, then Markdown."""
+    """The README.md text: YAML metadata, then the Markdown of ``card.md.jinja``. Row and
+    option text is escaped here (``_cell``); the template only places it."""
     from huggingface_hub import DatasetCardData
 
-    summary, task, rows = run.summary, run.task, run.table.num_rows
+    summary, rows = run.summary, run.table.num_rows
     meta = card_metadata(run)
-    license_text = task_card(run).get("license_text") or "see the source dataset"
-    model = run.options.get("model", "?")
     paper = summary.get("paper_shares_pct") or {}
-    mix = ["| target source | rows | share % | paper % |", "| --- | ---: | ---: | ---: |"]
     sources = summary.get("sources") or {}
-    for source in [*SOURCES, *sorted(set(sources) - set(SOURCES))]:
-        info = sources.get(source) or {}
-        mix.append(f"| {source} | {info.get('count')} | {_pct(info.get('share_pct'))} | "
-                   f"{_pct(paper.get(source))} |")
-    columns = ["| column | meaning |", "| --- | --- |"]
-    columns += [f"| `{name}` | {_cell(COLUMN_DOCS.get(name, ''))} |" for name in run.table.column_names]
-    resolved = run.resolved
-    safe_name = repo_id.replace("/", "--")
-    body = f"""
-# {meta['pretty_name']}
-
-Training data curated the **S3FT** way (Selective Self-to-Supervised Fine-Tuning, Gupta et al.,
-NAACL Findings 2025): the base model answered every training prompt; a task judge checked each
-answer. Where the answer was correct (and admitted, see below) the target is the model's **own
-answer**; otherwise the model paraphrased the gold answer, and the target is that
-**paraphrase** if it passed the judge and admission, else the **gold** answer. Training on
-the model's own wording where it is right over-specialises the model less than plain SFT on
-gold answers.
-
-| | |
-| --- | --- |
-| task | `{task}` |
-| rows | {rows} |
-| model | `{_cell(model)}` |
-| model accuracy on these prompts (trusted verdicts) | {_pct(summary.get('model_accuracy_pct'))} % |
-| model answers admitted as targets | {_pct(summary.get('model_admitted_pct'))} % |
-| rows with errors (fell back to gold) | {summary.get('rows_with_errors', '?')} |
-| licence | {license_text} |
-
-## Training mix
-
-Share of each target source in this set, next to the paper's (Table 3, Mistral-7B-Instruct-v0.2):
-
-{chr(10).join(mix)}
-
-{_shift_line(summary)}
-
-## What was admitted, and how the pipeline knows
-
-{admission_section(summary)}
-
-## Source data
-
-- task preset: `{task}`; original dataset: {task_card(run).get('origin') or 'see the data source below'}
-- data source of this run: `{_cell(resolved.get('data_source', run.options.get('data')))}`
-- rows used: {rows}{f" (`--limit {run.options['limit']}`)" if run.options.get('limit') else ''}
-- rows left out before curation because their gold answer fails the task's own judge:
-  {(summary.get('gold_check') or {}).get('rows_left_out', 'not recorded')}
-- licence of the source data: {license_text}; the answers written by the model are derived
-  from it.
-
-## Model
-
-- `--model {_cell(model)}`; fingerprint `{_cell(resolved.get('model_fingerprint', '?'))}`
-- {_decoding(run)}, `max_tokens` {run.options.get('max_tokens', '?')}, `max_model_len`
-  {run.options.get('max_model_len', '?')}, dtype `{resolved.get('dtype', run.options.get('dtype', '?'))}`
-- {_loop_guard_line(run)}
-
-## Prompt templates
-
-{_template_section(run)}
-
-## Judge
-
-{_judge_section(run)}
-
-## Columns
-
-{chr(10).join(columns)}
-
-## Load it
-
-```python
-from datasets import load_dataset
-
-train = load_dataset("{repo_id}", split="train")
-print(train[0]["prompt"], train[0]["completion"])
-```
-
-`prompt`/`completion` are TRL's conversational prompt-completion columns, so the set trains
-as is with `trl.SFTTrainer`. SFT on gold or SDFT on paraphrases are column choices on the same
-file (`gold`, `paraphrase`), not new runs.
-
-## Train on it
-
-```bash
-hf download {repo_id} --repo-type dataset --local-dir data/{safe_name}
-python -m pipeline.train --data data/{safe_name}/{DATA_FILE} --mode s3ft
-```
-
-## Reproduce
-
-`python -m pipeline.run --config config.yaml --out runs/again` with this repository's
-`config.yaml`:
-
-{_fence(run.config_text, 'yaml')}
-
-`run.json` records what the run resolved from these options: data and model fingerprints,
-the stage keys, the task file and the judge's settings.
-
-## Citation
-
-Gupta et al., *Selective Self-to-Supervised Fine-Tuning for Generalization in Large Language
-Models*, Findings of NAACL 2025.
-"""
+    mix = [(source, (sources.get(source) or {}).get("count"),
+            _pct((sources.get(source) or {}).get("share_pct")), _pct(paper.get(source)))
+           for source in [*SOURCES, *sorted(set(sources) - set(SOURCES))]]
+    resolved, options = run.resolved, run.options
+    body = _CARD_TEMPLATE.render(
+        pretty_name=meta["pretty_name"], task=run.task, rows=rows,
+        model=_cell(options.get("model", "?")),
+        model_accuracy=_pct(summary.get("model_accuracy_pct")),
+        model_admitted=_pct(summary.get("model_admitted_pct")),
+        rows_with_errors=summary.get("rows_with_errors", "?"),
+        license_text=task_card(run).get("license_text") or "see the source dataset",
+        mix=mix, shift_line=_shift_line(summary), admission=admission_section(summary),
+        origin=task_card(run).get("origin") or "see the data source below",
+        data_source=_cell(resolved.get("data_source", options.get("data"))),
+        limit=options.get("limit"),
+        gold_left_out=(summary.get("gold_check") or {}).get("rows_left_out", "not recorded"),
+        fingerprint=_cell(resolved.get("model_fingerprint", "?")), decoding=_decoding(run),
+        max_tokens=options.get("max_tokens", "?"), max_model_len=options.get("max_model_len", "?"),
+        dtype=resolved.get("dtype", options.get("dtype", "?")), loop_guard=_loop_guard_line(run),
+        templates=_template_section(run), judge=_judge_section(run),
+        columns=[(name, _cell(COLUMN_DOCS.get(name, ""))) for name in run.table.column_names],
+        repo_id=repo_id, safe_name=repo_id.replace("/", "--"), data_file=DATA_FILE,
+        config=_fence(run.config_text, "yaml"))
     return f"---\n{DatasetCardData(**meta).to_yaml()}\n---\n{body.lstrip()}"
