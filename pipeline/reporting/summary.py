@@ -57,6 +57,20 @@ def admission_counts(columns: dict[str, list[Any]], prefix: str) -> dict[str, di
     return out
 
 
+def judge_rule_examples(columns: dict[str, list[Any]], prefix: str) -> dict[str, dict[str, Any]]:
+    """Rows per judge rule of the model's answers (``prefix`` ""), or of the paraphrases
+    (``"paraphrase_"``), each with its first row's id and reason: a rule that only shows up
+    as "wrong" in the admission table (``differs_from_reference``) has its example here."""
+    rules = columns[f"{prefix}judge_rule"]
+    out: dict[str, dict[str, Any]] = {}
+    for rule, count in Counter(r for r in rules if r is not None).most_common():
+        first = rules.index(rule)
+        reason = columns[f"{prefix}judge_reason"][first] or ""
+        out[rule] = {"count": count, "example": {"id": columns["id"][first],
+                                                 "reason": reason[:EXAMPLE_CHARS]}}
+    return out
+
+
 def target_evidence(columns: dict[str, list[Any]]) -> dict[str, dict[str, int]]:
     """The non-gold targets counted by the judge rule that proved them right, per source: how
     much of the dataset rests on an exact alias, a proven alias match, a trusted LLM judge,
@@ -149,6 +163,8 @@ def summarize(table: pa.Table, task: str, stages: dict[str, StageResult],
                        "pass_rate_pct": round(100 * sum(paraphrased) / len(paraphrased), 1)
                        if paraphrased else None},
         "judge_rules": dict(Counter(columns["judge_rule"]).most_common()),
+        "judge_rule_examples": {"model": judge_rule_examples(columns, ""),
+                                "paraphrase": judge_rule_examples(columns, "paraphrase_")},
         "rows_with_errors": sum(1 for e in columns["error"] if e),
         # model or server texts holding lone surrogates, stored with U+FFFD instead
         "texts_repaired": sum(int(r.stats.get("texts_repaired", 0)) for r in stages.values()),

@@ -108,6 +108,12 @@ def test_summary_counts_what_the_rows_hold(fake_run):
     assert summary["paraphrase"] == {"attempted": 9, "passed": 3, "pass_rate_pct": 33.3}
     assert summary["paraphrase_copies"] == 3
     assert summary["admission"]["model"]["truncated"]["count"] == 3
+    # every judge rule with its count and an example row (a rule hidden under "wrong" too)
+    model_rules = summary["judge_rule_examples"]["model"]
+    assert {rule: v["count"] for rule, v in model_rules.items()} == summary["judge_rules"]
+    assert all(v["example"]["id"].startswith("gsm8k-") for v in model_rules.values())
+    paraphrase_rules = summary["judge_rule_examples"]["paraphrase"]
+    assert sum(v["count"] for v in paraphrase_rules.values()) == 9  # the paraphrased rows
     assert summary["errors_by_stage"] == {"paraphrase": 3}
     generate = summary["stages"]["generate"]
     # The three loops, stopped after 34 of their 384 allowed tokens (words, on the fake).
