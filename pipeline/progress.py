@@ -138,6 +138,15 @@ class Progress:
         if missing > 0 or extra:
             self.update(max(0, missing), extra, quiet=True)
 
+    def resize(self, total: int) -> None:
+        """The step turned out to have ``total`` items (known only once it ran)."""
+        with _lock:
+            self.total = max(0, int(total))
+            self.done = min(self.done, self.total)
+        if self._bar is not None:
+            self._bar.total = self.total
+            self._bar.refresh()
+
     def log_now(self) -> None:
         """A line now (e.g. at a shard's end), unless the step is complete: then the closing
         line says it."""

@@ -59,6 +59,19 @@ def test_without_a_terminal_a_line_every_interval_and_a_final_one(monkeypatch):
     assert meter.done == 200
 
 
+def test_a_step_smaller_than_announced_still_ends_complete(monkeypatch):
+    # The judge calibration is announced at its most (40 answers) and may ask fewer.
+    monkeypatch.delenv("S3FT_PROGRESS", raising=False)
+    lines: list[str] = []
+    with Progress("judge calibration", 40, "answers", terminal=False, emit=lines.append,
+                  every=1e9) as shown:
+        progress.advance(16)
+        shown.resize(16)
+        shown.reach(shown.total)
+    assert lines == [lines[-1]] and lines[-1].startswith("judge calibration: 16/16 answers (100.0%)")
+    assert lines[-1].endswith(" - done")
+
+
 def test_switched_off_it_says_nothing(monkeypatch):
     monkeypatch.setenv("S3FT_PROGRESS", "0")
     lines = []

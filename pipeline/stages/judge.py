@@ -141,8 +141,11 @@ class JudgeStage(Stage):
             self.judge.calibration = calibration
         else:
             frame = pl.concat([pl.read_parquet(s.path) for s in upstream], how="vertical_relaxed")
-            with Progress("judge calibration", CALIBRATION_SIZE, "answers"):
+            with Progress("judge calibration", CALIBRATION_SIZE, "answers") as shown:
                 calibration = self.judge.calibrate(frame.to_dicts(), frame["candidate"].to_list())
+                if calibration is not None:  # at most CALIBRATION_SIZE answers were asked
+                    shown.resize(calibration.positives + calibration.negatives)
+                    shown.reach(shown.total)
             if calibration is None:
                 return
             if calibration.unreachable:
