@@ -54,6 +54,15 @@ sys.exit(report_errors(lambda argv: in_child("sleeping", sleep_after_writing_pid
 """
 
 
+def _child_pid(pid_file: Path, parent: subprocess.Popen) -> int:
+    """The pid the child wrote once it started (the parent still running)."""
+    deadline = time.monotonic() + 60
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.monotonic() < deadline and parent.poll() is None, "the child never started"
+        time.sleep(0.1)
+    return int(pid_file.read_text())
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -69,11 +78,7 @@ def test_a_stopped_parent_stops_its_child_too(tmp_path, stop):
     pid_file = tmp_path / "child.pid"
     parent = subprocess.Popen([sys.executable, "-c", PARENT, str(pid_file)],
                               cwd=Path(__file__).parents[1], stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while not pid_file.exists() or not pid_file.read_text():
-        assert time.monotonic() < deadline and parent.poll() is None, "the child never started"
-        time.sleep(0.1)
-    child = int(pid_file.read_text())
+    child = _child_pid(pid_file, parent)
     try:
         parent.send_signal(stop)
         _, err = parent.communicate(timeout=30)
@@ -119,11 +124,7 @@ def test_sigterm_ends_a_command_and_the_processes_its_libraries_started(tmp_path
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
     parent = subprocess.Popen([sys.executable, str(script), str(pid_file)], env=env,
                               cwd=Path(__file__).parents[1], stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while not pid_file.exists() or not pid_file.read_text():
-        assert time.monotonic() < deadline and parent.poll() is None, "the child never started"
-        time.sleep(0.1)
-    child = int(pid_file.read_text())
+    child = _child_pid(pid_file, parent)
     try:
         parent.send_signal(signal.SIGTERM)
         _, err = parent.communicate(timeout=30)
