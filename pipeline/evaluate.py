@@ -6,11 +6,12 @@ Scores a model (embedded spec, ``.gguf``, model folder or a PEFT adapter folder 
 * in-domain tasks (``gsm8k``, ``mbpp``, ``nq``): the pipeline's own generate and judge stages on
   the task's held-out ``test`` split, greedy, as resumable shards under ``<out>/<model>/<task>``;
 * general benchmarks (``mmlu``, ``truthfulqa_mc`` (MC1), ``truthfulqa_mc2``, ``arc_challenge``,
-  ``hellaswag``): log-likelihood multiple choice with lm-evaluation-harness
-  (:mod:`pipeline.evaluation.general`).
+  ``hellaswag``, ``arc_easy``, ``piqa``, ``lambada_openai``, ``winogrande``, ``sciq``, ``boolq``,
+  ``openbookqa``, ``commonsense_qa``, or ``auto``: those the base model reads above chance):
+  log-likelihoods with lm-evaluation-harness (:mod:`pipeline.evaluation.general`).
 
 Adapters are served through vLLM's LoRA support: one engine for a base model answers for the
-base and every adapter of it (:func:`pipeline.evaluation.scoring.evaluate_models`, used by
+base and every adapter of it (:func:`pipeline.evaluation.results.evaluate_models`, used by
 ``pipeline.compare``).
 Writes ``results.json``, ``table.md``/``table.csv`` and per-item ``items_in_domain.parquet`` /
 ``items_general.parquet``; every score carries its sample size and a 95% interval.
@@ -33,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
                             prog="python -m pipeline.evaluate")
     settings.apply()
     from pipeline.evaluation.models import model_under_test
-    from pipeline.evaluation.scoring import evaluate_models, split_benchmarks
+    from pipeline.evaluation.results import evaluate_models
+    from pipeline.evaluation.scoring import split_benchmarks
 
     model = model_under_test(settings.model, settings.name, settings.base_model)
     # Fail on a bad name, or untrusted task code, before any model loads.

@@ -1,5 +1,7 @@
-"""Local loaders for the general multiple-choice benchmarks (MMLU, TruthfulQA MC, ARC-Challenge,
-HellaSwag), read from the files under ``$S3FT_DATA_DIR`` (see each folder's README.md).
+"""Local loaders for the general benchmarks, read from the files under ``$S3FT_DATA_DIR`` (see
+each folder's README.md): the paper's MMLU, TruthfulQA MC, ARC-Challenge and HellaSwag here, and
+the registry of every benchmark (:data:`LOADERS`), with ARC-Easy and the ones in
+:mod:`pipeline.evaluation.small_model_benchmarks`.
 
 Every loader returns uniform :class:`MCItem` s (id, question/context text, choices, gold index,
 subject) plus ``doc``: the same record in the field layout of the Hub dataset that
@@ -23,60 +25,31 @@ import csv
 import json
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
 from pipeline.config import data_dir
-from pipeline.errors import UsageError
+from pipeline.evaluation import small_model_benchmarks as small
+from pipeline.evaluation.benchmark_files import (
+    BenchmarkDataError,
+    MCItem,
+    choices_with_key,
+    one_hot,
+    read_jsonl,
+    require_file,
+)
 
 #: Files relative to ``$S3FT_DATA_DIR``.
 MMLU_TEST_DIR = "mmlu/test"
 MMLU_DEV_DIR = "mmlu/dev"
 TRUTHFULQA_FILE = "truthfulqa/mc_task.json"
 ARC_CHALLENGE_FILE = "arc_challenge/ARC-Challenge-Test.jsonl"
+ARC_EASY_FILE = "arc_easy/ARC-Easy-Test.jsonl"
 HELLASWAG_FILE = "hellaswag/hellaswag_val_sample1000.jsonl"
 
 MMLU_HEADER = ["question", "choice0", "choice1", "choice2", "choice3", "answer"]
 MMLU_LETTERS = ("A", "B", "C", "D")
-
-
-class BenchmarkDataError(UsageError):
-    """A missing or malformed benchmark file; the message names the file, the row and the fix."""
-
-
-@dataclass(frozen=True)
-class MCItem:
-    """One multiple-choice item.
-
-    ``labels`` marks every correct choice (1) — one-hot except TruthfulQA MC2, which has several
-    true answers; ``gold`` is the first correct index. ``question`` is the question (MMLU, ARC,
-    TruthfulQA) or the context lm-eval scores the endings after (HellaSwag, preprocessed like
-    lm-eval). ``doc`` is the record in the Hub dataset's layout for lm-eval's task config.
-    """
-
-    benchmark: str
-    id: str
-    question: str
-    choices: tuple[str, ...]
-    gold: int
-    labels: tuple[int, ...]
-    subject: str | None = None
-    doc: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
-
-
-def _require(path: Path, what: str) -> Path:
-    if not path.exists():
-        raise BenchmarkDataError(
-            f"{what} not found at {path}. Set S3FT_DATA_DIR to the datasets folder that holds "
-            f"mmlu/, truthfulqa/, arc_challenge/ and hellaswag/ (here: /work/shared/data)."
-        )
-    return path
-
-
-def _one_hot(index: int, size: int) -> tuple[int, ...]:
-    return tuple(int(i == index) for i in range(size))
 
 
 # --- MMLU -------------------------------------------------------------------------------------
@@ -84,7 +57,7 @@ def _one_hot(index: int, size: int) -> tuple[int, ...]:
 
 def mmlu_subject_files(split: str = "test", root: Path | None = None) -> dict[str, Path]:
     """``{subject: csv path}`` for ``split`` (``test`` or ``dev``), subjects sorted."""
-    folder = _require((root or data_dir()) / ("mmlu/" + split), f"MMLU {split} folder")
+    folder = require_file((root or data_dir()) / ("mmlu/" + split), f"MMLU {split} folder")
     files = sorted(folder.glob(f"*_{split}.csv"))
     if not files:
         raise BenchmarkDataError(f"{folder}: no *_{split}.csv files; expected one CSV per subject")
@@ -109,7 +82,7 @@ def _read_mmlu_csv(path: Path, subject: str) -> list[MCItem]:
             gold = int(answer)
             items.append(MCItem(
                 benchmark="mmlu", id=f"mmlu/{subject}/{row_no}", question=question,
-                choices=tuple(choices), gold=gold, labels=_one_hot(gold, 4), subject=subject,
+                choices=tuple(choices), gold=gold, labels=one_hot(gold, 4), subject=subject,
                 doc={"question": question, "subject": subject, "choices": list(choices), "answer": gold},
             ))
     if not items:
@@ -160,7 +133,7 @@ def load_truthfulqa(targets: str = "mc1", root: Path | None = None) -> list[MCIt
     """TruthfulQA multiple choice (817 items); ``targets`` picks the ``mc1`` or ``mc2`` answer set."""
     if targets not in ("mc1", "mc2"):
         raise BenchmarkDataError(f"TruthfulQA targets {targets!r}: use 'mc1' or 'mc2'")
-    path = _require((root or data_dir()) / TRUTHFULQA_FILE, "TruthfulQA mc_task.json")
+    path = require_file((root or data_dir()) / TRUTHFULQA_FILE, "TruthfulQA mc_task.json")
     try:
         entries = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_no_duplicate_keys)
     except (json.JSONDecodeError, BenchmarkDataError) as exc:
@@ -189,47 +162,28 @@ def load_truthfulqa(targets: str = "mc1", root: Path | None = None) -> list[MCIt
 # --- ARC-Challenge ----------------------------------------------------------------------------
 
 
-def _read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    rows = []
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise BenchmarkDataError(f"{path}: line {line_no} is not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise BenchmarkDataError(f"{path}: line {line_no} is not a JSON object")
-            rows.append((line_no, row))
-    return rows
-
-
-def load_arc_challenge(root: Path | None = None) -> list[MCItem]:
-    """ARC-Challenge test (1,172). Labels are A-E or 1-5; gold = position of ``answerKey`` among them."""
-    path = _require((root or data_dir()) / ARC_CHALLENGE_FILE, "ARC-Challenge test file")
+def load_arc(benchmark: str = "arc_challenge", root: Path | None = None) -> list[MCItem]:
+    """ARC-Challenge test (1,172) or ARC-Easy test (2,376). Labels are A-E or 1-5; gold = the
+    position of ``answerKey`` among them."""
+    relative = {"arc_challenge": ARC_CHALLENGE_FILE, "arc_easy": ARC_EASY_FILE}[benchmark]
+    path = require_file((root or data_dir()) / relative, f"{benchmark} test file")
     items = []
-    for line_no, row in _read_jsonl(path):
-        where = f"{path}: line {line_no}"
-        try:
-            stem = row["question"]["stem"]
-            texts = [choice["text"] for choice in row["question"]["choices"]]
-            letters = [choice["label"] for choice in row["question"]["choices"]]
-            key, item_id = row["answerKey"], row["id"]
-        except (KeyError, TypeError) as exc:
-            raise BenchmarkDataError(f"{where}: missing field {exc} (expected the AI2 ARC-V1 layout "
-                                     f"id, question{{stem, choices[{{text,label}}]}}, answerKey)") from None
-        if key not in letters:
-            raise BenchmarkDataError(f"{where} ({item_id}): answerKey {key!r} is not one of the "
-                                     f"labels {letters}")
+    for line_no, row in read_jsonl(path):
+        stem, texts, letters, key = choices_with_key(path, line_no, row)
+        if "id" not in row:
+            raise BenchmarkDataError(f"{path}: line {line_no}: missing field 'id'")
         gold = letters.index(key)
         items.append(MCItem(
-            benchmark="arc_challenge", id=item_id, question=stem, choices=tuple(texts), gold=gold,
-            labels=_one_hot(gold, len(texts)),
-            doc={"id": item_id, "question": stem, "choices": {"text": texts, "label": letters},
+            benchmark=benchmark, id=row["id"], question=stem, choices=tuple(texts), gold=gold,
+            labels=one_hot(gold, len(texts)),
+            doc={"id": row["id"], "question": stem, "choices": {"text": texts, "label": letters},
                  "answerKey": key},
         ))
     return items
+
+
+def load_arc_challenge(root: Path | None = None) -> list[MCItem]:
+    return load_arc("arc_challenge", root)
 
 
 # --- HellaSwag --------------------------------------------------------------------------------
@@ -245,9 +199,9 @@ def hellaswag_preprocess(text: str) -> str:
 
 def load_hellaswag(root: Path | None = None) -> list[MCItem]:
     """The 1,000-item HellaSwag validation sample, context/endings preprocessed as lm-eval does."""
-    path = _require((root or data_dir()) / HELLASWAG_FILE, "HellaSwag sample file")
+    path = require_file((root or data_dir()) / HELLASWAG_FILE, "HellaSwag sample file")
     items = []
-    for line_no, row in _read_jsonl(path):
+    for line_no, row in read_jsonl(path):
         where = f"{path}: line {line_no}"
         try:
             activity, ctx_a, ctx_b = row["activity_label"], row["ctx_a"], row["ctx_b"]
@@ -263,7 +217,7 @@ def load_hellaswag(root: Path | None = None) -> list[MCItem]:
         items.append(MCItem(
             benchmark="hellaswag", id=f"hellaswag/{ind}", question=query,
             choices=tuple(hellaswag_preprocess(e) for e in endings), gold=label,
-            labels=_one_hot(label, len(endings)),
+            labels=one_hot(label, len(endings)),
             doc={"ind": ind, "activity_label": activity, "ctx_a": ctx_a, "ctx_b": ctx_b,
                  "ctx": row.get("ctx", ""), "endings": endings, "source_id": row.get("source_id", ""),
                  "split": row.get("split", ""), "split_type": row.get("split_type", ""), "label": str(label)},
@@ -279,9 +233,19 @@ LOADERS: dict[str, Callable[[Path | None], list[MCItem]]] = {
     "truthfulqa_mc2": lambda root: load_truthfulqa("mc2", root),
     "arc_challenge": load_arc_challenge,
     "hellaswag": load_hellaswag,
+    # Benchmarks a 135M model reads above chance (the four above mostly do not).
+    "arc_easy": lambda root: load_arc("arc_easy", root),
+    "piqa": small.load_piqa,
+    "lambada_openai": small.load_lambada,
+    "winogrande": small.load_winogrande,
+    "sciq": small.load_sciq,
+    "boolq": small.load_boolq,
+    "openbookqa": small.load_openbookqa,
+    "commonsense_qa": small.load_commonsense_qa,
 }
 #: Alternative spellings accepted by :func:`canonical_name`.
-ALIASES = {"truthfulqa_mc": "truthfulqa_mc1", "truthfulqa": "truthfulqa_mc1", "arc": "arc_challenge"}
+ALIASES = {"truthfulqa_mc": "truthfulqa_mc1", "truthfulqa": "truthfulqa_mc1", "arc": "arc_challenge",
+           "lambada": "lambada_openai", "commonsenseqa": "commonsense_qa", "csqa": "commonsense_qa"}
 
 
 def canonical_name(name: str) -> str:

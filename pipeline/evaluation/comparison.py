@@ -22,8 +22,10 @@ from pipeline.curate import run
 from pipeline.evaluation.config import EvaluateConfig
 from pipeline.evaluation.drift import DriftSettings, drift_prompts, measure_drift
 from pipeline.evaluation.models import model_under_test
+from pipeline.evaluation.results import evaluate_models
 from pipeline.evaluation.scoreboard import plot_chart, write_table
-from pipeline.evaluation.scoring import evaluate_models, hf_dtype, split_benchmarks
+from pipeline.evaluation.scoring import hf_dtype, split_benchmarks
+from pipeline.evaluation.signal import warn_early
 from pipeline.storage import atomic_write_json
 from pipeline.tasks import load_task
 from pipeline.training.trainer import train_from_config, training_options
@@ -79,7 +81,7 @@ def compare(settings: CompareConfig) -> dict[str, Any]:
     drift_prompts(settings.drift_prompts)  # ... or missing benchmark files for the drift prompts
     modes = [m.strip() for m in settings.modes.split(",") if m.strip()]
     benchmarks = f"{settings.task},{settings.benchmarks}" if settings.benchmarks else settings.task
-    split_benchmarks(benchmarks, settings.trust_task_code)
+    warn_early(split_benchmarks(benchmarks, settings.trust_task_code)[1], settings.model)
     key = stable_hash({k: v for k, v in vars(settings).items()
                        if k not in ("fresh", "log_level", "progress", "debug", "config")})
     out = Path(settings.out or Path("runs") / f"compare-{settings.task}-{key[:8]}")
@@ -90,7 +92,7 @@ def compare(settings: CompareConfig) -> dict[str, Any]:
     models = [model_under_test(settings.model, "base")]
     models += [model_under_test(str(path), mode) for mode, path in adapters.items()]
     evaluation = EvaluateConfig(limit=settings.limit_eval, limit_general=settings.limit_general,
-                                scorer=settings.scorer, **{
+                                scorer=settings.scorer, signal_items=settings.signal_items, **{
         **engine_and_work(settings), "max_tokens": settings.eval_max_tokens or settings.max_tokens})
     results = evaluate_models(models, benchmarks, evaluation, out)
     results["drift"] = measure_drift(

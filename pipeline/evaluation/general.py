@@ -1,17 +1,20 @@
-"""General-benchmark evaluation (MMLU, TruthfulQA MC1/MC2, ARC-Challenge, HellaSwag) with
-lm-evaluation-harness's log-likelihood multiple-choice method, on the local data files.
+"""General-benchmark evaluation (MMLU, TruthfulQA MC1/MC2, ARC-Challenge, HellaSwag, and the
+benchmarks a small model reads above chance: ARC-Easy, PIQA, LAMBADA, WinoGrande, SciQ, BoolQ,
+OpenBookQA, CommonsenseQA) with lm-evaluation-harness's log-likelihood method, on the local data files.
 
 Engine: lm-eval 0.4.13 (``lm_eval.models.huggingface.HFLM``, CPU, float32) running lm-eval's own
 task definitions (:mod:`pipeline.evaluation.lm_eval_tasks`); only the data source is ours
 (:mod:`pipeline.evaluation.benchmark_data`). For every item and choice lm-eval scores
 ``log P(target_delimiter + choice | prompt)``, the summed token log-probs of the continuation;
 ``acc`` = the argmax is gold, ``acc_norm`` = the argmax of log-prob / ``len(choice)`` (characters)
-is gold; TruthfulQA MC2 = the normalised probability mass on the true answers.
+is gold; TruthfulQA MC2 = the normalised probability mass on the true answers; LAMBADA ``acc`` =
+the passage's last word is the model's greedy continuation.
 
-Primary metric per benchmark (what the S3FT paper / Open LLM Leaderboard v1 read):
-MMLU ``acc``, TruthfulQA MC1 ``acc``, TruthfulQA MC2 ``acc`` (= mc2 score), ARC-Challenge
-``acc_norm``, HellaSwag ``acc_norm``. 95% intervals: Wilson score for the 0/1 metrics; for MC2
-(a mean of fractions) a normal interval on the mean, clipped to [0, 1].
+Primary metric per benchmark (:data:`PRIMARY_METRIC`; what the S3FT paper, the Open LLM
+Leaderboard v1 and small-model papers read): ``acc_norm`` for ARC, HellaSwag, PIQA, SciQ and
+OpenBookQA, ``acc`` for the rest. 95% intervals: Wilson score for the 0/1 metrics; for MC2
+(a mean of fractions) a normal interval on the mean, clipped to [0, 1]. Every score carries its
+chance level (:mod:`pipeline.evaluation.chance`).
 
 Models: a model folder, a PEFT adapter folder (``adapter_config.json``: the base named there,
 or ``base_model=``, plus the adapter), ``embedded:...``/``.gguf`` specs via
@@ -23,7 +26,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import time
 from collections.abc import Iterable
@@ -32,42 +34,22 @@ from typing import Any
 
 from pipeline.backends.model import resolve_model
 from pipeline.evaluation.benchmark_data import MCItem, canonical_name, load_benchmark, select_items
+from pipeline.evaluation.chance import above_chance, chance_level
 from pipeline.evaluation.lm_eval_tasks import ID_FIELD, build_tasks, task_configs
 from pipeline.progress import Progress, score_text
+from pipeline.stats import mean_interval, wilson_interval
 
 log = logging.getLogger(__name__)
 
 #: benchmark → the metric reported as ``accuracy``.
 PRIMARY_METRIC = {"mmlu": "acc", "truthfulqa_mc1": "acc", "truthfulqa_mc2": "acc",
-                  "arc_challenge": "acc_norm", "hellaswag": "acc_norm"}
+                  "arc_challenge": "acc_norm", "hellaswag": "acc_norm",
+                  # as the Open LLM Leaderboard / Pythia / SmolLM tables read them
+                  "arc_easy": "acc_norm", "piqa": "acc_norm", "lambada_openai": "acc",
+                  "winogrande": "acc", "sciq": "acc_norm", "boolq": "acc", "openbookqa": "acc_norm",
+                  "commonsense_qa": "acc"}
 #: Benchmarks whose per-item primary score is a fraction, not 0/1.
 CONTINUOUS = {"truthfulqa_mc2"}
-Z95 = 1.959963984540054
-
-
-def wilson_interval(successes: float, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval for a binomial proportion (sensible at 0, 1 and small n)."""
-    if n <= 0:
-        raise ValueError("wilson_interval needs n > 0")
-    p = successes / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    # At p = 0 or 1 the bound is exactly 0 or 1; say so instead of a rounding residue like 5e-17.
-    low = 0.0 if successes <= 0 else max(0.0, centre - half)
-    high = 1.0 if successes >= n else min(1.0, centre + half)
-    return low, high
-
-
-def mean_interval(values: list[float], z: float = Z95) -> tuple[float, float]:
-    """Normal interval for the mean of values in [0, 1], clipped to [0, 1]."""
-    n = len(values)
-    mean = sum(values) / n
-    var = sum((v - mean) ** 2 for v in values) / (n - 1) if n > 1 else 0.0
-    half = z * math.sqrt(var / n)
-    return max(0.0, mean - half), min(1.0, mean + half)
-
-
 # --- model ------------------------------------------------------------------------------------
 
 
@@ -131,16 +113,36 @@ def _argmax(values: list[float]) -> int:
     return max(range(len(values)), key=values.__getitem__)  # first maximum, like numpy
 
 
+def _lm_eval_gold(task: Any, doc: dict[str, Any]) -> int:
+    """The gold choice index as lm-eval's ``process_results`` resolves it: WinoGrande-style
+    tasks (one context per choice) name it in ``doc_to_text``; a target that is a choice's text
+    or letter (CommonsenseQA's "A".."E") is that choice's position."""
+    gold = task.doc_to_text(doc) if task.multiple_input else task.doc_to_target(doc)
+    if isinstance(gold, str):
+        choices = task.doc_to_choice(doc)
+        gold = choices.index(gold) if gold in choices else -1
+    return int(gold)
+
+
 def _item_record(benchmark: str, task: Any, item: MCItem, sample: dict[str, Any]) -> dict[str, Any]:
     """One item's results from lm-eval's logged sample; gold cross-checked against lm-eval's target."""
     lls = [float(resp[0]) for resp in sample["filtered_resps"]]
     continuations = [args[1] for args in sample["arguments"]]
+    metric = PRIMARY_METRIC[benchmark]
+    if task.OUTPUT_TYPE == "loglikelihood":  # LAMBADA: right when the target is the greedy continuation
+        if continuations != list(item.choices):
+            raise RuntimeError(f"{item.id}: lm-eval's target {continuations} != loader's {item.choices}")
+        right = float(sample["acc"])
+        return {"benchmark": benchmark, "id": item.id, "subject": item.subject, "task": task.config.task,
+                "gold": 0, "labels": [1], "predicted": 0 if right else None, "correct": right,
+                "acc": right, "acc_norm": None, "loglikelihoods": lls,
+                "choice_chars": [len(c) for c in continuations], "context": sample["arguments"][0][0],
+                "continuations": continuations}
     # acc_norm's divisor: len() of the task's choice strings (MMLU: the letters), as lm-eval does.
     chars = [len(choice) for choice in task.doc_to_choice(sample["doc"])]
-    if benchmark not in CONTINUOUS and int(sample["target"]) != item.gold:
+    if benchmark not in CONTINUOUS and _lm_eval_gold(task, sample["doc"]) != item.gold:
         raise RuntimeError(f"{item.id}: lm-eval's target {sample['target']} != loader gold {item.gold}; "
                            f"the local data does not match the task's doc_to_target")
-    metric = PRIMARY_METRIC[benchmark]
     norm_scores = [ll / n for ll, n in zip(lls, chars, strict=True)]
     return {
         "benchmark": benchmark, "id": item.id, "subject": item.subject, "task": task.config.task,
@@ -171,16 +173,20 @@ def _run_lm_eval(lm: Any, benchmark: str, items: list[MCItem], num_fewshot: int,
 
 
 def summarise(benchmark: str, records: list[dict[str, Any]]) -> dict[str, Any]:
-    """n, primary-metric accuracy, its 95% interval, and every metric's mean."""
+    """n, primary-metric accuracy, its 95% interval, the chance level and whether the interval
+    is above it (:mod:`pipeline.evaluation.chance`), and every metric's mean."""
     n = len(records)
     summary: dict[str, Any] = {"benchmark": benchmark, "metric": PRIMARY_METRIC[benchmark], "n": n,
-                               "accuracy": None, "ci95": None, "metrics": {}}
+                               "accuracy": None, "ci95": None, "chance": None, "above_chance": None,
+                               "metrics": {}}
     if not n:
         return summary
     correct = [r["correct"] for r in records]
     summary["accuracy"] = sum(correct) / n
     interval = mean_interval(correct) if benchmark in CONTINUOUS else wilson_interval(sum(correct), n)
     summary["ci95"] = list(interval)
+    summary["chance"] = chance_level(benchmark, [r["labels"] for r in records])
+    summary["above_chance"] = above_chance(summary)
     for metric in ("acc", "acc_norm"):
         values = [r[metric] for r in records if r[metric] is not None]
         if values:

@@ -2,7 +2,9 @@
 
 Scores are percentages with their 95% interval and sample size, so a reader sees at once when
 two models' difference is within noise. With a baseline (``base`` in ``compare``) the last
-column is the mean change over the general benchmarks in points, the paper's "average drop".
+column is the mean change over the general benchmarks in points, the paper's "average drop",
+over the benchmarks with signal only: a benchmark the base reads at chance is marked
+"(no signal)" and named under the table with its score and chance level.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import io
 from pathlib import Path
 from typing import Any
 
+from pipeline.evaluation.chance import no_signal_text
 from pipeline.evaluation.drift import markdown as drift_markdown
 from pipeline.evaluation.paired import markdown as paired_markdown
 
@@ -24,11 +27,17 @@ def _benchmarks(results: dict[str, Any]) -> list[str]:
     return list(results["in_domain_tasks"]) + list(results["general_benchmarks"])
 
 
+def signal_benchmarks(results: dict[str, Any]) -> list[str]:
+    """The general benchmarks the general mean is over: those with signal (results written
+    before the chance check: all of them)."""
+    return list(results.get("signal_benchmarks", results["general_benchmarks"]))
+
+
 def general_change(results: dict[str, Any], model: str, baseline: str) -> float | None:
-    """Mean over the general benchmarks of (model - baseline) accuracy, in points."""
+    """Mean over the general benchmarks with signal of (model - baseline) accuracy, in points."""
     scores = results["scores"]
     deltas = [100 * (scores[model][b]["accuracy"] - scores[baseline][b]["accuracy"])
-              for b in results["general_benchmarks"]
+              for b in signal_benchmarks(results)
               if scores[model].get(b, {}).get("accuracy") is not None
               and scores[baseline].get(b, {}).get("accuracy") is not None]
     return sum(deltas) / len(deltas) if deltas else None
@@ -41,10 +50,16 @@ def _cell(score: dict[str, Any] | None) -> str:
     return f"{100 * score['accuracy']:.1f} [{100 * low:.1f}, {100 * high:.1f}] (n={score['n']})"
 
 
+def _no_signal(results: dict[str, Any]) -> list[str]:
+    return [b for b in results["general_benchmarks"] if b not in signal_benchmarks(results)]
+
+
 def markdown_table(results: dict[str, Any], baseline: str | None) -> str:
     benchmarks = _benchmarks(results)
-    with_delta = baseline is not None and baseline in results["scores"] and results["general_benchmarks"]
-    header = ["model", *benchmarks] + (["avg general Δ vs " + baseline + " (pts)"] if with_delta else [])
+    with_delta = baseline is not None and baseline in results["scores"] and signal_benchmarks(results)
+    no_signal = _no_signal(results)
+    header = ["model", *(f"{b} (no signal)" if b in no_signal else b for b in benchmarks)]
+    header += ["avg general Δ vs " + baseline + " (pts)"] if with_delta else []
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for model in _models(results):
         scores = results["scores"][model]
@@ -60,7 +75,8 @@ def csv_table(results: dict[str, Any], baseline: str | None) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["model", "benchmark", "kind", "n", "accuracy", "ci95_low", "ci95_high",
-                     "change_vs_baseline_pts"])
+                     "change_vs_baseline_pts", "chance", "signal"])
+    no_signal = _no_signal(results)
     for model in _models(results):
         scores = results["scores"][model]
         for benchmark in _benchmarks(results):
@@ -72,19 +88,40 @@ def csv_table(results: dict[str, Any], baseline: str | None) -> str:
             low, high = score.get("ci95") or (None, None)
             kind = "in_domain" if benchmark in results["in_domain_tasks"] else "general"
             writer.writerow([model, benchmark, kind, score.get("n"), accuracy, low, high,
-                             "" if change is None else round(change, 3)])
+                             "" if change is None else round(change, 3), score.get("chance", ""),
+                             "" if kind == "in_domain" else benchmark not in no_signal])
     return buffer.getvalue()
 
 
 def limits_text(results: dict[str, Any]) -> str:
     """``limit 100``, or ``limit 300, general 1000`` when the general benchmarks have their own."""
+    def size(limit: int | None) -> str:
+        return "all" if limit is None else str(limit)
+
     general = results.get("limit_general", results["limit"])
-    return f"limit {results['limit']}" + (f", general {general}" if general != results["limit"] else "")
+    return f"limit {size(results['limit'])}" + (f", general {size(general)}" if general != results["limit"]
+                                                 else "")
+
+
+def signal_text(results: dict[str, Any]) -> str:
+    """What the chance check found: which benchmarks are at chance, and what the mean is over."""
+    if results.get("signal_warning"):
+        return results["signal_warning"] + "."
+    no_signal = _no_signal(results)
+    if not no_signal:
+        return ""
+    lines = no_signal_text({b: results["signal"][b] for b in no_signal if b in results.get("signal", {})})
+    with_signal = signal_benchmarks(results)
+    return (f"No signal (the base model's 95 % interval reaches chance, so no drop can show): "
+            f"{'; '.join(lines)}. The general means are over the {len(with_signal)} benchmarks with "
+            f"signal: {', '.join(with_signal)}.")
 
 
 def write_table(results: dict[str, Any], out: Path, baseline: str | None) -> str:
     """Write ``table.md`` and ``table.csv`` under ``out``; return the Markdown."""
     text = markdown_table(results, baseline)
+    if signal_text(results):
+        text += "\n\n" + signal_text(results)
     note = (f"\n\nAccuracy in %, [95% interval], n = items scored ({limits_text(results)}); "
             "in-domain = judged correct on the task's test split, greedy.\n")
     if results.get("paired"):

@@ -1,8 +1,8 @@
 """Scoring models: in-domain tasks through the pipeline's own generate and judge stages, and
 general benchmarks through lm-evaluation-harness; every score with its n and 95% interval.
 
-The command line is ``python -m pipeline.evaluate`` (:mod:`pipeline.evaluate`); ``pipeline.compare``
-calls :func:`evaluate_models` for the base model and every adapter.
+:func:`pipeline.evaluation.results.evaluate_models` puts the two together for
+``python -m pipeline.evaluate`` and ``pipeline.compare``.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from pipeline.config import RunConfig, stable_hash
 from pipeline.curate import engine_settings, execute, plan
 from pipeline.errors import UsageError
 from pipeline.evaluation.benchmark_data import BenchmarkDataError, canonical_name
-from pipeline.evaluation.general import CONTINUOUS, items_frame, score_benchmarks, wilson_interval
+from pipeline.evaluation.chance import above_chance, chance_level
+from pipeline.evaluation.general import items_frame, score_benchmarks, wilson_interval
 from pipeline.evaluation.merged import merged_model
 from pipeline.evaluation.models import ModelUnderTest
-from pipeline.evaluation.paired import compare_pair, default_pairs
 from pipeline.progress import score_text
 from pipeline.storage import RunLock, atomic_write_json, atomic_write_parquet
 from pipeline.tasks import builtin_names, is_task, load_task
@@ -39,10 +39,13 @@ VLLM_LORA_RANKS = (8, 16, 32, 64, 128, 256, 320, 512)
 
 
 def split_benchmarks(names: str, trust_code: bool = False) -> tuple[list[str], list[str]]:
-    """(in-domain tasks, canonical general benchmarks); an unknown name, or a task folder
-    whose Python is not trusted (``--trust-task-code``), is an error."""
+    """(in-domain tasks, canonical general benchmarks, ``auto`` kept as it is); an unknown name,
+    or a task folder whose Python is not trusted (``--trust-task-code``), is an error."""
     tasks, general = [], []
     for raw in (n.strip() for n in names.split(",") if n.strip()):
+        if raw == "auto":  # resolved when the base model is known (pipeline.evaluation.signal)
+            general.append(raw)
+            continue
         if is_task(raw):
             load_task(raw, trust_code=trust_code).check_trust()
             tasks.append(raw)
@@ -196,12 +199,16 @@ def _score_general(m: ModelUnderTest, base: Any, benchmark: str, settings: Evalu
 
     key = stable_hash({"model": base.fingerprint, "adapter": m.adapter_fingerprint,
                        "benchmark": benchmark, "limit": settings.general_limit,
-                       "num_fewshot": settings.num_fewshot, **_scorer_key(settings)})
+                       "num_fewshot": settings.num_fewshot, **scorer_key(settings)})
     saved = out / m.name / "general" / f"{benchmark}-{key}.json"
     items_path = saved.with_suffix(".parquet")
     if saved.is_file() and items_path.is_file() and not settings.fresh:
         log.info("%s on %s: reusing %s", m.name, benchmark, saved)
-        return json.loads(saved.read_text()), pl.read_parquet(items_path)
+        summary, items = json.loads(saved.read_text()), pl.read_parquet(items_path)
+        if "chance" not in summary and summary.get("n"):  # saved before chance levels were recorded
+            summary["chance"] = chance_level(benchmark, items["labels"].to_list())
+            summary["above_chance"] = above_chance(summary)
+        return summary, items
     scored = score_benchmarks(scorer(), [benchmark], settings.general_limit,
                               base_model=base.path if m.adapter else None,
                               num_fewshot=settings.num_fewshot, batch_size=settings.batch_size,
@@ -215,7 +222,7 @@ def _score_general(m: ModelUnderTest, base: Any, benchmark: str, settings: Evalu
     return summary, items
 
 
-def _scorer_key(settings: EvaluateConfig) -> dict[str, Any]:
+def scorer_key(settings: EvaluateConfig) -> dict[str, Any]:
     # The HF path keeps its old key (results saved before --scorer stay valid); the vLLM
     # scorer's log-likelihoods differ from it by float noise, so its results are keyed apart.
     if settings.scorer == "hf":
@@ -230,43 +237,3 @@ def hf_dtype(dtype: str) -> str:
     # lm-eval's HF backend on CPU: float32 unless a dtype is asked for (bf16 log-likelihoods are
     # coarse, and the general-benchmark scores would move with the hardware).
     return "float32" if dtype == "auto" else dtype
-
-
-def paired_comparisons(models: list[str], tasks: list[str], general: list[str],
-                       in_domain_items: Any, general_items: Any) -> list[dict[str, Any]]:
-    """Each model against the base, and S3FT against SFT, on the same items
-    (:mod:`pipeline.evaluation.paired`)."""
-    per_item: dict[str, dict[str, dict[str, float]]] = {m: {} for m in models}
-    if in_domain_items is not None:
-        for row in in_domain_items.iter_rows(named=True):
-            per_item[row["model"]].setdefault(row["task"], {})[row["id"]] = float(bool(row["verdict"]))
-    if general_items is not None:
-        for row in general_items.iter_rows(named=True):
-            per_item[row["model"]].setdefault(row["benchmark"], {})[row["id"]] = float(row["correct"])
-    binary = [b for b in [*tasks, *general] if b not in CONTINUOUS]
-    return [compare_pair(per_item, a, b, [*tasks, *general], binary, general)
-            for a, b in default_pairs(models)]
-
-
-def evaluate_models(models: list[ModelUnderTest], benchmarks: str, settings: EvaluateConfig,
-                    out: Path) -> dict[str, Any]:
-    """Score every model on every benchmark; writes results.json and the item tables."""
-    tasks, general = split_benchmarks(benchmarks, settings.trust_task_code)
-    in_domain, in_domain_items = evaluate_in_domain(models, tasks, settings, out) if tasks else ({}, None)
-    general_results, general_items = (evaluate_general(models, general, settings, out)
-                                      if general else ({}, None))
-    results = {
-        "order": [m.name for m in models],  # results.json is written with sorted keys
-        "models": {m.name: {"spec": m.spec, "base": m.base, "adapter": m.adapter} for m in models},
-        "limit": settings.limit, "limit_general": settings.general_limit,
-        "in_domain_tasks": tasks, "general_benchmarks": general,
-        "scores": {m.name: {**in_domain.get(m.name, {}), **general_results.get(m.name, {})}
-                   for m in models},
-        "paired": paired_comparisons([m.name for m in models], tasks, general, in_domain_items,
-                                     general_items),
-    }
-    for name, items in (("items_in_domain", in_domain_items), ("items_general", general_items)):
-        if items is not None:
-            atomic_write_parquet(out / f"{name}.parquet", items)
-    atomic_write_json(out / "results.json", results)
-    return results

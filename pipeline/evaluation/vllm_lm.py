@@ -130,9 +130,12 @@ class VllmLM(TemplateLM):
         outputs = self._generate([list(c) for c in contexts], params)
         for context, output in zip(contexts, outputs, strict=True):
             step = output.outputs[0].logprobs[0]
+            # Greedy: the token sampled at temperature 0 (the rank reported for a requested id
+            # is its rank among the requested ids, 1 for a lone one, not among the vocabulary).
+            sampled = output.outputs[0].token_ids[0]
             for pair in by_context[context]:
                 first = step[pair.continuation[0]]
-                pair.logprob, pair.greedy, pair.scored = first.logprob, first.rank == 1, 1
+                pair.logprob, pair.greedy, pair.scored = first.logprob, pair.continuation[0] == sampled, 1
         # Step 2: the rest of each longer continuation, the context read from the prefix cache.
         longer = [p for p in pairs if len(p.continuation) > p.scored]
         missing = self._score_rest(longer, cached=True)

@@ -22,7 +22,10 @@ from pipeline.evaluation.lm_eval_tasks import (
 pytest.importorskip("lm_eval")
 from lm_eval.api.model import LM  # noqa: E402
 
-ALL = ["mmlu", "truthfulqa_mc1", "truthfulqa_mc2", "arc_challenge", "hellaswag"]
+PAPER = ["mmlu", "truthfulqa_mc1", "truthfulqa_mc2", "arc_challenge", "hellaswag"]
+SMALL_MODEL = ["arc_easy", "piqa", "lambada_openai", "winogrande", "sciq", "boolq", "openbookqa",
+               "commonsense_qa"]
+ALL = PAPER + SMALL_MODEL
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +67,8 @@ def test_configs_keep_every_lm_eval_field_but_the_data_source(root, benchmark):
     else:
         relative = BUILTIN_YAML[benchmark][0]
     builtin = load_builtin_config(relative)
-    assert builtin["doc_to_text"] and builtin["doc_to_choice"] is not None
+    assert builtin["doc_to_text"] and (builtin.get("doc_to_choice") is not None
+                                       or builtin["output_type"] == "loglikelihood")
     for key, value in builtin.items():
         if key not in _DATA_KEYS and key != "task":
             assert config[key] == value, key
@@ -86,7 +90,7 @@ def benchmark_of(task_name: str) -> str:
 
 
 class AnswerKeyLM(LM):
-    """Log-likelihood 0 for a true choice and -1000 for a false one, read from the loaders' labels
+    """Log-likelihood 0 for a true choice and -100 for a false one, read from the loaders' labels
     (``invert``: the other way round). Whatever lm-eval then reports is how it resolves targets."""
 
     def __init__(self, labels: dict[tuple[str, str], tuple[int, ...]], invert: bool = False) -> None:
@@ -100,7 +104,7 @@ class AnswerKeyLM(LM):
         for request in requests:
             labels = self.labels[benchmark_of(request.task_name), request.doc[ID_FIELD]]
             true = bool(labels[request.idx]) != self.invert
-            out.append((0.0 if true else -1000.0, true))
+            out.append((0.0 if true else -100.0, true))  # -100: LAMBADA perplexity stays finite
         return out
 
     def loglikelihood_rolling(self, requests):
@@ -171,6 +175,33 @@ def test_prompts_are_lm_eval_formats(root, answer_key):
     assert first["hellaswag"]["continuations"][0] == " go down a rock and stop."
     frame = mc_eval.items_frame(results)
     assert frame.height == 6 and frame["loglikelihoods"].list.len().to_list() == [4] * 6
+
+
+def test_small_model_benchmark_prompts_are_lm_eval_formats(root, answer_key):
+    """What lm-eval's own YAMLs make of the local docs: the prompt, the choices, and (WinoGrande)
+    one context per choice with the sentence's end as the shared continuation."""
+    results = mc_eval.score_benchmarks(AnswerKeyLM(answer_key), SMALL_MODEL, limit=1)
+    first = {name: result["items"][0] for name, result in results.items()}
+    assert first["piqa"]["context"].startswith("Question: How do I ready a guinea pig cage")
+    assert first["piqa"]["context"].endswith("?\nAnswer:") and len(first["piqa"]["continuations"]) == 2
+    assert first["lambada_openai"]["continuations"] == [" signs"]
+    assert first["lambada_openai"]["context"].endswith("I don't care about")
+    assert first["winogrande"]["context"] == "Sarah was a much better surgeon than Maria so Sarah"
+    assert first["winogrande"]["continuations"] == [" always got the easier cases."] * 2
+    assert first["sciq"]["context"].endswith("\nQuestion: Compounds that are capable of accepting "
+                                             "electrons, such as o 2 or f2, are called what?\nAnswer:")
+    assert first["sciq"]["continuations"][3] == " oxidants"
+    assert first["boolq"]["context"].startswith("Ethanol fuel -- All biomass")
+    assert first["boolq"]["context"].endswith("\nQuestion: does ethanol take more energy make that "
+                                              "produces?\nAnswer:")
+    assert first["boolq"]["continuations"] == [" no", " yes"]
+    assert first["openbookqa"]["context"].startswith("A person wants to start saving money")
+    assert first["commonsense_qa"]["context"].endswith("\nA. bank\nB. library\nC. department store\n"
+                                                       "D. mall\nE. new york\nAnswer:")
+    assert first["commonsense_qa"]["continuations"] == [" A", " B", " C", " D", " E"]
+    # Every item right under the answer key, each with a chance level from its choices.
+    assert all(r["accuracy"] == 1.0 for r in results.values())
+    assert results["lambada_openai"]["chance"] == 0.0 and results["winogrande"]["chance"] == 0.5
 
 
 def test_truthfulqa_prompt_and_mmlu_five_shot(root, answer_key):

@@ -57,11 +57,16 @@ class FakeEngine:
             if p.prompt_logprobs is not None:
                 prompt_logprobs = [None] + [placeholder(ids, pos) if pos <= hit else entry(ids, pos)
                                             for pos in range(1, len(ids))]
-            step = None
+            step, sampled = None, None
             if p.logprob_token_ids:
-                step = [{t: entry([*ids, t], len(ids))[t] for t in p.logprob_token_ids}]
+                # As the engine reports them: each requested id's rank among the requested ids
+                # (1 for a lone one), and the token sampled at temperature 0 (the argmax).
+                ranked = sorted(p.logprob_token_ids, key=lambda t: -true_logprob(tuple(ids), t))
+                step = [{t: SimpleNamespace(logprob=true_logprob(tuple(ids), t), rank=ranked.index(t) + 1)
+                         for t in p.logprob_token_ids}]
+                sampled = [max(range(20), key=lambda t: true_logprob(tuple(ids), t))]
             outputs.append(SimpleNamespace(prompt_logprobs=prompt_logprobs, num_cached_tokens=hit,
-                                           outputs=[SimpleNamespace(logprobs=step)]))
+                                           outputs=[SimpleNamespace(logprobs=step, token_ids=sampled)]))
             for end in range(self.block, len(ids) + 1, self.block):
                 self.computed.add(tuple(ids[:end]))
         return outputs
@@ -104,6 +109,21 @@ def test_each_pair_scores_the_sum_of_its_continuation_tokens():
     # One context request, one request per longer continuation.
     assert (lm.counters["context_requests"], lm.counters["continuation_requests"]) == (1, 3)
     assert lm.counters["cached_tokens"] > 0  # the longer ones read the context from the cache
+
+
+def test_a_lone_one_token_target_is_greedy_only_when_it_is_the_argmax():
+    """LAMBADA-style requests: one continuation per context. The engine ranks a requested id
+    among the requested ids only (always 1 here), so greedy is read from the sampled token."""
+    lm = fake_lm()
+    context, short = [1, 2, 3, 4, 5, 6, 7, 8, 9], [2, 3, 4, 5, 6, 7, 8, 9]
+
+    def argmax(prefix: list[int]) -> int:
+        return max(range(20), key=lambda t: true_logprob(tuple(prefix), t))
+
+    not_best = (argmax(short) + 1) % 20
+    results = lm._loglikelihood_tokens([(("c", "x"), context, [argmax(context)]),
+                                        (("d", "y"), short, [not_best])])
+    assert [greedy for _, greedy in results] == [True, False]
 
 
 def test_a_context_shorter_than_a_block_skips_the_context_request():
@@ -171,7 +191,8 @@ def test_an_unknown_scorer_is_refused():
 
 # --- the real model: the same choices as lm-eval's HF backend ----------------------------------
 
-BENCHMARKS = ["mmlu", "arc_challenge", "hellaswag", "truthfulqa_mc1", "truthfulqa_mc2"]
+BENCHMARKS = ["mmlu", "arc_challenge", "hellaswag", "truthfulqa_mc1", "truthfulqa_mc2", "arc_easy", "piqa",
+              "lambada_openai", "winogrande", "sciq", "boolq", "openbookqa", "commonsense_qa"]
 
 
 @pytest.fixture(scope="module", params=[
@@ -207,6 +228,10 @@ def test_vllm_and_hf_pick_the_same_choice_on_the_same_items(both_scorers, benchm
         assert a["continuations"] == b["continuations"]
         assert a["loglikelihoods"] == pytest.approx(b["loglikelihoods"], abs=2e-3, rel=1e-4), a["id"]
         assert a["predicted"] == b["predicted"], a["id"]
+        if benchmark in mc_eval.CONTINUOUS:  # MC2: a probability per item
+            assert a["correct"] == pytest.approx(b["correct"], abs=1e-4), a["id"]
+        else:  # right or wrong; LAMBADA: the same greedy verdict
+            assert a["correct"] == b["correct"], a["id"]
     assert by_vllm[benchmark]["accuracy"] == pytest.approx(by_hf[benchmark]["accuracy"], abs=1e-3)
 
 
@@ -339,7 +364,7 @@ def test_a_new_scorer_revision_does_not_reuse_older_results(monkeypatch):
     from pipeline.evaluation.config import EvaluateConfig
 
     settings = EvaluateConfig(scorer="vllm")
-    before = scoring._scorer_key(settings)
+    before = scoring.scorer_key(settings)
     monkeypatch.setattr(vllm_lm, "SCORER_REVISION", vllm_lm.SCORER_REVISION + 1)
-    assert scoring._scorer_key(settings) != before
-    assert scoring._scorer_key(EvaluateConfig(scorer="hf")) == {"dtype": "float32"}
+    assert scoring.scorer_key(settings) != before
+    assert scoring.scorer_key(EvaluateConfig(scorer="hf")) == {"dtype": "float32"}

@@ -1,13 +1,13 @@
 """lm-evaluation-harness task objects for the general benchmarks, on the LOCAL data files.
 
 Rather than copying lm-eval's prompt strings, each task is lm-eval's own installed YAML
-(``lm_eval/tasks/mmlu/default/mmlu_<subject>.yaml``, ``truthfulqa/truthfulqa_mc1.yaml``,
-``truthfulqa_mc2.yaml``, ``arc/arc_challenge.yaml``, ``hellaswag/hellaswag.yaml``), loaded with
-its includes and ``!function`` hooks (HellaSwag's ``process_docs``, TruthfulQA's
-``process_results_mc2``), with only the data source replaced: ``custom_dataset`` returns the
-records from :mod:`pipeline.evaluation.benchmark_data` in the Hub dataset's layout, under the split the
-YAML evaluates. doc_to_text / doc_to_choice / doc_to_target / description / metrics stay
-lm-eval's, so the scores are lm-eval's scores (``tests/evaluation/test_mc_eval.py`` checks the fields
+(``lm_eval/tasks/mmlu/default/mmlu_<subject>.yaml``, ``truthfulqa/truthfulqa_mc1.yaml``, ...:
+:data:`BUILTIN_YAML`), loaded with its includes and ``!function`` hooks (HellaSwag's
+``process_docs``, TruthfulQA's ``process_results_mc2``, WinoGrande's partial-sentence choices),
+with only the data source replaced: ``custom_dataset`` returns the records from
+:mod:`pipeline.evaluation.benchmark_data` in the Hub dataset's layout, under the split the YAML
+evaluates. doc_to_text / doc_to_choice / doc_to_target / description / metrics stay lm-eval's,
+so the scores are lm-eval's scores (``tests/evaluation/test_mc_eval.py`` checks the fields
 against the installed YAMLs).
 
 Why not ``TaskManager``: it indexes every one of lm-eval's ~10k task files (38 s here) and
@@ -37,6 +37,14 @@ BUILTIN_YAML: dict[str, tuple[str, str]] = {
     "truthfulqa_mc2": ("truthfulqa/truthfulqa_mc2.yaml", "validation"),
     "arc_challenge": ("arc/arc_challenge.yaml", "test"),
     "hellaswag": ("hellaswag/hellaswag.yaml", "validation"),
+    "arc_easy": ("arc/arc_easy.yaml", "test"),
+    "piqa": ("piqa/piqa.yaml", "validation"),
+    "lambada_openai": ("lambada/lambada_openai.yaml", "test"),
+    "winogrande": ("winogrande/default.yaml", "validation"),
+    "sciq": ("sciq/sciq.yaml", "test"),
+    "boolq": ("super_glue/boolq/default.yaml", "validation"),
+    "openbookqa": ("openbookqa/openbookqa.yaml", "test"),
+    "commonsense_qa": ("commonsense_qa/default.yaml", "validation"),
 }
 MMLU_YAML = "mmlu/default/mmlu_{subject}.yaml"
 
