@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("pipeline.train", "fine-tune on a curated train.parquet (s3ft, sft or sdft)"),
     "evaluate": ("pipeline.evaluate", "score a model in-domain and on general benchmarks"),
     "compare": ("pipeline.compare", "curate, train every mode and score them: the paper's table"),
+    "audit": ("pipeline.audit", "label a sample of a run's targets in the browser: their precision"),
     "push": ("pipeline.push", "share a finished run on the Hugging Face Hub"),
     "tasks": ("pipeline.tasks.cli", "list, show or check tasks (built-in or your own)"),
 }

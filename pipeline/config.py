@@ -398,14 +398,15 @@ def _groups(cls: type) -> list[tuple[str, list[dataclasses.Field]]]:
 def build_parser(cls: type, description: str, prog: str | None = None) -> argparse.ArgumentParser:
     """A flag per field (``--max-tokens``), grouped by option group; a field with
     ``metadata["positional"]`` is a positional argument instead (optional when it has a
-    default), and ``metadata["choices"]`` limits its values."""
+    default), ``metadata["choices"]`` limits its values, and ``metadata["flag"]`` names a flag
+    that is not the field's name (``--import``, a Python keyword)."""
     parser = argparse.ArgumentParser(prog=prog, description=description,
                                      argument_default=argparse.SUPPRESS)
     for title, fields in _groups(cls):
         group = parser.add_argument_group(title)
         for f in fields:
             base, _ = _field_type(cls, f)
-            flag = "--" + f.name.replace("_", "-")
+            flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
             help_text = f.metadata.get("help", "") + f" (default: {f.default})"
             if f.metadata.get("positional"):
                 group.add_argument(f.name, type=base, choices=f.metadata.get("choices"),
@@ -417,7 +418,8 @@ def build_parser(cls: type, description: str, prog: str | None = None) -> argpar
                     group.add_argument(f.metadata["negative_alias"], dest=f.name, action="store_false",
                                        help=f"same as --no-{flag[2:]}")
             else:
-                group.add_argument(flag, type=base, help=help_text, metavar=f.name.upper(),
+                group.add_argument(flag, dest=f.name, type=base, help=help_text,
+                                   metavar=f.metadata.get("metavar", f.name.upper()),
                                    choices=f.metadata.get("choices"))
     return parser
 

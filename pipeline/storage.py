@@ -164,3 +164,21 @@ class RunLock:
             fcntl.flock(self._handle, fcntl.LOCK_UN)
             self._handle.close()
             self._handle = None
+
+
+def read_json_objects(path: Path, error: type[Exception]) -> list[tuple[int, dict[str, Any]]]:
+    """``(line number, object)`` of every non-blank line of a JSON-lines file; a line that is
+    not a JSON object raises ``error`` naming the file and the line."""
+    rows = []
+    with path.open(encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise error(f"{path}: line {line_no} is not valid JSON ({exc.msg})") from None
+            if not isinstance(row, dict):
+                raise error(f"{path}: line {line_no} is not a JSON object")
+            rows.append((line_no, row))
+    return rows

@@ -14,7 +14,7 @@ SCRIPT = Path(sys.executable).with_name("s3ft")
 def test_help_lists_every_command(capsys):
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
-    for command in ("run", "train", "evaluate", "compare", "push", "tasks"):
+    for command in ("run", "train", "evaluate", "compare", "audit", "push", "tasks"):
         assert f"  {command} " in out
 
 

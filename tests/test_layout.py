@@ -88,9 +88,9 @@ def test_readme_is_a_short_front_page():
 
 #: The command modules: a parser plus ``main``; nothing in the library imports them.
 COMMANDS = {"pipeline.run", "pipeline.train", "pipeline.evaluate", "pipeline.compare",
-            "pipeline.push", "pipeline.cli", "pipeline.tasks.cli"}
+            "pipeline.push", "pipeline.cli", "pipeline.tasks.cli", "pipeline.audit"}
 LIBRARY = ("pipeline.evaluation", "pipeline.training", "pipeline.stages", "pipeline.tasks",
-           "pipeline.backends", "pipeline.reporting")
+           "pipeline.backends", "pipeline.reporting", "pipeline.auditing")
 
 
 def _module_name(path) -> str:

@@ -8,12 +8,12 @@ on) read files under ``$S3FT_DATA_DIR`` and stop on a bad one with a
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pipeline.errors import UsageError
+from pipeline.storage import read_json_objects
 
 
 class BenchmarkDataError(UsageError):
@@ -56,19 +56,7 @@ def one_hot(index: int, size: int) -> tuple[int, ...]:
 
 def read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
     """``(line number, object)`` for every non-blank line."""
-    rows = []
-    with path.open(encoding="utf-8") as handle:
-        for line_no, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise BenchmarkDataError(f"{path}: line {line_no} is not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise BenchmarkDataError(f"{path}: line {line_no} is not a JSON object")
-            rows.append((line_no, row))
-    return rows
+    return read_json_objects(path, BenchmarkDataError)
 
 
 def choices_with_key(path: Path, line_no: int, row: dict[str, Any], stem_key: str = "stem"

@@ -22,6 +22,7 @@ import yaml
 
 from judges.templates import PromptTemplate, prompts_dir
 from pipeline.errors import UsageError
+from pipeline.reporting.audit_section import audit_markdown
 from pipeline.stages.select import SOURCES
 from pipeline.tasks import builtin_names, load_task
 
@@ -362,6 +363,7 @@ def render_card(run: RunFiles, repo_id: str) -> str:
         rows_with_errors=summary.get("rows_with_errors", "?"),
         license_text=task_card(run).get("license_text") or "see the source dataset",
         mix=mix, shift_line=_shift_line(summary), admission=admission_section(summary),
+        audit=audit_markdown(summary),
         origin=task_card(run).get("origin") or "see the data source below",
         data_source=_cell(resolved.get("data_source", options.get("data"))),
         limit=options.get("limit"),

@@ -19,6 +19,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from pipeline.reporting.audit_section import audit_html
 from pipeline.reporting.card import RunFiles, read_run
 from pipeline.stages.select import SOURCES
 
@@ -413,6 +414,7 @@ def render_html(run: RunFiles, images: dict[str, bytes]) -> str:
 {_headline(run)}
 {_facts(run)}
 {_admission(run)}
+{audit_html(run.summary)}
 <h2>Charts</h2>
 <div class="charts">{figures}</div>
 {_error_rows(run)}
