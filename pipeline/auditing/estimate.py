@@ -8,7 +8,9 @@ rate is the plain share; a source's (or all non-gold targets') rate weighs each 
 stratum by its size in the dataset, as the sample over-draws rare strata on purpose; its
 interval is Wilson's at the weighted rate and the labelled count. The estimated number of
 targets not right is each labelled stratum's rate of ``partial`` + ``wrong`` times its size;
-strata without a label are counted apart (``unlabelled_rows``), never guessed.
+strata without a label are counted apart (``unlabelled_rows``), never guessed. Texts an LLM
+judge ruled on (:data:`pipeline.auditing.sample.JUDGED`) are not targets: their labels give
+the judge's true-positive and true-negative rates against people instead.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from collections import Counter
 from typing import Any
 
 from pipeline.auditing.labels import LABELS
-from pipeline.auditing.sample import AuditRow
+from pipeline.auditing.sample import JUDGED, LLM_RULE_PREFIX, AuditRow
 from pipeline.stats import wilson_interval
 
 SOURCES = ("model", "paraphrase", "gold")
@@ -77,10 +79,30 @@ def agreement(current: dict[tuple[str, str], dict[str, Any]]) -> dict[str, Any] 
     return {"auditors": [a, b], "rows": shared, "agreed": agreed, "kappa": kappa(first, second)}
 
 
+def judge_against_people(rows: list[AuditRow], labels: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The LLM judge's verdicts on the texts people labelled: a 2x2 table and its rates (a
+    text is right for people only when labelled ``right``)."""
+    pairs = [(row.rule == f"{LLM_RULE_PREFIX}correct", labels[row.id]["label"] == "right")
+             for row in rows if row.source == JUDGED and row.id in labels]
+    if not pairs:
+        return None
+    table = {"judge_right_people_right": sum(j and p for j, p in pairs),
+             "judge_right_people_not": sum(j and not p for j, p in pairs),
+             "judge_wrong_people_right": sum(p and not j for j, p in pairs),
+             "judge_wrong_people_not": sum(not j and not p for j, p in pairs)}
+    right = table["judge_right_people_right"] + table["judge_wrong_people_right"]
+    not_right = len(pairs) - right
+    return {"labelled": len(pairs), **table,
+            "true_positive_rate": table["judge_right_people_right"] / right if right else None,
+            "true_negative_rate": table["judge_wrong_people_not"] / not_right if not_right else None}
+
+
 def estimate(rows: list[AuditRow], sample_ids: list[str],
              current: dict[tuple[str, str], dict[str, Any]]) -> dict[str, Any]:
     """The ``audit`` section of ``summary.json``."""
     labels = latest_by_id(current)
+    judged = judge_against_people(rows, labels)
+    rows = [row for row in rows if row.source != JUDGED]  # the rest is about targets
     sizes = Counter(r.stratum for r in rows)
     labelled: dict[str, list[str]] = {}
     source_of: dict[str, str] = {}
@@ -115,4 +137,5 @@ def estimate(rows: list[AuditRow], sample_ids: list[str],
         "estimated_not_right": {**not_right, "total": round(sum(not_right.values()), 1),
                                 "unlabelled_rows": unlabelled},
         "agreement": agreement(current),
+        "judge_vs_people": judged,
     }

@@ -71,6 +71,9 @@ function showRow() {
   }
   text(el("gold"), row.gold);
   text(el("target-text"), row.target);
+  // A text an LLM judge ruled on is not a target: say what is being labelled.
+  text(el("target-name"), row.source === "judged" ? `Answer the LLM judge called ${
+    row.rule === "llm:correct" ? "right" : "wrong"} (label it yourself)` : "Target (trained on)");
   text(el("reason"), row.reason);
   const label = el("label");
   text(label, row.label || "none");

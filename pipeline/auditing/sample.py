@@ -7,7 +7,9 @@ own answers, not the pipeline's decisions, so they get at most :data:`GOLD_SHARE
 sample unless the other targets run out. Within the gold and the non-gold part, each stratum
 gets at least :data:`MIN_PER_STRATUM` rows (all of a smaller one), the rest is shared in
 proportion to the strata's sizes (largest remainders), and within a stratum rows are a seeded
-random choice. The drawn ids are saved in ``<run>/audit/sample-<seed>-<size>.json`` with the
+random choice. When an LLM judge decided rows, up to :data:`JUDGED_SAMPLE` of the texts it ruled
+on (right or wrong, targets or not) are added, so people's labels can be set against its
+verdicts. The drawn ids are saved in ``<run>/audit/sample-<seed>-<size>.json`` with the
 hash of the ``train.parquet`` they were drawn from: a rerun shows the same rows in the same
 order; a changed dataset gets a sample of its own.
 """
@@ -29,6 +31,12 @@ AUDIT_DIR = "audit"
 MIN_PER_STRATUM = 3
 #: The most of a sample that gold rows get while other targets are left to draw.
 GOLD_SHARE = 0.25
+#: An LLM judge's verdicts (judges/nq.py: ``llm:correct``, ``llm:incorrect``).
+LLM_RULE_PREFIX = "llm:"
+#: Texts an LLM judge ruled on, shown besides the targets: ``<id>#judged-candidate``.
+JUDGED, JUDGED_MARK = "judged", "#judged-"
+#: How many of them a sample adds (each verdict at least MIN_PER_STRATUM, the rest by size).
+JUDGED_SAMPLE = 20
 
 
 class AuditError(UsageError):
@@ -83,6 +91,14 @@ def read_rows(run_dir: Path) -> list[AuditRow]:
         rows.append(AuditRow(id=str(r["id"]), source=source, rule=rule or "unknown",
                              question=_question(r["prompt"]), gold=r["gold"] or "",
                              target=r["target"] or "", reason=reason or ""))
+        # What an LLM judge ruled on, right or wrong: people's labels of these texts measure it.
+        for prefix, text_column in (("", "candidate"), ("paraphrase_", "paraphrase")):
+            verdict_rule = r.get(f"{prefix}judge_rule") or ""
+            if verdict_rule.startswith(LLM_RULE_PREFIX) and r.get(text_column):
+                rows.append(AuditRow(id=f"{r['id']}{JUDGED_MARK}{text_column}", source=JUDGED,
+                                     rule=verdict_rule, question=_question(r["prompt"]),
+                                     gold=r["gold"] or "", target=r[text_column],
+                                     reason=r.get(f"{prefix}judge_reason") or ""))
     return rows
 
 
@@ -119,12 +135,16 @@ def split_gold(sizes: dict[str, int], size: int) -> dict[str, int]:
 
 
 def draw(rows: list[AuditRow], size: int, seed: int) -> list[str]:
-    """The sample's ids, in the order the page shows them (shuffled across strata)."""
+    """The sample's ids, in the order the page shows them (shuffled across strata): ``size``
+    targets, plus the texts an LLM judge ruled on (:data:`JUDGED_SAMPLE`)."""
     rng = random.Random(seed)
     by_stratum: dict[str, list[str]] = {}
     for row in sorted(rows, key=lambda r: r.id):
         by_stratum.setdefault(row.stratum, []).append(row.id)
-    counts = split_gold({s: len(ids) for s, ids in by_stratum.items()}, size)
+    sizes = {s: len(ids) for s, ids in by_stratum.items()}
+    judged = {s: n for s, n in sizes.items() if s.startswith(JUDGED + " ")}
+    counts = {**split_gold({s: n for s, n in sizes.items() if s not in judged}, size),
+              **allocate(judged, JUDGED_SAMPLE)}
     picked = [i for s in sorted(by_stratum) for i in rng.sample(by_stratum[s], counts[s])]
     rng.shuffle(picked)
     return picked

@@ -56,6 +56,24 @@ def chart_png(audit: dict[str, Any]) -> bytes:
     return buffer.getvalue()
 
 
+def judge_lines(summary: dict[str, Any]) -> list[str]:
+    """The LLM judge against people, beside its automatic calibration (plain text lines)."""
+    judged = (summary.get("audit") or {}).get("judge_vs_people")
+    if not judged:
+        return []
+    lines = [f"The LLM judge against people on {judged['labelled']} texts it ruled on: it called "
+             f"{judged['judge_right_people_right']} right that people call right, "
+             f"{judged['judge_right_people_not']} right that people do not, "
+             f"{judged['judge_wrong_people_right']} wrong that people call right, and "
+             f"{judged['judge_wrong_people_not']} wrong that people do not; true-positive rate "
+             f"{_pct(judged['true_positive_rate'])}, true-negative rate "
+             f"{_pct(judged['true_negative_rate'])}."]
+    calibration = summary.get("judge_calibration") or {}
+    if calibration.get("description"):
+        lines.append(f"Its automatic calibration: {calibration['description']}")
+    return lines
+
+
 def audit_html(summary: dict[str, Any]) -> str:
     if not has_labels(summary):
         return ""
@@ -77,7 +95,7 @@ def audit_html(summary: dict[str, Any]) -> str:
             f"{esc(', '.join(audit['auditors']))}). Estimated targets not right in the whole dataset: "
             f"{bad['total']:g} (model {bad.get('model', 0):g}, paraphrase {bad.get('paraphrase', 0):g}, "
             f"gold {bad.get('gold', 0):g}); {bad['unlabelled_rows']} rows are in strata with no label.</p>"
-            f"{kappa}"
+            f"{kappa}" + "".join(f"<p>{esc(line)}</p>" for line in judge_lines(summary))
             + (f"<img alt='audit precision' src='data:image/png;base64,{chart}'>" if chart else "")
             + "<table class='ex' id='audit-table'><tr><th>by</th><th>name</th><th>rows</th><th>labelled</th>"
               "<th>right / partial / wrong</th><th>precision</th><th>95 % interval</th></tr>"
@@ -99,6 +117,7 @@ def audit_markdown(summary: dict[str, Any]) -> str:
     bad = audit["estimated_not_right"]
     lines += ["", f"Estimated targets not right in the whole dataset: {bad['total']:g} "
                   f"({bad['unlabelled_rows']} rows in strata without a label are not counted)."]
+    lines += ["", *judge_lines(summary)] if judge_lines(summary) else []
     if audit.get("agreement"):
         a = audit["agreement"]
         lines.append(f"Two auditors agreed on {a['agreed']} of {a['rows']} rows (Cohen's kappa "

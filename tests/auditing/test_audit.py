@@ -155,6 +155,37 @@ def test_agreement_appears_when_two_auditors_share_rows(run):
     assert figures["agreement"]["rows"] == 4 and figures["agreement"]["agreed"] == 3
 
 
+def test_an_llm_judges_verdicts_are_set_against_people(run):
+    """Rows an LLM judge decided: the texts it ruled on join the sample, and their labels give
+    its true-positive and true-negative rates (they are not targets: the target figures ignore them)."""
+    frame = pl.read_parquet(run / "train.parquet")
+    with_answer = frame.filter(pl.col("candidate").is_not_null())["id"].to_list()
+    said_right, said_wrong = set(with_answer[:6]), set(with_answer[6:12])
+    rule = (pl.when(pl.col("id").is_in(list(said_right))).then(pl.lit("llm:correct"))
+            .when(pl.col("id").is_in(list(said_wrong))).then(pl.lit("llm:incorrect"))
+            .otherwise(pl.col("judge_rule")))
+    frame.with_columns(rule.alias("judge_rule")).write_parquet(run / "train.parquet")
+    session = AuditSession(run, size=10, seed=1)
+    judged = [i for i in session.sample.ids if session.by_id[i].source == "judged"]
+    assert len(judged) == 12 and len(session.sample.ids) == 22  # 10 targets + every judged text
+    assert {i.split("#")[0] for i in judged} == said_right | said_wrong
+    row = session.by_id[judged[0]]
+    assert row.target == frame.filter(pl.col("id") == judged[0].split("#")[0])["candidate"][0]
+    # People: right on every text the judge called right but one; right on two it called wrong.
+    people_right = sorted(i for i in judged if i.split("#")[0] in said_right)[1:]
+    people_right += sorted(i for i in judged if i.split("#")[0] in said_wrong)[:2]
+    for row_id in judged:
+        session.add_label(row_id, "right" if row_id in people_right else "wrong")
+    figures = session.publish()
+    verdicts = figures["judge_vs_people"]
+    assert (verdicts["judge_right_people_right"], verdicts["judge_right_people_not"],
+            verdicts["judge_wrong_people_right"], verdicts["judge_wrong_people_not"]) == (5, 1, 2, 4)
+    assert verdicts["true_positive_rate"] == pytest.approx(5 / 7)
+    assert verdicts["true_negative_rate"] == pytest.approx(4 / 5)
+    assert figures["all"]["labelled"] == 0  # no target was labelled
+    assert "The LLM judge against people on 12 texts" in (run / "report.html").read_text()
+
+
 # --- where the figures go ----------------------------------------------------------------------
 
 
