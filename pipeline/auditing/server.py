@@ -11,6 +11,7 @@ site open in the same browser cannot post labels to it.
 from __future__ import annotations
 
 import secrets
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,12 @@ def serve(session: AuditSession, host: str, port: int, open_browser: bool) -> No
 
     import uvicorn
 
+    with socket.socket() as probe:  # a clear line instead of uvicorn's bind traceback
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise AuditError(f"--port {port} on {host}: cannot listen there ({exc.strerror}); pass "
+                             f"another --port") from None
     url = f"http://{host}:{port}/"
     print(f"auditing {session.run_dir} ({len(session.sample.ids)} rows, seed {session.sample.seed}): {url}"
           f"  (Ctrl-C to stop)", flush=True)

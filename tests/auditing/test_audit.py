@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from collections import Counter
 from pathlib import Path
 
@@ -236,6 +237,12 @@ def test_command_imports_exports_and_refuses_a_folder_without_train_parquet(run,
     assert "no train.parquet here" in capsys.readouterr().err
     assert report_errors(audit_main, []) == 2
     assert "name the run folder to audit" in capsys.readouterr().err
+    with socket.socket() as taken:  # the page's port in use: one line, not uvicorn's traceback
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        assert report_errors(audit_main, [str(run), "--no-browser", "--port", port]) == 2
+    assert f"error: --port {port} on 127.0.0.1: cannot listen there" in capsys.readouterr().err
     rows = read_rows(run)
     labels = tmp_path / "l.jsonl"
     labels.write_text("".join(json.dumps({"id": r.id, "label": "right", "auditor": "bot"}) + "\n"
