@@ -13,6 +13,8 @@ import dataclasses
 import hashlib
 import json
 import logging
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -87,19 +89,34 @@ def compare(settings: CompareConfig) -> dict[str, Any]:
     out = Path(settings.out or Path("runs") / f"compare-{settings.task}-{key[:8]}")
     out.mkdir(parents=True, exist_ok=True)
 
-    data = curate(settings, Path(settings.run_out or out / "curation"))
-    adapters = {mode: train_mode(settings, data, mode, out / "train" / f"{mode}-lora") for mode in modes}
+    timings: dict[str, float] = {}  # this invocation's wall time per step (reused steps: ~0)
+
+    def timed(step: str, work: Callable[[], Any]) -> Any:
+        started = time.perf_counter()
+        result = work()
+        timings[step] = round(time.perf_counter() - started, 1)
+        return result
+
+    data = timed("curation", lambda: curate(settings, Path(settings.run_out or out / "curation")))
+    adapters = {mode: timed(f"training ({mode})", lambda mode=mode: train_mode(
+        settings, data, mode, out / "train" / f"{mode}-lora")) for mode in modes}
     models = [model_under_test(settings.model, "base")]
     models += [model_under_test(str(path), mode) for mode, path in adapters.items()]
     evaluation = EvaluateConfig(limit=settings.limit_eval, limit_general=settings.limit_general,
                                 scorer=settings.scorer, signal_items=settings.signal_items, **{
         **engine_and_work(settings), "max_tokens": settings.eval_max_tokens or settings.max_tokens})
-    results = evaluate_models(models, benchmarks, evaluation, out)
-    results["drift"] = measure_drift(
+    results = timed("scoring", lambda: evaluate_models(models, benchmarks, evaluation, out))
+    results["drift"] = timed("drift", lambda: measure_drift(
         models, DriftSettings(settings.drift_prompts, settings.drift_max_tokens,
-                              hf_dtype(settings.dtype)), out, fresh=settings.fresh)
+                              hf_dtype(settings.dtype)), out, fresh=settings.fresh))
     atomic_write_json(out / "results.json", results)
+    # Apart from results.json, which a rerun that reuses every step must leave unchanged.
+    atomic_write_json(out / "timings.json", {  # a list: the steps in the order they ran
+        "steps": [{"step": step, "seconds": seconds} for step, seconds in timings.items()],
+        "total_seconds": round(sum(timings.values()), 1)})
     print(write_table(results, out, baseline="base"))
     plot_chart(results, out / "chart.png")
-    print(f"table, chart and per-item results in {out}")
+    print("wall time per step (this invocation; a reused step takes ~0): "
+          + ", ".join(f"{step} {seconds / 60:.1f} min" for step, seconds in timings.items()))
+    print(f"table, chart, per-item results and timings.json in {out}")
     return results

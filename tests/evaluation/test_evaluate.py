@@ -221,6 +221,12 @@ def test_compare_writes_the_table_chart_and_items(compared):
         assert d["prompts"] == 6 and d["kl_per_token"] > 0 and d["kl_ci95"][0] <= d["kl_per_token"]
     assert drift["s3ft_vs_sft"]["prompts"] == 6
     assert "Drift from the base model on 6 held-out general prompts" in (out / "table.md").read_text()
+    # The wall time of each step, apart from results.json (the rerun's: reused steps).
+    timings = json.loads((out / "timings.json").read_text())
+    steps = [s["step"] for s in timings["steps"]]
+    assert steps == ["curation", *(f"training ({m})" for m in modes), "scoring", "drift"]
+    assert all(s["seconds"] >= 0 for s in timings["steps"]) and timings["total_seconds"] >= 0
+    assert "wall time per step" in compared["second"].stdout
 
 
 @pytest.mark.slow
