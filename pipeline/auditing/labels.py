@@ -46,13 +46,9 @@ def append(run_dir: Path, records: list[dict[str, Any]]) -> None:
         handle.flush()
 
 
-def _read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    return read_json_objects(path, AuditError)
-
-
 def read_labels(run_dir: Path) -> list[dict[str, Any]]:
     path = labels_path(run_dir)
-    return [record for _, record in _read_jsonl(path)] if path.is_file() else []
+    return [record for _, record in read_json_objects(path, AuditError)] if path.is_file() else []
 
 
 def current(labels: list[dict[str, Any]], rows: dict[str, AuditRow]) -> dict[tuple[str, str], dict[str, Any]]:
@@ -70,7 +66,7 @@ def import_labels(run_dir: Path, source: Path, rows: dict[str, AuditRow], audito
     if not source.is_file():
         raise AuditError(f"--import {source}: no such file")
     records = []
-    for line_no, record in _read_jsonl(source):
+    for line_no, record in read_json_objects(source, AuditError):
         where = f"{source}: line {line_no}"
         if "id" not in record or "label" not in record:
             raise AuditError(f"{where}: needs at least 'id' and 'label' (right, partial or wrong)")

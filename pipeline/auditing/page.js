@@ -7,6 +7,8 @@ const LABELS = { "1": "right", "2": "partial", "3": "wrong" };
 const FOLD = 600; // a longer question (an NQ passage) starts folded
 let rows = [];
 let at = 0;
+let seed = null;
+let auditor = "";
 
 function el(id) { return document.getElementById(id); }
 
@@ -45,7 +47,7 @@ function showFigures(figures) {
     }
   }
   const done = rows.filter((r) => r.label).length;
-  text(el("progress"), `${done} / ${rows.length} labelled by ${window.auditor} · seed ${window.auditSeed}`);
+  text(el("progress"), `${done} / ${rows.length} labelled by ${auditor} · seed ${seed}`);
 }
 
 function showRow() {
@@ -131,8 +133,8 @@ async function start() {
   try {
     const state = await api("/api/state");
     rows = state.rows;
-    window.auditSeed = state.seed;
-    window.auditor = state.auditor;
+    seed = state.seed;
+    auditor = state.auditor;
     text(el("title"), `s3ft audit · ${state.run} · ${state.auditor}`);
     const first = rows.findIndex((r) => !r.label);
     at = first === -1 ? Math.max(0, rows.length - 1) : first; // resume where labelling stopped

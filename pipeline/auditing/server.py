@@ -46,8 +46,7 @@ def create_app(session: AuditSession, token: str | None = None) -> Starlette:
         if not authorised(request):
             return JSONResponse({"error": "missing or wrong token"}, status_code=403)
         return JSONResponse({"run": session.run_dir.name, "auditor": session.auditor,
-                             "seed": session.sample.seed, "rows": session.page_rows(),
-                             "figures": session.write_summary()})
+                             "seed": session.sample.seed, **session.state()})
 
     async def label(request: Request) -> Response:
         if not authorised(request):

@@ -33,10 +33,6 @@ class AuditSession:
     def current(self) -> dict[tuple[str, str], dict[str, Any]]:
         return label_store.current(label_store.read_labels(self.run_dir), self.by_id)
 
-    def mine(self) -> dict[str, dict[str, Any]]:
-        """This auditor's labels that count, by row id."""
-        return {row_id: r for (row_id, auditor), r in self.current().items() if auditor == self.auditor}
-
     def add_label(self, row_id: str, label: str, note: str = "") -> dict[str, Any]:
         row = self.by_id.get(row_id)
         if row is None or row_id not in self.sample.ids:
@@ -45,17 +41,17 @@ class AuditSession:
         return self.write_summary()
 
     def import_file(self, path: Path) -> int:
-        added = label_store.import_labels(self.run_dir, path, self.by_id, self.auditor)
-        self.publish()
-        return added
+        """Append the file's labels (the caller publishes the figures once, after)."""
+        return label_store.import_labels(self.run_dir, path, self.by_id, self.auditor)
 
     def export_file(self, path: Path) -> int:
         return label_store.export_labels(self.run_dir, path, self.by_id)
 
     # -- figures -----------------------------------------------------------------------------
 
-    def figures(self) -> dict[str, Any]:
-        return {**estimate(self.rows, self.sample.ids, self.current()), "seed": self.sample.seed,
+    def figures(self, current: dict[tuple[str, str], dict[str, Any]] | None = None) -> dict[str, Any]:
+        current = self.current() if current is None else current
+        return {**estimate(self.rows, self.sample.ids, current), "seed": self.sample.seed,
                 "sample_file": str(self.sample.path.relative_to(self.run_dir))}
 
     def write_summary(self) -> dict[str, Any]:
@@ -77,9 +73,16 @@ class AuditSession:
             log.warning("report.html not re-rendered (%s); the labels and summary.json are saved", exc)
         return figures
 
-    def page_rows(self) -> list[dict[str, Any]]:
+    def state(self) -> dict[str, Any]:
+        """What the page loads: the sample with this auditor's labels, and the figures (one
+        read of the label file)."""
+        current = self.current()
+        return {"rows": self.page_rows(current), "figures": self.figures(current)}
+
+    def page_rows(self, current: dict[tuple[str, str], dict[str, Any]] | None = None) -> list[dict[str, Any]]:
         """The sample as the page shows it, each row with this auditor's label and note."""
-        mine = self.mine()
+        current = self.current() if current is None else current
+        mine = {row_id: r for (row_id, auditor), r in current.items() if auditor == self.auditor}
 
         def entry(row: AuditRow) -> dict[str, Any]:
             given = mine.get(row.id, {})

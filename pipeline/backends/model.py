@@ -8,6 +8,7 @@ transformers into a normal model folder in the cache (``$S3FT_CACHE_DIR``, defau
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import logging
@@ -55,8 +56,16 @@ def embedded_gguf_path(spec: str = DEFAULT_MODEL) -> Path:
 
 
 def _file_sha256(path: Path) -> str:
+    stat = path.stat()
+    return _sha256_of(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _sha256_of(path: str, _size: int, _mtime_ns: int) -> str:
+    # Keyed by size and mtime too: a command resolves the same model several times (scoring,
+    # the signal check, the warning), and a GGUF is read whole to hash it.
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()

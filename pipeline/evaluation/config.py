@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from pipeline.config import TRUST_TASK_CODE_HELP, EngineOptions, Options, WorkOptions, need
 
 #: ``auto``: the general benchmarks the base model reads above chance (pipeline.evaluation.signal).
-GENERAL_DEFAULT = "auto"
+AUTO = "auto"
+GENERAL_DEFAULT = AUTO
 GENERAL_NAMES = ("mmlu, truthfulqa_mc, truthfulqa_mc2, arc_challenge, hellaswag, arc_easy, piqa, "
                  "lambada_openai, winogrande, sciq, boolq, openbookqa, commonsense_qa")
 SIGNAL_ITEMS_HELP = ("--benchmarks auto: items of each candidate the base model is scored on to "

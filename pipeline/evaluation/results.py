@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.evaluation.chance import signal_of
+from pipeline.evaluation.config import AUTO
 from pipeline.evaluation.general import CONTINUOUS
 from pipeline.evaluation.models import ModelUnderTest
 from pipeline.evaluation.paired import compare_pair, default_pairs
 from pipeline.evaluation.scoring import evaluate_general, evaluate_in_domain, split_benchmarks
-from pipeline.evaluation.signal import AUTO, expand_auto, no_signal_warning, share_check_scores
+from pipeline.evaluation.signal import expand_auto, no_signal_warning, share_check_scores
 from pipeline.storage import atomic_write_json, atomic_write_parquet
 
 if TYPE_CHECKING:

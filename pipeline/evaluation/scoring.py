@@ -21,6 +21,7 @@ from pipeline.curate import engine_settings, execute, plan
 from pipeline.errors import UsageError
 from pipeline.evaluation.benchmark_data import BenchmarkDataError, canonical_name
 from pipeline.evaluation.chance import above_chance, chance_level
+from pipeline.evaluation.config import AUTO
 from pipeline.evaluation.general import items_frame, score_benchmarks, wilson_interval
 from pipeline.evaluation.merged import merged_model
 from pipeline.evaluation.models import ModelUnderTest
@@ -43,7 +44,7 @@ def split_benchmarks(names: str, trust_code: bool = False) -> tuple[list[str], l
     or a task folder whose Python is not trusted (``--trust-task-code``), is an error."""
     tasks, general = [], []
     for raw in (n.strip() for n in names.split(",") if n.strip()):
-        if raw == "auto":  # resolved when the base model is known (pipeline.evaluation.signal)
+        if raw == AUTO:  # resolved when the base model is known (pipeline.evaluation.signal)
             general.append(raw)
             continue
         if is_task(raw):

@@ -20,6 +20,7 @@ from pipeline.backends.model import cache_dir, resolve_model
 from pipeline.config import stable_hash
 from pipeline.errors import UsageError
 from pipeline.evaluation.chance import no_signal_text, signal_of
+from pipeline.evaluation.config import AUTO
 from pipeline.evaluation.models import ModelUnderTest
 from pipeline.evaluation.scoring import evaluate_general, scorer_key
 from pipeline.storage import atomic_write_json
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-AUTO = "auto"
 #: What ``auto`` tries: one TruthfulQA (MC1 and MC2 are the same questions).
 CANDIDATES = ("mmlu", "truthfulqa_mc1", "arc_challenge", "hellaswag", "arc_easy", "piqa", "lambada_openai",
               "winogrande", "sciq", "boolq", "openbookqa", "commonsense_qa")

@@ -4,20 +4,10 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from pipeline.evaluation import benchmark_data as bd
-
-
-@pytest.fixture(scope="module")
-def root() -> Path:
-    root = bd.data_dir()
-    if not (root / bd.ARC_CHALLENGE_FILE).is_file():
-        pytest.fail(f"benchmark data not found under {root}: set S3FT_DATA_DIR to the datasets folder "
-                    f"(here: /work/shared/data)")
-    return root
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 
@@ -26,14 +25,6 @@ PAPER = ["mmlu", "truthfulqa_mc1", "truthfulqa_mc2", "arc_challenge", "hellaswag
 SMALL_MODEL = ["arc_easy", "piqa", "lambada_openai", "winogrande", "sciq", "boolq", "openbookqa",
                "commonsense_qa"]
 ALL = PAPER + SMALL_MODEL
-
-
-@pytest.fixture(scope="module")
-def root() -> Path:
-    root = bd.data_dir()
-    if not (root / bd.ARC_CHALLENGE_FILE).is_file():
-        pytest.fail(f"benchmark data not found under {root}: set S3FT_DATA_DIR (here: /work/shared/data)")
-    return root
 
 
 # --- intervals --------------------------------------------------------------------------------

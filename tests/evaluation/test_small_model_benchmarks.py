@@ -13,16 +13,6 @@ import pytest
 from pipeline.evaluation import benchmark_data as bd
 from pipeline.evaluation import small_model_benchmarks as small
 
-
-@pytest.fixture(scope="module")
-def root() -> Path:
-    root = bd.data_dir()
-    if not (root / small.PIQA_FILE).is_file():
-        pytest.fail(f"benchmark data not found under {root}: set S3FT_DATA_DIR to the datasets folder "
-                    f"(here: /work/shared/data)")
-    return root
-
-
 # Rows and gold balance, from each folder's README.md.
 EXPECTED = {
     "piqa": (1838, {0: 910, 1: 928}),

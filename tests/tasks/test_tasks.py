@@ -500,7 +500,7 @@ def test_the_readme_example_task_checks(capsys):
 
 
 def test_a_run_whose_gold_mostly_fails_stops_before_any_engine(tmp_path):
-    from conftest import run_cli
+    from tests.conftest import run_cli
 
     folder = numeric_task(tmp_path / "t")
     edit_task(folder, judge={"kind": "math"})  # GSM8K's reading: these answers have no '####'
