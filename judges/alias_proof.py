@@ -88,6 +88,11 @@ BE_FORMS = frozenset(["is", "are", "was", "were", "be", "been"])
 HAVE_FORMS = frozenset(["has", "have", "had"])
 #: "Rich Mullins, who sings ...": the answer followed by a relative clause and nothing else.
 RELATIVE_PRONOUNS = frozenset(["who", "which", "that"])
+#: Prepositions a question may end on ("who was the declaration written *for*"): the
+#: relation it asks about, which a restatement keeps ("... was written *by* the Congress"
+#: answers another question).
+_STRANDED_TEXT = "for by to from about with on in of at after into"
+STRANDED_PREPOSITIONS = frozenset(_STRANDED_TEXT.split())
 #: Forms of be, have and do: with one of them, a restated question is a sentence.
 _AUXILIARY_TEXT = "is are was were be been has have had do does did"
 AUXILIARIES = frozenset(_AUXILIARY_TEXT.split())
@@ -172,7 +177,13 @@ def why_unproven(response: str, alias: str, question: str) -> str | None:
         return "it says the answer twice"
     if all(r in alias_roots for r in content):
         return None  # the answer alone in a few function words: "It's Spike."
-    reversed_ = _passive_agent(tokens, alias_tokens, question_tokens)
+    changed = (_changed_name(response, alias_tokens, question_tokens)
+               or _changed_tense(tokens, question_tokens)
+               or _date_without_preposition(tokens, alias_tokens, question_tokens))
+    if changed:
+        return changed
+    reversed_ = (_passive_agent(tokens, alias_tokens, question_tokens)
+                 or _identity_for_deed(tokens, alias_tokens, question_tokens))
     if reversed_:
         return reversed_
     if not _has_verb([t for t in tokens if _root(t) not in alias_roots], question_tokens):
@@ -192,6 +203,71 @@ def why_unproven(response: str, alias: str, question: str) -> str | None:
     if left_out:
         return (f"it leaves out {', '.join(left_out[:4])} of the question: it may answer "
                 "another question")
+    last = question_tokens[-1:]
+    if last and last[0] in STRANDED_PREPOSITIONS and last[0] not in tokens:
+        return (f"it drops the question's closing {last[0]!r}, the relation asked about "
+                "(\"written for\" answered \"written by\")")
+    return None
+
+
+def _changed_name(response: str, alias: list[str], question_tokens: list[str]) -> str | None:
+    """A capitalised word inside the answer that is a question word only by its stem or
+    verb table ("the *Draw* Carey Show" for "drew carey"): a name is copied letter for
+    letter, or it names something else."""
+    words = response.split()[1:]  # the first word is capitalised as a sentence's
+    roots = {_root(t) for t in question_tokens}
+    for word in words:
+        if not word[:1].isupper():
+            continue
+        for token in normalize(word).split():
+            if token not in question_tokens and token not in alias and _root(token) in roots:
+                return f"it spells the question's name as {word.strip('.,;')!r}"
+    return None
+
+
+def _changed_tense(tokens: list[str], question_tokens: list[str]) -> str | None:
+    """A question verb turned into its "-ing" form ("when did the show *air*" → "the show
+    was *airing* on ..."): an ongoing state, not the event asked about."""
+    for token in tokens:
+        if token.endswith("ing") and token not in question_tokens:
+            base = token[:-3]
+            if base in question_tokens or base + "e" in question_tokens:
+                return f"it says {token!r} where the question says {base!r} (another tense)"
+    return None
+
+
+#: The function words that may stand before the date answering a "when" question: "in
+#: 1997", "on May 19", "was 1997", "since 2002"; "came out *of* 2002" is no date statement
+#: (a verb before it is fine: "ended March 5, 2015").
+_DATE_LEAD_TEXT = ("in on at since during around until till by from was is were between circa "
+                   "about early late mid")
+DATE_LEADS = frozenset(_DATE_LEAD_TEXT.split())
+
+
+def _date_without_preposition(tokens: list[str], alias: list[str],
+                              question_tokens: list[str]) -> str | None:
+    """A "when" question whose answer puts the date after a word that cannot lead a date."""
+    if question_tokens[:1] != ["when"] or not any(t.isdigit() for t in alias):
+        return None
+    for start in _find_span(alias, tokens):
+        before = tokens[start - 1] if start else ""
+        if before in FUNCTION_WORDS and before not in DATE_LEADS:
+            return f"it puts the date after {before!r}, not \"in\" or \"on\""
+    return None
+
+
+def _identity_for_deed(tokens: list[str], alias: list[str],
+                       question_tokens: list[str]) -> str | None:
+    """A "who did X" question (no form of be in it) answered "<alias> was X": the doer
+    stated as the thing done ("who did the original spirit in the sky" → "Norman Greenbaum
+    was the original spirit in the sky")."""
+    if question_tokens[:1] != ["who"] or BE_FORMS.intersection(question_tokens):
+        return None
+    for start in _find_span(alias, tokens):
+        after = tokens[start + len(alias):start + len(alias) + 1]
+        if after and after[0] in BE_FORMS:
+            return (f"it says the answer {after[0]} something, where the question asks who "
+                    f"{question_tokens[1] if len(question_tokens) > 1 else 'did'} it")
     return None
 
 

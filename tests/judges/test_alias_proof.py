@@ -29,6 +29,11 @@ PROVEN = [
     # a word of both the question and the answer, said once for each
     ("when does the 2017 college football season end", ["December 9, 2017"],
      "The 2017 college football season ends on December 9, 2017."),
+    # a date straight after the question's verb; the question's closing "in" kept
+    ("when does the 2017 college football season end", ["December 9, 2017"],
+     "The 2017 college football season ends December 9, 2017."),
+    ("who was the song hallelujah written about", ["Bathsheba"],
+     "The song Hallelujah was written about Bathsheba."),
 ]
 
 
@@ -141,6 +146,22 @@ def test_aliases_are_one_answer_when_they_hold_each_other(aliases, expected):
     # right, but half of the question left out: it may answer another one
     ("who plays the voice of homer simpson", "Dan Castellaneta",
      "Homer is voiced by Dan Castellaneta.", "leaves out play, simpson"),
+    # the question's closing preposition changed: another relation (a fresh NQ draw, audit300)
+    ("who was the declaration of independence written for", "the Second Continental Congress",
+     "The Declaration of Independence was written by the Second Continental Congress.",
+     "closing 'for'"),
+    # "who did X" answered "<alias> was X": the singer stated as the song
+    ("who did the original spirit in the sky", "Norman Greenbaum",
+     "Norman Greenbaum was the original spirit in the sky", "the answer was something"),
+    # a name of the question spelt as another word through the verb table (drew → draw)
+    ("who played nicky on the drew carey show", "Kate Walsh",
+     "Kate Walsh played Nicky on the Draw Carey Show", "spells the question's name"),
+    # the question's verb turned into an ongoing state
+    ("when did the first episode of that 70s show air", "August 23, 1998",
+     "The first episode of the 70s show was airing on August 23, 1998.", "'airing'"),
+    # a date after a word that cannot lead one
+    ("when did the first ice age come out", "2002", "The first ice age came out of 2002",
+     "after 'of'"),
     ("who wrote the song", "Bob Dylan", "Bob Dylan wrote the song, the song.", "repeats"),
     ("who wrote the song", "Bob Dylan", "Bob Dylan wrote the song? ", "question"),
     ("who wrote the song hurricane", "Bob Dylan", "Who wrote the song hurricane Bob Dylan",
