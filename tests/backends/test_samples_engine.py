@@ -103,3 +103,37 @@ def test_the_model_finds_its_own_greedy_answer_likelier_than_the_gold(backend, g
                                            ["input_ids"]) for a in answers]
     likelier = sum(o.mean_logprob > g.mean_logprob for o, g in zip(own, gold, strict=True))
     assert likelier >= 6, [(o.mean_logprob, g.mean_logprob) for o, g in zip(own, gold, strict=True)]
+
+
+def test_shift_scores_compute_each_prompt_once_and_match_one_prefill_per_text(backend, gsm8k_train):
+    """``VllmBackend.score`` (each prompt once, its texts from the prefix cache) gives the scores
+    of one full prefill per (prompt, text) with ``prompt_logprobs`` (the stage's earlier path)."""
+    from vllm import SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    from pipeline.backends.base import scoring_requests
+    from pipeline.tasks import load_task
+
+    template = load_task("gsm8k").answer_prompt
+    rows = gsm8k_train[200:206]
+    conversations = [template.messages(**row) for row in rows] * 2  # a target and a gold each
+    texts = [row["answer"] for row in rows] + [f"The answer is {row['answer'][-3:]}." for row in rows]
+    before = dict(backend.counters)
+    scores = backend.score(conversations, texts)
+    sent = {k: backend.counters[k] - before[k] for k in before}
+    todo = scoring_requests(backend.tokenizer, conversations, texts, backend.max_model_len)
+    # Each prompt of at least one KV block is computed once (a shorter one has nothing the
+    # cache could hold); every text is one request reading it.
+    block = backend.engine.llm_engine.vllm_config.cache_config.block_size
+    assert sent["context_requests"] == len({tuple(ids[:start]) for _, start, ids in todo
+                                            if start >= block}) > 0
+    assert sent["continuation_requests"] == len(texts)
+    assert sent["cached_tokens"] > 0 and sent["uncached_retries"] == 0
+    backend.engine.reset_prefix_cache()
+    params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
+    outputs = backend.engine.generate([TokensPrompt(prompt_token_ids=ids) for _, _, ids in todo],
+                                      params, use_tqdm=False)
+    for (index, start, ids), output in zip(todo, outputs, strict=True):
+        whole = [output.prompt_logprobs[p][ids[p]].logprob for p in range(start, len(ids))]
+        assert scores[index].tokens == len(whole)
+        assert scores[index].mean_logprob == pytest.approx(sum(whole) / len(whole), abs=1e-4)

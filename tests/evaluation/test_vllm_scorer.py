@@ -11,8 +11,9 @@ import pytest
 
 pytest.importorskip("lm_eval")
 
+from pipeline.backends.prefix_scoring import Pair, PrefixScorer, chunks  # noqa: E402
 from pipeline.evaluation import general as mc_eval  # noqa: E402
-from pipeline.evaluation.vllm_lm import VllmLM, _chunks, _Pair  # noqa: E402
+from pipeline.evaluation.vllm_lm import VllmLM  # noqa: E402
 
 # --- a fake engine: vLLM's output shapes, log-probs from a fixed rule --------------------------
 
@@ -89,6 +90,10 @@ def fake_lm(block: int = 4) -> VllmLM:
     return VllmLM(backend)
 
 
+def score_chunk(lm: VllmLM, pairs: list[Pair]) -> None:
+    PrefixScorer(lm.backend.engine, counters=lm.counters).score_chunk(pairs)
+
+
 def brute_force(context: list[int], continuation: list[int]) -> float:
     whole = context + continuation
     return sum(true_logprob(tuple(whole[:pos]), whole[pos]) for pos in range(len(context), len(whole)))
@@ -141,6 +146,16 @@ def test_a_context_shorter_than_a_block_skips_the_context_request():
     assert context_requests == [other]
 
 
+def test_a_context_with_one_longer_continuation_is_one_request():
+    """A row scored for its gold only (the shift stage) or a LAMBADA item with a several-token
+    word: a context request would compute the context a second time, in part."""
+    lm = fake_lm(block=4)
+    context, alone = list(range(1, 13)), [14, 15, 16]
+    (ll, _), = lm._loglikelihood_tokens([(("c", "x"), context, alone)])
+    assert ll == pytest.approx(brute_force(context, alone))
+    assert (lm.counters["context_requests"], lm.counters["continuation_requests"]) == (0, 1)
+
+
 def test_a_position_the_cache_covered_comes_from_the_request_that_computed_it():
     lm = fake_lm(block=2)
     context = [1, 2, 3]
@@ -148,7 +163,7 @@ def test_a_position_the_cache_covered_comes_from_the_request_that_computed_it():
     # the cache covers positions the second needs, which then come back without log-probs;
     # the first request of the same batch computed them.
     first, second = [5, 6, 7, 8, 9], [5, 6, 7, 8, 10]
-    lm._score_chunk(pairs := [_Pair(context, first), _Pair(context, second)])
+    score_chunk(lm, pairs := [Pair(context, first), Pair(context, second)])
     assert [p.logprob for p in pairs] == [pytest.approx(brute_force(context, c)) for c in (first, second)]
     assert lm.counters["positions_from_batch"] >= 2 and lm.counters["uncached_retries"] == 0
     assert not [ids for ids, p in lm.backend.engine.requests if p.skip_reading_prefix_cache]
@@ -158,8 +173,8 @@ def test_a_position_no_request_of_the_batch_computed_is_scored_again_without_the
     lm = fake_lm(block=2)
     context = [1, 2, 3]
     first, second = [5, 6, 7, 8, 9], [5, 6, 7, 8, 10]
-    lm._score_chunk([_Pair(context, first)])  # an earlier chunk filled the cache
-    lm._score_chunk(pairs := [_Pair(context, second)])
+    score_chunk(lm, [Pair(context, first)])  # an earlier chunk filled the cache
+    score_chunk(lm, pairs := [Pair(context, second)])
     assert pairs[0].logprob == pytest.approx(brute_force(context, second))
     assert lm.counters["uncached_retries"] == 1
     retried = [ids for ids, p in lm.backend.engine.requests if p.skip_reading_prefix_cache]
@@ -175,10 +190,10 @@ def test_a_too_long_pair_keeps_its_end_and_the_continuation_whole():
 
 
 def test_chunks_keep_an_items_choices_together():
-    pairs = [_Pair([i] * 5, [1]) for i in range(4) for _ in range(3)]  # 4 contexts × 3 choices
-    chunks = list(_chunks(pairs, budget=10))
-    assert [len(c) for c in chunks] == [6, 6]
-    assert sum(chunks, []) == pairs
+    pairs = [Pair([i] * 5, [1]) for i in range(4) for _ in range(3)]  # 4 contexts × 3 choices
+    parts = list(chunks(pairs, budget=10))
+    assert [len(c) for c in parts] == [6, 6]
+    assert sum(parts, []) == pairs
 
 
 def test_an_unknown_scorer_is_refused():
@@ -368,3 +383,4 @@ def test_a_new_scorer_revision_does_not_reuse_older_results(monkeypatch):
     monkeypatch.setattr(vllm_lm, "SCORER_REVISION", vllm_lm.SCORER_REVISION + 1)
     assert scoring.scorer_key(settings) != before
     assert scoring.scorer_key(EvaluateConfig(scorer="hf")) == {"dtype": "float32"}
+
