@@ -14,20 +14,23 @@ moves the step that is running (one at a time: stages run one after another).
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import logging
 import os
-import re
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 log = logging.getLogger("pipeline.progress")
 
 _lock = threading.Lock()
+#: Seconds of recent decoding the ETA's token rate is measured over.
+RATE_WINDOW = 30.0
 _active: Progress | None = None
-_OUTPUT_SPEED = re.compile(r"output:\s*([\d.]+)\s*toks/s")
 
 
 def enabled() -> bool:
@@ -77,6 +80,12 @@ class Progress:
         self.desc, self.total, self.unit = desc, max(0, int(total)), unit
         self.done = 0
         self.tokens = 0
+        #: The engine's decoding for this step (set by :class:`DecodingMeter`), asked what it
+        #: still has to decode when a line is written; None: no engine is decoding.
+        self.decoding: DecodingMeter | None = None
+        #: (time, tokens) of recent updates: the decoding rate of the last RATE_WINDOW seconds
+        #: (prefill yields few tokens, then decoding many: a rate since the start lags behind).
+        self._recent: deque[tuple[float, int]] = deque()
         self._clock = clock
         self._started = clock()
         self._every = interval() if every is None else every
@@ -111,6 +120,13 @@ class Progress:
         if self._first is not None and self.done > self._first[1]:
             since, base = self._clock() - self._first[0], self._first[1]
             left = eta_seconds(self.done - base, self.total - base, since)
+        decoding_left = self.decoding.left() if self.decoding is not None else None
+        if decoding_left is not None and len(self._recent) > 1:
+            # The rows that finish first are the short ones: the engine's own count of what it
+            # still has to decode keeps the ETA from promising the end too early.
+            (since, base), (now, tokens) = self._recent[0], self._recent[-1]
+            if now > since and tokens > base:
+                left = max(left or 0.0, decoding_left * (now - since) / (tokens - base))
         parts.append(f"elapsed {duration(elapsed)}")
         if left is not None and self.done < self.total:
             parts.append(f"ETA {duration(left)}")
@@ -121,7 +137,12 @@ class Progress:
         with _lock:
             self.done = min(self.total, self.done + n) if self.total else self.done + n
             self.tokens += tokens
-            if self._first is None:
+            if tokens:
+                now = self._clock()
+                self._recent.append((now, self.tokens))
+                while now - self._recent[0][0] > RATE_WINDOW:
+                    self._recent.popleft()
+            if n and self._first is None:
                 self._first = (self._clock(), self.done)
         if self._bar is not None:
             self._bar.update(n)
@@ -198,13 +219,12 @@ def advance(n: int = 1, tokens: int = 0) -> None:
 
 
 class _VllmBar:
-    """The tqdm vLLM's offline loop expects, forwarding to the running step: rows as they
-    finish, tokens from vLLM's own output-speed figure."""
+    """The tqdm vLLM's offline loop expects, forwarding finished requests (rows) to the
+    running step."""
 
     def __init__(self, total: int = 0, **_: Any):
         self.n = 0
         self._started = time.monotonic()
-        self._tokens = 0
         self.postfix = ""
 
     @property
@@ -212,11 +232,10 @@ class _VllmBar:
         return {"elapsed": max(time.monotonic() - self._started, 1e-9)}
 
     def update(self, n: int = 1) -> None:
+        # vLLM calls this once per finished request with n = its number of outputs (k
+        # samples): one row. Tokens come from the DecodingMeter as they are decoded.
         self.n += n
-        speed = _OUTPUT_SPEED.search(str(self.postfix or ""))
-        tokens = int(float(speed.group(1)) * self.format_dict["elapsed"]) if speed else 0
-        advance(n, max(0, tokens - self._tokens))
-        self._tokens = max(self._tokens, tokens)
+        advance(1)
 
     def refresh(self) -> None:
         pass
@@ -234,3 +253,66 @@ def vllm_bar(*args: Any, **kwargs: Any) -> Any:
     if args and not isinstance(args[0], int):
         return args[0]
     return _VllmBar(*args, **kwargs)
+
+
+class DecodingMeter:
+    """``with DecodingMeter(llm.llm_engine, sequences, cap):`` around one ``LLM.generate``:
+    after each engine step the tokens decoded so far reach the running step, and so does what
+    is still to decode, so a line moves while the engine works (a k=4 run finishes its first
+    row only minutes in) and its ETA counts the long generations that finish last.
+
+    ``LLM.generate`` asks the engine for finished requests only, so the count is read one level
+    down, from the engine core's outputs: each step's new tokens per sequence (a prompt with k
+    samples is k sequences). What is left is estimated once every sequence has started (before,
+    prefill is still under way and nothing is known): for a sequence at n tokens, the mean final
+    length of the finished ones longer than n, or ``cap`` (the most it may decode) when none
+    was, less n. Pessimistic early, as a user would rather be told.
+    """
+
+    def __init__(self, llm_engine: Any, sequences: int, cap: int):
+        self.core = llm_engine.engine_core
+        self.sequences = sequences
+        self.cap = cap
+        self.lengths: dict[str, int] = {}
+        self.finished: set[str] = set()
+
+    def __enter__(self) -> DecodingMeter:
+        self._get_output = self.core.get_output
+        self.core.get_output = self._counted_output  # the instance attribute shadows the method
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        del self.core.get_output
+        current = _active
+        if current is not None:
+            current.decoding = None
+
+    def _counted_output(self, *args: Any, **kwargs: Any) -> Any:
+        outputs = self._get_output(*args, **kwargs)
+        new = 0
+        for output in outputs.outputs:
+            request, tokens = output.request_id, len(output.new_token_ids)
+            new += tokens
+            self.lengths[request] = self.lengths.get(request, 0) + tokens
+            if output.finish_reason is not None:
+                self.finished.add(request)
+        current = _active
+        if current is not None:
+            current.decoding = self
+            if new:
+                current.update(0, new)
+        return outputs
+
+    def left(self) -> int | None:
+        """Tokens still expected from the sequences this call holds; None while some have not
+        started."""
+        if len(self.lengths) < self.sequences:
+            return None
+        done = sorted(self.lengths[r] for r in self.finished)
+        after = list(itertools.accumulate(reversed(done)))[::-1] + [0]  # after[i] = sum(done[i:])
+        left = 0.0
+        for request, n in self.lengths.items():
+            if request not in self.finished:
+                i = bisect.bisect_right(done, n)
+                left += (after[i] / (len(done) - i) if i < len(done) else self.cap) - n
+        return round(left)

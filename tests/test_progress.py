@@ -4,6 +4,7 @@ terminal, and a real small run's log (generation through a stand-in server, no e
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 
@@ -117,11 +118,58 @@ def test_the_vllm_hook_passes_rendered_prompts_through_and_counts_finished_reque
     assert progress.vllm_bar(prompts, desc="Rendering prompts") is prompts
     with Progress("generate", 2, terminal=False, emit=lambda _: None) as meter:
         bar = progress.vllm_bar(total=2, desc="Processed prompts", postfix="")
-        bar.postfix = "est. speed input: 1.00 toks/s, output: 1000000.00 toks/s"
-        bar.update(1)
-        bar.update(1)
+        bar.update(4)  # vLLM passes a request's outputs: k=4 samples are one row
+        bar.update(4)
         bar.close()
-    assert meter.done == 2 and meter.tokens > 0
+    assert meter.done == 2
+
+
+class FakeEngineCore:
+    """vLLM's engine core as ``LLM.generate`` reaches it: each step, ``get_output`` gives the
+    sequences that decoded, their new tokens, and a finish reason."""
+
+    def __init__(self, steps):
+        self.steps = list(steps)
+
+    def get_output(self):
+        return SimpleNamespace(outputs=[
+            SimpleNamespace(request_id=r, new_token_ids=[0] * n, finish_reason="stop" if done else None)
+            for r, n, done in self.steps.pop(0)])
+
+
+def test_tokens_move_the_line_while_the_engine_decodes_and_the_eta_counts_what_is_left(monkeypatch):
+    """Three sequences, none finished for the first steps: the line shows the tokens decoded so
+    far; once one finishes, what the others still have to decode sets the ETA."""
+    monkeypatch.delenv("S3FT_PROGRESS", raising=False)
+    clock, lines = Clock(), []
+    core = FakeEngineCore([
+        [("0", 20, False), ("1", 20, False)],  # "2" is not scheduled yet
+        [("0", 20, False), ("1", 20, False), ("2", 20, False)],
+        [("0", 20, True), ("1", 20, False), ("2", 20, False)],
+    ])
+    with Progress("generate", 3, clock=clock, terminal=False, emit=lines.append, every=1) as meter:
+        with progress.DecodingMeter(SimpleNamespace(engine_core=core), sequences=3, cap=200) as decoding:
+            clock.now += 10
+            core.get_output()
+            assert meter.tokens == 40 and meter.done == 0
+            assert lines[-1].startswith("generate: 0/3 rows (0.0%), 40 tokens")
+            assert "ETA" not in lines[-1]  # no rate yet from one step
+            # A sequence has not started (prefill under way): nothing is known yet.
+            assert decoding.left() is None
+            clock.now += 10
+            core.get_output()
+            assert meter.tokens == 40 + 20 + 20 + 20
+            clock.now += 10
+            core.get_output()
+            progress.advance(1)  # the vLLM bar: request "0" finished
+            # "0" finished at 60 tokens: "2" (40) is expected to reach it, "1" (60, none finished
+            # longer) may go on to the cap.
+            assert decoding.left() == (60 - 40) + (200 - 60) == 160
+            # 120 tokens in the 20 s after the first ones: 6 tok/s, so 160 left are 26.7 s
+            assert meter.line() == ("generate: 1/3 rows (33.3%), 160 tokens, 5.3 tok/s, "
+                                    "elapsed 30s, ETA 27s")
+        assert meter.decoding is None
+        assert "get_output" not in vars(core)  # the method is back
 
 
 def test_lm_eval_scoring_reports_choices_in_chunks():

@@ -187,8 +187,13 @@ class VllmBackend(Backend):
         try:
             for prompt in prompts:
                 self._inject_fault(prompt)
-            return engine.generate(prompts, params, lora_request=lora_request,
-                                   use_tqdm=progress.vllm_bar if progress.enabled() else False)
+            if not progress.enabled():
+                return engine.generate(prompts, params, lora_request=lora_request, use_tqdm=False)
+            each = params if isinstance(params, list) else [params] * len(prompts)
+            with progress.DecodingMeter(engine.llm_engine, sum(p.n for p in each),
+                                        max(p.max_tokens or 0 for p in each)):
+                return engine.generate(prompts, params, lora_request=lora_request,
+                                       use_tqdm=progress.vllm_bar)
         except Exception as batch_error:  # vLLM raises for the whole batch on one bad request
             log.warning("batch of %d failed (%s); retrying request by request",
                         len(prompts), batch_error)
