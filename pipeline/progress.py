@@ -270,19 +270,23 @@ class DecodingMeter:
     """
 
     def __init__(self, llm_engine: Any, sequences: int, cap: int):
-        self.core = llm_engine.engine_core
+        # A vLLM internal: an engine without it (another version) is run unmetered, rows only.
+        core = getattr(llm_engine, "engine_core", None)
+        self.core = core if callable(getattr(core, "get_output", None)) else None
         self.sequences = sequences
         self.cap = cap
         self.lengths: dict[str, int] = {}
         self.finished: set[str] = set()
 
     def __enter__(self) -> DecodingMeter:
-        self._get_output = self.core.get_output
-        self.core.get_output = self._counted_output  # the instance attribute shadows the method
+        if self.core is not None:
+            self._get_output = self.core.get_output
+            self.core.get_output = self._counted_output  # the instance attribute shadows the method
         return self
 
     def __exit__(self, *exc: object) -> None:
-        del self.core.get_output
+        if self.core is not None:
+            del self.core.get_output
         current = _active
         if current is not None:
             current.decoding = None

@@ -198,3 +198,12 @@ def test_lm_eval_scoring_reports_choices_in_chunks():
         logging.getLogger("pipeline.progress").removeHandler(handler)
     assert lm.calls == [256, 256, 88]  # same answers, request for request, in chunks
     assert lines[-1].startswith("lm-eval log-likelihoods: 600/600 choices (100.0%)")
+
+
+def test_an_engine_without_the_core_hook_runs_unmetered():
+    """The meter reads a vLLM internal; an engine without it still generates, rows only."""
+    engine = SimpleNamespace()
+    with (Progress("generate", 1, terminal=False, emit=lambda _: None) as meter,
+          progress.DecodingMeter(engine, sequences=1, cap=10)):
+        progress.advance(1)
+    assert meter.done == 1 and meter.tokens == 0 and vars(engine) == {}
