@@ -40,8 +40,16 @@ from fractions import Fraction
 from typing import Any
 
 from judges.base import Judge, TargetProblem, Verdict, copies_most_lines
+from judges.gsm8k_alignment import (
+    Calculation,
+    other_calculations,
+    other_people,
+    skipped_calculations,
+    unsupported_numbers,
+)
 from judges.gsm8k_steps import (
     NOT_UNITS,
+    PLAIN_NUMBER,
     gold_givens,
     underived_numbers,
     unneeded_results,
@@ -299,10 +307,10 @@ def _matches(left: Fraction, right: Fraction, expression: str, unit: str,
 
 
 def _equalities(text: str):
-    """Each "=" of ``text``: ``(text right of it, the checked calculation or None)``, where a
-    checked calculation is ``(shown, value of the right side, is it right?)``; 1 % tolerance,
-    for rounded divisions such as ``10 / 3 = 3.33``. Chains ``a + b = c + d = e`` included."""
-    for line in normalize_typography(text).splitlines():
+    """Each "=" of ``text``: ``(text right of it, its Calculation or None)``, where the
+    calculation is checked with a 1 % tolerance, for rounded divisions such as
+    ``10 / 3 = 3.33``. Chains ``a + b = c + d = e`` included."""
+    for index, line in enumerate(normalize_typography(text).splitlines()):
         parts = line.split("=")
         for left_text, right_text in zip(parts, parts[1:], strict=False):
             sides = _calculation_sides(without_units(left_text), right_text)
@@ -316,18 +324,18 @@ def _equalities(text: str):
             right = any(_matches(left, values[1], sides[0], unit, sides[1].endswith("%"))
                         for left in readings if left is not None)
             shown = " ".join(f"{sides[0]} = {sides[1]}".split())
-            yield right_text, (shown, values[1], right)
+            operands = sorted(Fraction(n.replace(",", "")) for n in PLAIN_NUMBER.findall(sides[0]))
+            yield right_text, Calculation(index, shown, tuple(operands), values[1], right)
 
 
-def calculations(text: str) -> list[tuple[str, Fraction, bool]]:
-    """Every written-out calculation ``a op b = c`` in ``text`` as ``(text, value of the right
-    side, is it right?)``."""
+def calculations(text: str) -> list[Calculation]:
+    """Every written-out calculation ``a op b = c`` in ``text``."""
     return [checked for _, checked in _equalities(text) if checked is not None]
 
 
 def arithmetic_errors(text: str) -> list[str]:
     """The written-out calculations in ``text`` whose result is wrong."""
-    return [shown for shown, _, ok in calculations(text) if not ok]
+    return [c.shown for c in calculations(text) if not c.right]
 
 
 def _results(text: str) -> Counter[Fraction]:
@@ -336,7 +344,7 @@ def _results(text: str) -> Counter[Fraction]:
     found: Counter[Fraction] = Counter()
     for right_text, checked in _equalities(text):
         match = re.match(r"\s*\$?\s*(" + _NUMBER + ")", right_text)
-        if match and "/" not in match.group(1) and (checked is None or checked[2]):
+        if match and "/" not in match.group(1) and (checked is None or checked.right):
             found[Fraction(normalize_number(match.group(1)))] += 1
     return found
 
@@ -358,6 +366,29 @@ def _body(text: str) -> str:
     return without_annotations(text.split("####")[0]).strip()
 
 
+def _unaligned(text: str, gold: str, question: str) -> tuple[str, str] | None:
+    """Why ``text`` is not the gold's solution calculation by calculation, or None
+    (:mod:`judges.gsm8k_alignment`)."""
+    own, theirs = calculations(_body(text)), calculations(without_annotations(gold))
+    found = other_calculations(own, theirs)
+    if found:
+        return ("fidelity:other_calculation", f"calculates {'; '.join(found[:3])}, which the "
+                "gold never does")
+    found = skipped_calculations(own, theirs)
+    if found:
+        return ("fidelity:skipped_calculation", f"does not write out the gold's "
+                f"{'; '.join(found[:3])}")
+    found = unsupported_numbers(_body(text), question, gold, own)
+    if found:
+        return ("fidelity:unsupported_number", f"says {', '.join(found[:4])}, which neither "
+                "the question, the gold nor a calculation gives")
+    found = other_people(_body(text), gold, question, own, theirs)
+    if found:
+        return ("fidelity:other_person", f"credits the gold's step to someone else: "
+                f"{'; '.join(found[:2])}")
+    return None
+
+
 class Gsm8kJudge(Judge):
     """The ``math`` judge kind. ``gold_answer`` (a template over the row) says where the gold
     number is for a task whose answers are not GSM8K solutions: its ``#### N`` line if it has
@@ -366,8 +397,9 @@ class Gsm8kJudge(Judge):
 
     name = "gsm8k"
     # 4: a copy by lines; a paraphrase calculates only with what it derived. 5: percents and
-    # units in the arithmetic check; a paraphrase's step that leads nowhere is refused.
-    version = "5"
+    # units in the arithmetic check; a paraphrase's step that leads nowhere is refused. 6: a
+    # paraphrase is the gold's solution calculation by calculation (judges/gsm8k_alignment.py).
+    version = "6"
 
     def __init__(self, gold_answer: str | None = None, require_final_line: bool = True):
         self.gold_answer = gold_answer
@@ -434,8 +466,12 @@ class Gsm8kJudge(Judge):
             return Verdict(False, "fidelity:extra_step", verdict.extracted,
                            f"computes {', '.join(extra[:4])}, which the gold never does and "
                            "nothing later uses: a step that leads nowhere")
+        problem = _unaligned(text, gold, question)
+        if problem:
+            return Verdict(False, problem[0], verdict.extracted, problem[1])
         return Verdict(True, "fidelity:" + verdict.rule, verdict.extracted,
-                       f"right answer; {kept}/{sum(steps.values())} of the gold's steps worked out")
+                       "right answer; every calculation is one of the gold's and every one the "
+                       "gold writes out is here, every number given or derived")
 
     def is_copy_of_gold(self, text: str, example: Mapping[str, Any], gold: str) -> bool:
         """The gold copied, or more than half of its lines word for word (calculator

@@ -30,7 +30,7 @@ _WORDS = {
     "third": 3, "fourth": 4, "fifth": 5, "sixth": 6, "seventh": 7, "eighth": 8, "ninth": 9,
     "tenth": 10,
 }
-_NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?|\.\d+")
+PLAIN_NUMBER = re.compile(r"\d[\d,]*(?:\.\d+)?|\.\d+")
 _CALCULATION = re.compile(r"[\d.,$()\s+\-*/x%]*$")  # the arithmetic just left of an "="
 _OPERATOR = re.compile(r"\d\s*[-+*/x]\s*[\d($]")
 
@@ -89,7 +89,7 @@ def _value(text: str) -> Fraction | None:
 def given_numbers(question: str) -> set[Fraction]:
     """What the question gives: its numbers (a percent also as a share), its number words."""
     found: set[Fraction] = set()
-    for match in _NUMBER.finditer(question):
+    for match in PLAIN_NUMBER.finditer(question):
         value = _value(match.group(0))
         if value is not None:
             found |= {value, value / 100}  # "40%", "40 percent": 40 and 0.4
@@ -114,14 +114,14 @@ def underived_numbers(solution: str, question: str, given: frozenset[Fraction] =
         for left, right in zip(parts, parts[1:], strict=False):
             run = _CALCULATION.search(left).group(0)  # type: ignore[union-attr]
             if _OPERATOR.search(run):
-                for number in _NUMBER.findall(run):
+                for number in PLAIN_NUMBER.findall(run):
                     value = _value(number)
                     if value is not None and value not in known | CONSTANTS \
                             and number not in missing:
                         missing.append(number)
             # what the "=" gives: every number up to the next one ("= S + 143", "= $0.25")
-            known |= {v for n in _NUMBER.findall(right) if (v := _value(n)) is not None}
-    answer = _NUMBER.search(final)
+            known |= {v for n in PLAIN_NUMBER.findall(right) if (v := _value(n)) is not None}
+    answer = PLAIN_NUMBER.search(final)
     value = _value(answer.group(0)) if answer else None
     if value is not None and not {value, value / 100, value * 100} & known:  # dollars, cents
         missing.append(answer.group(0))  # type: ignore[union-attr]
@@ -134,7 +134,7 @@ def unneeded_results(solution: str, needed: set[Fraction]) -> list[str]:
     ``#### N``. "the see-saw: 20 pounds / 5 rocks = 5 rocks", added after the right steps, is
     one: a step the gold does not take, leading nowhere."""
     body, _, final = without_annotations(solution).partition("####")
-    answer = _NUMBER.search(final)
+    answer = PLAIN_NUMBER.search(final)
     ends = {_value(answer.group(0))} if answer else set()
     # In order: ("use", value) for each number a calculation starts from, ("result", text,
     # value) for what its "=" gives.
@@ -145,8 +145,8 @@ def unneeded_results(solution: str, needed: set[Fraction]) -> list[str]:
             run = _CALCULATION.search(without_units(left)).group(0)  # type: ignore[union-attr]
             if not _OPERATOR.search(run):
                 continue
-            events += [("use", v) for n in _NUMBER.findall(run) if (v := _value(n)) is not None]
-            result = re.match(r"\s*\$?\s*(" + _NUMBER.pattern + ")", right)
+            events += [("use", v) for n in PLAIN_NUMBER.findall(run) if (v := _value(n)) is not None]
+            result = re.match(r"\s*\$?\s*(" + PLAIN_NUMBER.pattern + ")", right)
             if result and (value := _value(result.group(1))) is not None:
                 events.append(("result", result.group(1), value))
     unneeded = []
@@ -167,7 +167,7 @@ def gold_givens(gold: str, question: str) -> frozenset[Fraction]:
     minutes" said in prose): 256 of the 7,473 training solutions have some. A paraphrase may
     use them too, but not its final answer: 63 golds give theirs in prose only ("40 eggs / 10
     eggs each week, they will last 4 weeks"), and a paraphrase must work its answer out."""
-    final = _NUMBER.search(without_annotations(gold).partition("####")[2])
+    final = PLAIN_NUMBER.search(without_annotations(gold).partition("####")[2])
     answer = _value(final.group(0)) if final else None
     return frozenset(v for n in underived_numbers(gold, question)
                      if (v := _value(n)) is not None and v != answer)

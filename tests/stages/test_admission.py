@@ -131,10 +131,11 @@ def test_a_paraphrase_with_a_step_that_leads_nowhere_is_refused(julie):
     verdict, decision = admit_paraphrase(extra, julie)
     assert (verdict.rule, decision.rule) == ("fidelity:extra_step", "wrong")
     assert "computes 7," in verdict.reason
-    # A step the gold does not take but the solution uses later is no detour.
+    # Another route through the problem is not the gold's solution: its steps cannot be
+    # proven against the gold's (on fresh rows "2 * 3 = 6 games" stood for 2 + 4).
     other_route = right.replace("That leaves 120 - 36 = 84", "After yesterday 120 - 12 = 108 "
                                 "pages were left, and after today 108 - 24 = 84")
-    assert admit_paraphrase(other_route, julie)[1].admitted
+    assert admit_paraphrase(other_route, julie)[0].rule == "fidelity:other_calculation"
     wrong_units = right.replace("#### 42", "The see-saw: 20 pounds / 5 rocks = 5 rocks.\n#### 42")
     assert admit_paraphrase(wrong_units, julie)[1].rule in ("arithmetic", "wrong")
 
@@ -216,6 +217,51 @@ def test_arithmetic_check_flags_almost_no_gold_solution(gsm8k_train, size):
     rows = sweep(gsm8k_train, size)
     flagged = [row for row in rows if arithmetic_errors(gold(row))]
     assert len(flagged) <= (25 if size is None else 5)
+
+
+# -- #44: a paraphrase is the gold's solution calculation by calculation --------------------
+
+JULIE_RIGHT = ("Today she read twice as much: 12 x 2 = 24 pages.\n"
+               "So far she has read 12 + 24 = 36 pages.\n"
+               "That leaves 120 - 36 = 84 pages of the book.\n"
+               "Half of what is left is 84/2 = 42 pages for tomorrow.\n#### 42")
+
+
+@pytest.mark.parametrize("edit, rule, named", [
+    # a calculation pasted into a right step ("which is $40 / 2 = $20" on fresh rows): its
+    # result is given and used later, so neither underived nor extra_step saw it
+    (("12 x 2 = 24 pages.", "12 x 2 = 24 pages, which is 24 / 2 = 12 a day."),
+     "fidelity:other_calculation", "24 / 2 = 12"),
+    # a result stated, not calculated ("D2 = 625" on fresh rows): the "=" made it known
+    (("So far she has read 12 + 24 = 36 pages.", "So far she has read pages = 36."),
+     "fidelity:skipped_calculation", "12 + 24 = 36"),
+    # a number from nowhere, in prose ("can fill 208 gallons" on fresh rows)
+    (("That leaves", "The book has 170 words a page.\nThat leaves"),
+     "fidelity:unsupported_number", "170"),
+])
+def test_a_paraphrase_is_the_golds_solution_calculation_by_calculation(julie, edit, rule, named):
+    assert admit_paraphrase(JULIE_RIGHT, julie)[1].admitted
+    text = JULIE_RIGHT.replace(*edit)
+    assert text != JULIE_RIGHT
+    verdict, decision = admit_paraphrase(text, julie)
+    assert (verdict.rule, decision.rule) == (rule, "wrong")
+    assert named in verdict.reason
+
+
+def test_a_step_credited_to_someone_else_is_refused():
+    """#44, seen on fresh rows: "Cassandra collected 5000 - 276 = 4724" where the gold says
+    James has them. A row written for this test, not a dataset row."""
+    row = {"question": "Ana has 30 stamps. Ben has 12 fewer stamps than Ana. How many stamps "
+                       "do they have together?",
+           "answer": "Ben has 30 - 12 = <<30-12=18>>18 stamps.\n"
+                     "Together they have 30 + 18 = <<30+18=48>>48 stamps.\n#### 48"}
+    row["gold"] = load_task("gsm8k").gold_response(row)
+    sound = "Ben has 12 fewer, so he has 30 - 12 = 18 stamps.\nAll in all 30 + 18 = 48.\n#### 48"
+    assert admit_paraphrase(sound, row)[1].admitted
+    swapped = "Ana has 30 - 12 = 18 stamps.\nAna and Ben have 30 + 18 = 48 stamps.\n#### 48"
+    verdict, decision = admit_paraphrase(swapped, row)
+    assert (verdict.rule, decision.rule) == ("fidelity:other_person", "wrong")
+    assert verdict.reason.endswith("Ana: 30 - 12 = 18")
 
 
 @pytest.mark.slow
