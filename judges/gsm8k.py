@@ -24,7 +24,9 @@ is not wrong) fewer than ``MIN_STEP_COVERAGE`` of the results the gold computes 
 without working it out; ``fidelity:underived`` when it calculates with a number that
 neither the question, an earlier step nor its gold gives (a deleted step,
 :mod:`judges.gsm8k_steps`); ``fidelity:extra_step`` when a step's result is neither one the
-gold computes nor used later nor the answer (a step that leads nowhere).
+gold computes nor used later nor the answer (a step that leads nowhere); and then the gold's
+solution calculation by calculation (``fidelity:other_calculation``, ``skipped_calculation``,
+``unsupported_number``, ``other_person``: :mod:`judges.gsm8k_alignment`).
 The thresholds and why they are what they are: docs/admission.md, "Paraphrase fidelity".
 """
 
