@@ -3,7 +3,10 @@ the model, judged and admitted as the pipeline's paraphrase stages do (the embed
 gets ~3 % of GSM8K right, so a real run paraphrases nearly every row). Writes the rows, the
 paraphrases and their decisions to ``<out>/<name>.parquet`` for reading; the draw's lines
 (0-based, of gsm8k/train.jsonl) go to ``<out>/<name>.lines.json``, never one that
-docs/labels/draws.json or an earlier draw in ``<out>`` holds.
+docs/labels/draws.json or an earlier draw in ``<out>`` holds. With the built-in task a
+paraphrase proven calculation by calculation is ``needs_judge`` (its words unproven); to read
+what the rules would admit, pass ``--task`` a copy of prompts/gsm8k whose judge sets
+``admit_unproven_wording: true`` (flags after the script's own go to the run's config).
 
     python benchmarks/gsm8k_paraphrases.py --name new --seed 1 --rows 2400   # a fresh draw
     python benchmarks/gsm8k_paraphrases.py --name held3 --lines gsm8k_held3  # a labelled one

@@ -3,7 +3,9 @@
 ``judges.build(kind, options, folder)`` makes the judge a task file names (``judge.kind``):
 
 - ``math``: a final number (``#### N`` strictly, the last number flexibly), compared with
-  Math-Verify; options ``gold_answer`` (template), ``require_final_line`` (default true);
+  Math-Verify; options ``gold_answer`` (template), ``require_final_line`` (default true),
+  ``admit_unproven_wording`` (default false: a paraphrase proven calculation by
+  calculation still keeps its gold, as no rule proves its words);
 - ``alias``: a short answer against the row's ``answers`` list (the NQ heuristic), with
   ``llm: {prompt: judge.jinja}`` for what the heuristic cannot decide;
 - ``exact``, ``regex`` (``pattern``, ``flags``, ``group``), ``choice`` (``labels``,

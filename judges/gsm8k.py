@@ -400,20 +400,24 @@ class Gsm8kJudge(Judge):
     name = "gsm8k"
     # 4: a copy by lines; a paraphrase calculates only with what it derived. 5: percents and
     # units in the arithmetic check; a paraphrase's step that leads nowhere is refused. 6: a
-    # paraphrase is the gold's solution calculation by calculation (judges/gsm8k_alignment.py).
+    # paraphrase is the gold's solution calculation by calculation (judges/gsm8k_alignment.py),
+    # and its words, which no rule proves, keep it out unless the task says otherwise.
     version = "6"
 
-    def __init__(self, gold_answer: str | None = None, require_final_line: bool = True):
+    def __init__(self, gold_answer: str | None = None, require_final_line: bool = True,
+                 admit_unproven_wording: bool = False):
         self.gold_answer = gold_answer
         self.require_final_line = require_final_line
+        self.admit_unproven_wording = admit_unproven_wording
         self._gold_template = None
         if gold_answer is not None:
             self._gold_template = gold_environment().from_string(gold_answer)
 
     def settings(self) -> dict[str, Any]:
-        if self.gold_answer is None and self.require_final_line:
+        if self.gold_answer is None and self.require_final_line and not self.admit_unproven_wording:
             return {}  # the built-in GSM8K judge: no settings, as before
-        return {"gold_answer": self.gold_answer, "require_final_line": self.require_final_line}
+        return {"gold_answer": self.gold_answer, "require_final_line": self.require_final_line,
+                "admit_unproven_wording": self.admit_unproven_wording}
 
     def gold_number(self, example: Mapping[str, Any]) -> str | None:
         if self._gold_template is None:
@@ -471,9 +475,18 @@ class Gsm8kJudge(Judge):
         problem = _unaligned(text, gold, question)
         if problem:
             return Verdict(False, problem[0], verdict.extracted, problem[1])
-        return Verdict(True, "fidelity:" + verdict.rule, verdict.extracted,
-                       "right answer; every calculation is one of the gold's and every one the "
-                       "gold writes out is here, every number given or derived")
+        proven = ("right answer; every calculation is one of the gold's and every one the gold "
+                  "writes out is here, every number given or derived")
+        if not self.admit_unproven_wording:
+            # The model was given the solution, so its numbers prove little about its words:
+            # on fresh rows 6 of 11 paraphrases proven this far were wrong in words around
+            # right calculations (docs/admission.md). No rule can read the words; nothing
+            # is admitted that the pipeline cannot prove.
+            return Verdict(False, "needs_judge", verdict.extracted,
+                           f"{proven}, but the words around them are not proven; the row keeps "
+                           "its gold (a task that accepts the measured rate sets "
+                           "judge.admit_unproven_wording: true)")
+        return Verdict(True, "fidelity:" + verdict.rule, verdict.extracted, proven)
 
     def is_copy_of_gold(self, text: str, example: Mapping[str, Any], gold: str) -> bool:
         """The gold copied, or more than half of its lines word for word (calculator

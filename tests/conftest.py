@@ -9,6 +9,7 @@ import io
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -85,6 +86,21 @@ def sweep(rows: list, size: int | None, seed: int = 0) -> list:
 
     chosen = sorted(random.Random(seed).sample(range(len(rows)), size))
     return [rows[i] for i in chosen]
+
+
+def gsm8k_admitting_paraphrases(folder: Path) -> str:
+    """The built-in GSM8K task, but admitting paraphrases whose calculations are proven
+    (``judge.admit_unproven_wording: true``; by default their words keep them out): for the
+    tests of what happens to admitted paraphrases downstream (sources, summary, report,
+    card, audit). Returns the task folder to pass as ``--task``."""
+    task = folder / "task.yaml"
+    if task.is_file():
+        return str(folder)
+    shutil.copytree(PROJECT / "prompts" / "gsm8k", folder)
+    text = task.read_text()
+    assert "  kind: math" in text
+    task.write_text(text.replace("  kind: math", "  kind: math\n  admit_unproven_wording: true", 1))
+    return str(folder)
 
 
 def data_dir() -> Path:

@@ -9,7 +9,7 @@ import pytest
 
 import judges
 from judges.base import Verdict
-from judges.gsm8k import arithmetic_errors, extract_answer, final_line_value
+from judges.gsm8k import Gsm8kJudge, arithmetic_errors, extract_answer, final_line_value
 from judges.mbpp import code_target, is_copy_of_code
 from pipeline.config import data_dir
 from pipeline.stages.admission import admit
@@ -17,6 +17,9 @@ from pipeline.tasks import load_task
 from tests.conftest import SWEEP, sweep
 
 GSM8K = judges.get("gsm8k")
+# The paraphrase rules below are about numbers; by default no GSM8K paraphrase is admitted,
+# as its words are never proven (test_a_proven_paraphrase_still_needs_its_words_proven).
+GSM8K_WORDS = Gsm8kJudge(admit_unproven_wording=True)
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +31,9 @@ def natalia(gsm8k_train) -> dict:
 
 
 def admit_paraphrase(text: str, row: dict, finish_reason: str = "stop"):
-    verdict = GSM8K.judge_paraphrase(text, row)
-    return verdict, admit(GSM8K, text, finish_reason, verdict, row, row["gold"], paraphrase=True)
+    verdict = GSM8K_WORDS.judge_paraphrase(text, row)
+    return verdict, admit(GSM8K_WORDS, text, finish_reason, verdict, row, row["gold"],
+                          paraphrase=True)
 
 
 def admit_answer(text: str, row: dict, finish_reason: str = "stop"):
@@ -43,6 +47,21 @@ def test_a_faithful_gsm8k_paraphrase_is_admitted(natalia):
     verdict, decision = admit_paraphrase(text, natalia)
     assert verdict.correct and verdict.rule == "fidelity:strict:hash"
     assert decision.admitted and decision.rule == "admitted"
+
+
+def test_a_proven_paraphrase_still_needs_its_words_proven(natalia):
+    """#44: on fresh rows 6 of 11 paraphrases whose every calculation was the gold's were
+    wrong in words ("5 days of the show" for 5 episodes a day). By default the row keeps its
+    gold, and the reason says why and how a task opts in."""
+    text = ("In May she sold half of 48, which is 48/2 = 24 clips.\n"
+            "Over both months that makes 48 + 24 = 72 clips.\n#### 72")
+    verdict = GSM8K.judge_paraphrase(text, natalia)
+    assert (verdict.correct, verdict.rule) == (False, "needs_judge")
+    assert "judge.admit_unproven_wording: true" in verdict.reason
+    decision = admit(GSM8K, text, "stop", verdict, natalia, natalia["gold"], paraphrase=True)
+    assert (decision.admitted, decision.rule) == (False, "needs_judge")
+    assert GSM8K.judge(text, natalia).correct  # the model's own answer is judged as before
+    assert GSM8K_WORDS.settings()["admit_unproven_wording"] and GSM8K.settings() == {}
 
 
 @pytest.mark.parametrize("text, rule", [
@@ -86,7 +105,7 @@ def test_a_near_verbatim_copy_is_a_copy(natalia):
 ])
 def test_a_paraphrase_with_most_of_the_golds_lines_verbatim_is_a_copy(natalia, build):
     text = build(natalia["gold"])
-    assert GSM8K.judge_paraphrase(text, natalia).correct  # right, and every step worked out
+    assert GSM8K_WORDS.judge_paraphrase(text, natalia).correct  # right, every step worked out
     assert admit_paraphrase(text, natalia)[1].rule == "copy_of_gold"
 
 
@@ -270,7 +289,7 @@ def test_gold_solutions_pass_their_own_fidelity_check(gsm8k_train, size):
     """A rewrite as faithful as the gold itself passes: >= 98 % of gold solutions do."""
     gold = load_task("gsm8k").gold_response
     rows = sweep(gsm8k_train, size)
-    passed = sum(GSM8K.judge_paraphrase(gold(row), row).correct for row in rows)
+    passed = sum(GSM8K_WORDS.judge_paraphrase(gold(row), row).correct for row in rows)
     assert passed >= 0.98 * len(rows)
 
 

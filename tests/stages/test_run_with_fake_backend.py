@@ -14,6 +14,7 @@ from pipeline.backends.base import Generation
 from pipeline.backends.fake import FakeBackend, last_user_message
 from pipeline.config import RunConfig
 from pipeline.curate import run
+from tests.conftest import gsm8k_admitting_paraphrases
 
 ROWS = 12
 STEPS = ("First we write down what the problem gives us.\nThen we work through it one step at "
@@ -69,7 +70,8 @@ def fake_for(rows: list[dict]) -> FakeBackend:
 def fake_run(gsm8k_train, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("fake") / "run"
     fake = fake_for(gsm8k_train[:ROWS])
-    config = RunConfig(task="gsm8k", limit=ROWS, shard_size=4, out=str(out), max_error_rate=1.0,
+    task = gsm8k_admitting_paraphrases(tmp_path_factory.mktemp("task") / "gsm8k")
+    config = RunConfig(task=task, limit=ROWS, shard_size=4, out=str(out), max_error_rate=1.0,
                        progress=False)
     summary = run(config, served=fake.served())
     return {"out": out, "summary": summary, "fake": fake, "config": config}
@@ -130,8 +132,9 @@ def test_summary_counts_what_the_rows_hold(fake_run):
 
 def test_without_the_loop_guard_a_loop_runs_to_the_limit_and_nothing_else_changes(
         fake_run, gsm8k_train, tmp_path):
-    config = RunConfig(task="gsm8k", limit=ROWS, shard_size=4, out=str(tmp_path / "unguarded"),
-                       max_error_rate=1.0, progress=False, loop_guard=False)
+    config = RunConfig(task=fake_run["config"].task, limit=ROWS, shard_size=4,
+                       out=str(tmp_path / "unguarded"), max_error_rate=1.0, progress=False,
+                       loop_guard=False)
     summary = run(config, served=fake_for(gsm8k_train[:ROWS]).served())
     generate = summary["stages"]["generate"]
     assert (generate["loop_stopped"], generate["loop_tokens_saved"], generate["truncated"]) == (0, 0, 3)

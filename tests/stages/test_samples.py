@@ -14,6 +14,7 @@ from pipeline.backends.fake import FakeBackend, last_user_message
 from pipeline.config import RunConfig
 from pipeline.curate import run
 from pipeline.errors import UsageError
+from tests.conftest import gsm8k_admitting_paraphrases
 from tests.stages.test_run_with_fake_backend import reworded
 
 ROWS = 8
@@ -52,7 +53,8 @@ def fake_for(rows: list[dict]) -> FakeBackend:
 
 def curate(tmp_path, rows, **options) -> tuple[dict, pl.DataFrame]:
     out = tmp_path / ("-".join(f"{k}={v}" for k, v in options.items()) or "greedy")
-    config = RunConfig(task="gsm8k", limit=ROWS, shard_size=4, out=str(out), progress=False,
+    task = gsm8k_admitting_paraphrases(tmp_path.with_name(tmp_path.name + "-task"))
+    config = RunConfig(task=task, limit=ROWS, shard_size=4, out=str(out), progress=False,
                        **options)
     summary = run(config, served=fake_for(rows).served())
     return summary, pl.read_parquet(out / "train.parquet")
