@@ -483,9 +483,9 @@ class Gsm8kJudge(Judge):
             # right calculations (docs/admission.md). No rule can read the words; nothing
             # is admitted that the pipeline cannot prove.
             return Verdict(False, "needs_judge", verdict.extracted,
-                           f"{proven}, but the words around them are not proven; the row keeps "
-                           "its gold (a task that accepts the measured rate sets "
-                           "judge.admit_unproven_wording: true)")
+                           "its words are not proven (its calculations are the gold's); the row "
+                           "keeps its gold. A task that accepts the rate measured in "
+                           "docs/admission.md sets judge.admit_unproven_wording: true")
         return Verdict(True, "fidelity:" + verdict.rule, verdict.extracted, proven)
 
     def is_copy_of_gold(self, text: str, example: Mapping[str, Any], gold: str) -> bool:
