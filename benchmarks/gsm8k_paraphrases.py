@@ -32,9 +32,8 @@ from pipeline.stages.paraphrase import ParaphraseStage
 DRAWS = Path(__file__).resolve().parent.parent / "docs" / "labels" / "draws.json"
 
 
-def draw(out: Path, seed: int, rows: int, first: int) -> list[int]:
-    """``rows`` lines from ``first`` on that no labelled draw used."""
-    lines = (data_dir() / "gsm8k" / "train.jsonl").read_text().splitlines()
+def draw(lines: list[str], out: Path, seed: int, rows: int, first: int) -> list[int]:
+    """``rows`` of ``lines`` from ``first`` on that no labelled draw used."""
     taken = {i for key, used in json.loads(DRAWS.read_text()).items() if key.startswith("gsm8k")
              for i in used}
     for earlier in out.glob("*.lines.json"):
@@ -54,10 +53,10 @@ def main() -> None:
     args, engine_flags = parser.parse_known_args()  # e.g. --dtype float32
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    chosen = (json.loads(DRAWS.read_text())[args.lines] if args.lines
-              else draw(out, args.seed, args.rows, args.first))
-    (out / f"{args.name}.lines.json").write_text(json.dumps(chosen))
     lines = (data_dir() / "gsm8k" / "train.jsonl").read_text().splitlines()
+    chosen = (json.loads(DRAWS.read_text())[args.lines] if args.lines
+              else draw(lines, out, args.seed, args.rows, args.first))
+    (out / f"{args.name}.lines.json").write_text(json.dumps(chosen))
     data = out / f"{args.name}.jsonl"
     data.write_text("".join(lines[i] + "\n" for i in chosen))
     config = parse_config(RunConfig, ["--task", "gsm8k", "--data", str(data), "--out",

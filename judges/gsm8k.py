@@ -53,6 +53,7 @@ from judges.gsm8k_steps import (
     NOT_UNITS,
     PLAIN_NUMBER,
     gold_givens,
+    number_value,
     underived_numbers,
     unneeded_results,
     without_annotations,
@@ -326,7 +327,8 @@ def _equalities(text: str):
             right = any(_matches(left, values[1], sides[0], unit, sides[1].endswith("%"))
                         for left in readings if left is not None)
             shown = " ".join(f"{sides[0]} = {sides[1]}".split())
-            operands = sorted(Fraction(n.replace(",", "")) for n in PLAIN_NUMBER.findall(sides[0]))
+            operands = sorted(v for n in PLAIN_NUMBER.findall(sides[0])
+                              if (v := number_value(n)) is not None)
             yield right_text, Calculation(index, shown, tuple(operands), values[1], right)
 
 
@@ -371,7 +373,8 @@ def _body(text: str) -> str:
 def _unaligned(text: str, gold: str, question: str) -> tuple[str, str] | None:
     """Why ``text`` is not the gold's solution calculation by calculation, or None
     (:mod:`judges.gsm8k_alignment`)."""
-    own, theirs = calculations(_body(text)), calculations(without_annotations(gold))
+    body = _body(text)
+    own, theirs = calculations(body), calculations(without_annotations(gold))
     found = other_calculations(own, theirs)
     if found:
         return ("fidelity:other_calculation", f"calculates {'; '.join(found[:3])}, which the "
@@ -380,11 +383,11 @@ def _unaligned(text: str, gold: str, question: str) -> tuple[str, str] | None:
     if found:
         return ("fidelity:skipped_calculation", f"does not write out the gold's "
                 f"{'; '.join(found[:3])}")
-    found = unsupported_numbers(_body(text), question, gold, own)
+    found = unsupported_numbers(body, question, gold, own)
     if found:
         return ("fidelity:unsupported_number", f"says {', '.join(found[:4])}, which neither "
                 "the question, the gold nor a calculation gives")
-    found = other_people(_body(text), gold, question, own, theirs)
+    found = other_people(body, gold, question, own, theirs)
     if found:
         return ("fidelity:other_person", f"credits the gold's step to someone else: "
                 f"{'; '.join(found[:2])}")

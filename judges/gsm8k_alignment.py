@@ -32,7 +32,13 @@ from collections.abc import Iterable
 from fractions import Fraction
 from typing import NamedTuple
 
-from judges.gsm8k_steps import CONSTANTS, PLAIN_NUMBER, given_numbers, without_annotations
+from judges.gsm8k_steps import (
+    CONSTANTS,
+    PLAIN_NUMBER,
+    given_numbers,
+    number_value,
+    without_annotations,
+)
 
 
 class Calculation(NamedTuple):
@@ -80,8 +86,8 @@ def skipped_calculations(own: list[Calculation], gold: Iterable[Calculation]) ->
 
 
 def _numbers(text: str) -> list[tuple[str, Fraction]]:
-    return [(n, Fraction(n.replace(",", ""))) for n in PLAIN_NUMBER.findall(text)
-            if n.replace(",", "").strip(".")]
+    """Each number of ``text``: as written, and its value."""
+    return [(n, v) for n in PLAIN_NUMBER.findall(text) if (v := number_value(n)) is not None]
 
 
 def unsupported_numbers(text: str, question: str, gold: str,

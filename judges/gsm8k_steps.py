@@ -79,7 +79,8 @@ def without_annotations(text: str) -> str:
     return re.sub(r"<<[^<>]*>>", "", text)
 
 
-def _value(text: str) -> Fraction | None:
+def number_value(text: str) -> Fraction | None:
+    """``1,200`` as 1200; None for what is not a number."""
     try:
         return Fraction(text.replace(",", ""))
     except (ValueError, ZeroDivisionError):
@@ -90,7 +91,7 @@ def given_numbers(question: str) -> set[Fraction]:
     """What the question gives: its numbers (a percent also as a share), its number words."""
     found: set[Fraction] = set()
     for match in PLAIN_NUMBER.finditer(question):
-        value = _value(match.group(0))
+        value = number_value(match.group(0))
         if value is not None:
             found |= {value, value / 100}  # "40%", "40 percent": 40 and 0.4
     for word in re.findall(r"[a-z]+", question.lower()):
@@ -115,14 +116,14 @@ def underived_numbers(solution: str, question: str, given: frozenset[Fraction] =
             run = _CALCULATION.search(left).group(0)  # type: ignore[union-attr]
             if _OPERATOR.search(run):
                 for number in PLAIN_NUMBER.findall(run):
-                    value = _value(number)
+                    value = number_value(number)
                     if value is not None and value not in known | CONSTANTS \
                             and number not in missing:
                         missing.append(number)
             # what the "=" gives: every number up to the next one ("= S + 143", "= $0.25")
-            known |= {v for n in PLAIN_NUMBER.findall(right) if (v := _value(n)) is not None}
+            known |= {v for n in PLAIN_NUMBER.findall(right) if (v := number_value(n)) is not None}
     answer = PLAIN_NUMBER.search(final)
-    value = _value(answer.group(0)) if answer else None
+    value = number_value(answer.group(0)) if answer else None
     if value is not None and not {value, value / 100, value * 100} & known:  # dollars, cents
         missing.append(answer.group(0))  # type: ignore[union-attr]
     return missing
@@ -135,7 +136,7 @@ def unneeded_results(solution: str, needed: set[Fraction]) -> list[str]:
     one: a step the gold does not take, leading nowhere."""
     body, _, final = without_annotations(solution).partition("####")
     answer = PLAIN_NUMBER.search(final)
-    ends = {_value(answer.group(0))} if answer else set()
+    ends = {number_value(answer.group(0))} if answer else set()
     # In order: ("use", value) for each number a calculation starts from, ("result", text,
     # value) for what its "=" gives.
     events: list[tuple] = []
@@ -145,9 +146,9 @@ def unneeded_results(solution: str, needed: set[Fraction]) -> list[str]:
             run = _CALCULATION.search(without_units(left)).group(0)  # type: ignore[union-attr]
             if not _OPERATOR.search(run):
                 continue
-            events += [("use", v) for n in PLAIN_NUMBER.findall(run) if (v := _value(n)) is not None]
+            events += [("use", v) for n in PLAIN_NUMBER.findall(run) if (v := number_value(n)) is not None]
             result = re.match(r"\s*\$?\s*(" + PLAIN_NUMBER.pattern + ")", right)
-            if result and (value := _value(result.group(1))) is not None:
+            if result and (value := number_value(result.group(1))) is not None:
                 events.append(("result", result.group(1), value))
     unneeded = []
     for i, event in enumerate(events):
@@ -168,6 +169,6 @@ def gold_givens(gold: str, question: str) -> frozenset[Fraction]:
     use them too, but not its final answer: 63 golds give theirs in prose only ("40 eggs / 10
     eggs each week, they will last 4 weeks"), and a paraphrase must work its answer out."""
     final = PLAIN_NUMBER.search(without_annotations(gold).partition("####")[2])
-    answer = _value(final.group(0)) if final else None
+    answer = number_value(final.group(0)) if final else None
     return frozenset(v for n in underived_numbers(gold, question)
-                     if (v := _value(n)) is not None and v != answer)
+                     if (v := number_value(n)) is not None and v != answer)
