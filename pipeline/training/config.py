@@ -45,6 +45,12 @@ class TrainArguments:
         metadata={"help": "Modules that get adapters: all-linear (every linear layer but the output "
                   "head: attention and MLP) or names such as q_proj k_proj v_proj o_proj."},
     )
+    lean_step: bool = field(
+        default=True,
+        metadata={"help": "On CPU, compute the loss row by row on real tokens only, the LM head on "
+                  "labelled positions only, and LoRA dropout from cheaper random draws (the same loss; "
+                  "pipeline/training/lean.py). --no-lean-step runs TRL's own step. GPUs always run TRL's."},
+    )
     merge: bool = field(
         default=False,
         metadata={"help": "Also save base + adapter merged into <out>/merged (weights, config, "

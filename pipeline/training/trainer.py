@@ -133,7 +133,12 @@ def prepare_training(args: TrainArguments, training_args: Any = None) -> Prepare
              args.mode, "LoRA" if args.lora else "full fine-tuning", out)
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     timer = _step_timer()
-    trainer = SFTTrainer(
+    lean = args.lean_step and config.use_cpu  # on CUDA, TRL's fused head already skips unlabelled positions
+    if lean:
+        from pipeline.training.lean import LeanSFTTrainer as trainer_class
+    else:
+        trainer_class = SFTTrainer
+    trainer = trainer_class(
         model=model_path,
         args=config,
         train_dataset=Dataset.from_list(examples),
@@ -141,6 +146,10 @@ def prepare_training(args: TrainArguments, training_args: Any = None) -> Prepare
         peft_config=lora_config(args) if args.lora else None,
         callbacks=[timer],
     )
+    if lean and args.lora:
+        from pipeline.training.lean import use_fast_lora_dropout
+
+        use_fast_lora_dropout(trainer.model)
     return PreparedTraining(trainer, tokenizer, args, model_path, len(examples), out, timer)
 
 
