@@ -5,7 +5,8 @@
 - ``math``: a final number (``#### N`` strictly, the last number flexibly), compared with
   Math-Verify; options ``gold_answer`` (template), ``require_final_line`` (default true),
   ``admit_unproven_wording`` (default false: a paraphrase proven calculation by
-  calculation still keeps its gold, as no rule proves its words);
+  calculation still keeps its gold, as no rule proves its words), ``prove_own_answers``
+  (default true: the model's own answer must do the gold's calculations too);
 - ``alias``: a short answer against the row's ``answers`` list (the NQ heuristic), with
   ``llm: {prompt: judge.jinja}`` for what the heuristic cannot decide;
 - ``exact``, ``regex`` (``pattern``, ``flags``, ``group``), ``choice`` (``labels``,

@@ -88,18 +88,22 @@ def sweep(rows: list, size: int | None, seed: int = 0) -> list:
     return [rows[i] for i in chosen]
 
 
-def gsm8k_admitting_paraphrases(folder: Path) -> str:
+def gsm8k_admitting_paraphrases(folder: Path, prove_own_answers: bool = True) -> str:
     """The built-in GSM8K task, but admitting paraphrases whose calculations are proven
     (``judge.admit_unproven_wording: true``; by default their words keep them out): for the
     tests of what happens to admitted paraphrases downstream (sources, summary, report,
-    card, audit). Returns the task folder to pass as ``--task``."""
+    card, audit). ``prove_own_answers=False``: own answers admitted on their number, for a
+    test whose rows' golds the calculation proof cannot read. Returns the task folder to
+    pass as ``--task``."""
     task = folder / "task.yaml"
     if task.is_file():
         return str(folder)
     shutil.copytree(PROJECT / "prompts" / "gsm8k", folder)
     text = task.read_text()
     assert "  kind: math" in text
-    task.write_text(text.replace("  kind: math", "  kind: math\n  admit_unproven_wording: true", 1))
+    options = "  admit_unproven_wording: true" + ("" if prove_own_answers else
+                                                   "\n  prove_own_answers: false")
+    task.write_text(text.replace("  kind: math", "  kind: math\n" + options, 1))
     return str(folder)
 
 

@@ -112,6 +112,8 @@ class AdmitStage(Stage):
 
     def settings(self) -> dict[str, Any]:
         settings = {"judge": self.judge.name, "judge_version": self.judge.version}
+        if self.judge.settings():  # options a target check reads (e.g. math's prove_own_answers)
+            settings["judge_settings"] = self.judge.settings()
         if self.samples > 1 and not self.paraphrase:
             settings["pick"] = self.pick
         return settings

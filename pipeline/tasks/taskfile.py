@@ -55,7 +55,7 @@ SPLIT_RULES = {"id_range": {"by", "field", "ranges"}, "hash": {"by", "salt", "sh
 TYPES = {"str": str, "int": int, "list": list}
 #: Options each judge kind takes (beyond ``kind``); see :mod:`judges` for what they mean.
 JUDGE_OPTIONS: dict[str, set[str]] = {
-    "math": {"gold_answer", "require_final_line", "admit_unproven_wording"},
+    "math": {"gold_answer", "require_final_line", "admit_unproven_wording", "prove_own_answers"},
     "alias": {"llm"},
     "exact": {"gold_answer"},
     "regex": {"gold_answer", "pattern", "flags", "group"},
@@ -391,7 +391,7 @@ def _judge(judge: Any, file: Path, provided: set[str],
                                     "IGNORECASE, MULTILINE, DOTALL")
         if options.get("group") is not None:
             _expect(options["group"], int, file, "judge.group", "a whole number (a regex group)")
-    for key in ("require_final_line", "admit_unproven_wording"):
+    for key in ("require_final_line", "admit_unproven_wording", "prove_own_answers"):
         if kind == "math" and key in options:
             _expect(options[key], bool, file, f"judge.{key}", "true or false")
     if kind == "module":

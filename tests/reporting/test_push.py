@@ -60,8 +60,9 @@ def build_run_folder(root: Path, gsm8k_rows: list[dict], rows: int = 12, errors:
     """
     task = load_task("gsm8k")
     # Admitting paraphrases whose calculations are proven (the built-in default keeps them
-    # out, words unproven), so that the folder has all three sources.
-    judge = Gsm8kJudge(admit_unproven_wording=True)
+    # out, words unproven), and own answers on their number (row 8's gold is algebra the
+    # calculation proof cannot read), so that the folder has all three sources.
+    judge = Gsm8kJudge(admit_unproven_wording=True, prove_own_answers=False)
     answer, paraphrase = task.answer_prompt, task.paraphrase_prompt
     records: list[dict[str, Any]] = []
     for index, source_row in enumerate(gsm8k_rows[:rows]):

@@ -12,7 +12,7 @@ from judges.base import Verdict
 from judges.gsm8k import Gsm8kJudge, arithmetic_errors, extract_answer, final_line_value
 from judges.mbpp import code_target, is_copy_of_code
 from pipeline.config import data_dir
-from pipeline.stages.admission import admit
+from pipeline.stages.admission import AdmitStage, admit
 from pipeline.tasks import load_task
 from tests.conftest import SWEEP, sweep
 
@@ -175,6 +175,43 @@ def test_a_right_answer_through_wrong_arithmetic_is_not_a_target(natalia):
 def test_a_right_worked_answer_is_admitted(natalia):
     _, decision = admit_answer("She sold 48/2 = 24 clips in May, so 48 + 24 = 72.\n#### 72", natalia)
     assert decision.admitted
+
+
+@pytest.mark.parametrize("text, rule", [
+    # the number by chance, every calculation true (held4: "10 x 10" for rows of 12 and 8 bricks)
+    ("She sold 36 * 2 = 72 clips.\n#### 72", "own_answer:missing_steps"),
+    # the gold's steps, then one of its own that nothing uses
+    ("She sold 48/2 = 24 clips in May, so 48 + 24 = 72. Also 72 - 24 = 48.\n#### 72",
+     "own_answer:extra_step"),
+    # the final number stated, not worked out
+    ("She sold 48/2 = 24 clips in May and 72 in all.\n#### 72", "own_answer:missing_steps"),
+])
+def test_an_own_answer_must_do_the_golds_calculations(natalia, text, rule):
+    """#44 held4: 7 of 7 own answers with the gold's number were unsound, 3 of them with no
+    arithmetic slip; the right number, the format and true arithmetic prove nothing alone."""
+    verdict, decision = admit_answer(text, natalia)
+    assert verdict.correct  # the number is right: the judge's verdict is unchanged
+    assert (decision.admitted, decision.rule) == (False, rule)
+    assert decision.reason.startswith("the right number, but not by the gold's calculations")
+    number_only = Gsm8kJudge(prove_own_answers=False)
+    assert admit(number_only, text, "stop", number_only.judge(text, natalia), natalia, natalia["gold"],
+                 paraphrase=False).admitted
+    assert number_only.settings()["prove_own_answers"] is False
+    # the admit stage's key follows the option: a rerun with it changed admits again
+    assert AdmitStage(number_only).settings() != AdmitStage(GSM8K).settings()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("size", SWEEP)
+def test_gold_solutions_pass_as_own_answers(gsm8k_train, size):
+    """An own answer as good as the gold is admitted: the proof refuses the gold itself on
+    under 2 % of rows (133 of all 7,473, the golds the paraphrase rules refuse as their own
+    rewrite too); 22 more are the gold's own arithmetic slips, refused before the proof."""
+    gold = load_task("gsm8k").gold_response
+    rows = [{**row, "gold": gold(row)} for row in sweep(gsm8k_train, size)]
+    rules = [admit_answer(row["gold"], row)[1].rule for row in rows]
+    assert sum(rule.startswith("own_answer:") for rule in rules) <= 0.02 * len(rows)
+    assert rules.count("admitted") >= 0.97 * len(rows)
 
 
 @pytest.mark.parametrize("text, value", [

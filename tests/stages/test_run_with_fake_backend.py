@@ -70,7 +70,9 @@ def fake_for(rows: list[dict]) -> FakeBackend:
 def fake_run(gsm8k_train, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("fake") / "run"
     fake = fake_for(gsm8k_train[:ROWS])
-    task = gsm8k_admitting_paraphrases(tmp_path_factory.mktemp("task") / "gsm8k")
+    # Own answers on their number: the "right" answers are golds, and row 8's ("S + 143 =
+    # 200 - 16", algebra) is one of the 2 % the calculation proof cannot read.
+    task = gsm8k_admitting_paraphrases(tmp_path_factory.mktemp("task") / "gsm8k", prove_own_answers=False)
     config = RunConfig(task=task, limit=ROWS, shard_size=4, out=str(out), max_error_rate=1.0,
                        progress=False)
     summary = run(config, served=fake.served())

@@ -105,6 +105,8 @@ def test_unknown_task_names_the_choices(tmp_path):
      r"key 'judge.require_final_line' must be true or false"),
     ({"judge": {"kind": "math", "admit_unproven_wording": "yes"}},
      r"key 'judge.admit_unproven_wording' must be true or false"),
+    ({"judge": {"kind": "math", "prove_own_answers": 0}},
+     r"key 'judge.prove_own_answers' must be true or false"),
     ({"judge": {"kind": "regex", "pattern": "(\\d+)", "flags": ["BOGUS"]}},
      r"key 'judge.flags': 'BOGUS' is not one of"),
     ({"judge": {"kind": "regex", "pattern": "(\\d+)", "group": "1"}},
