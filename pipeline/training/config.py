@@ -47,9 +47,10 @@ class TrainArguments:
     )
     lean_step: bool = field(
         default=True,
-        metadata={"help": "On CPU, compute the loss row by row on real tokens only, the LM head on "
-                  "labelled positions only, and LoRA dropout from cheaper random draws (the same loss; "
-                  "pipeline/training/lean.py). --no-lean-step runs TRL's own step. GPUs always run TRL's."},
+        metadata={"help": "On CPU, run each batch as one packed sequence of its real tokens (no "
+                  "padding), the LM head on labelled positions only, and LoRA dropout from cheaper "
+                  "random draws (the same loss; pipeline/training/lean.py). --no-lean-step runs TRL's "
+                  "own step. GPUs always run TRL's."},
     )
     merge: bool = field(
         default=False,

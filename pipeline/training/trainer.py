@@ -135,10 +135,8 @@ def prepare_training(args: TrainArguments, training_args: Any = None) -> Prepare
     timer = _step_timer()
     lean = args.lean_step and config.use_cpu  # on CUDA, TRL's fused head already skips unlabelled positions
     if lean:
-        from pipeline.training.lean import LeanSFTTrainer as trainer_class
-    else:
-        trainer_class = SFTTrainer
-    trainer = trainer_class(
+        from pipeline.training.lean import LeanSFTTrainer, use_fast_lora_dropout
+    trainer = (LeanSFTTrainer if lean else SFTTrainer)(
         model=model_path,
         args=config,
         train_dataset=Dataset.from_list(examples),
@@ -147,8 +145,6 @@ def prepare_training(args: TrainArguments, training_args: Any = None) -> Prepare
         callbacks=[timer],
     )
     if lean and args.lora:
-        from pipeline.training.lean import use_fast_lora_dropout
-
         use_fast_lora_dropout(trainer.model)
     return PreparedTraining(trainer, tokenizer, args, model_path, len(examples), out, timer)
 
