@@ -70,8 +70,10 @@ def main() -> None:
     trl, lean = (training["runs"][name][0] for name in ("TRL step", "lean step"))
     seconds = in_domain["seconds"]
     rows = [
-        (f"shift scoring, {shift['texts']} texts of {args.rows} rows (s)",
-         shift["seconds"]["before"], shift["seconds"]["after"]),
+        # After: the scoring the generate and shift stages do, and what asking generation for
+        # token log-probs added to it.
+        (f"shift scoring, {shift['texts']} texts of {args.rows} rows (s)", shift["seconds"]["before"],
+         shift["seconds"]["after"] + max(0.0, shift["logprob_overhead_seconds"])),
         (f"training, batch {args.batch} (s per step)", trl["seconds_per_step"], lean["seconds_per_step"]),
         (f"in-domain, adapter, {args.limit} rows (s; base {seconds['base']:.0f})",
          seconds["adapter via LoRA"], seconds["adapter merged"]),

@@ -87,7 +87,12 @@ def plan(config: RunConfig, served: tuple[ResolvedModel, Backend, dict[str, Any]
     answers_judge = JudgeStage(judge, samples=chosen.samples)
     paraphrase_judge = JudgeStage(judge, paraphrase=True)
     stages: list[Stage] = [
-        GenerateStage(task, backend, answering, model.fingerprint, engine),
+        # The shift stage's gold and own-answer scores are taken where the engine still holds
+        # their prompts: right after generating (an engine that cannot: the shift stage). Not
+        # part of the stage's key: a run resumed on Ray or without them reuses the answers.
+        GenerateStage(task, backend, answering, model.fingerprint, engine,
+                      score_texts=config.measure_shift and backend.scores_completions
+                      and backend.scores_after_generation),
         answers_judge,
         AdmitStage(judge, samples=chosen.samples, pick=chosen.pick),
         ParaphraseStage(task, backend, paraphrasing, config.paraphrase_all),

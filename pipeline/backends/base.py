@@ -40,6 +40,9 @@ class SamplingSettings:
     #: seed derived from it and the prompt (:func:`request_seed`), so a resumed or re-sharded
     #: run draws the same ones.
     seed: int | None = None
+    #: Return each generated token's log-prob (:attr:`Generation.generated`): the texts are
+    #: then scored without computing their tokens again (:meth:`Backend.score_generated`).
+    token_logprobs: bool = False
 
     def as_dict(self) -> dict:
         """The settings, as stage keys and ``run.json`` record them. The sampling fields are
@@ -49,6 +52,9 @@ class SamplingSettings:
         for name, default in _SAMPLING_DEFAULTS.items():
             if settings[name] == default:
                 del settings[name]
+        # How the texts come back, not which: the same answers, and so the same keys, whether
+        # or not their token log-probs were asked for.
+        del settings["token_logprobs"]
         return settings
 
 
@@ -82,6 +88,25 @@ class Score:
     tokens: int
 
 
+@dataclass(frozen=True)
+class GeneratedTokens:
+    """One generated text as the engine produced it: its token ids and each one's log-prob
+    under the model (raw logits), before any text was cut off it (a stop string)."""
+
+    ids: tuple[int, ...]
+    logprobs: tuple[float, ...]
+
+    def known_prefix(self, tokens: list[int]) -> list[float]:
+        """The log-probs of the longest start of ``tokens`` that this text also starts with:
+        the same tokens after the same prompt, so the same log-probs."""
+        known = []
+        for token, generated, logprob in zip(tokens, self.ids, self.logprobs, strict=False):
+            if token != generated:
+                break
+            known.append(logprob)
+        return known
+
+
 #: Finish reasons of a generation that did not end on its own (the token limit, the loop guard).
 CUT_OFF = frozenset({"length", "repetition"})
 
@@ -96,6 +121,9 @@ class Generation:
     error: str | None = None
     #: With ``SamplingSettings.n`` > 1, every sample, the first one also in ``text``.
     samples: tuple[Sample, ...] = ()
+    #: With ``SamplingSettings.token_logprobs``, each text's tokens and log-probs (one per
+    #: sample; the first is ``text``'s).
+    generated: tuple[GeneratedTokens, ...] = ()
 
 
 class Backend(ABC):
@@ -124,6 +152,19 @@ class Backend(ABC):
         conversation (None where it cannot be scored, e.g. too long for the context)."""
         raise NotImplementedError(f"{type(self).__name__} cannot score completions "
                                   f"(scores_completions is False)")
+
+    #: Whether :meth:`score_generated` costs less than :meth:`score` right after generating:
+    #: the generate stage then scores the texts it knows (the gold, its answers) at once.
+    scores_after_generation: bool = False
+
+    def score_generated(self, conversations: list[Messages], completions: list[str],
+                        generations: list[Generation | None]) -> list[Score | None]:
+        """:meth:`score`, called right after :meth:`generate` answered these conversations
+        (``generations``: each completion's row's answer, or None). A backend whose engine
+        still holds the prompts it just computed reads them from there, and takes a
+        completion's tokens that agree with a generated text from its log-probs
+        (:attr:`Generation.generated`). Default: :meth:`score`."""
+        return self.score(conversations, completions)
 
     def start(self) -> None:  # noqa: B027 (an optional hook: most backends need no start)
         """Get ready to serve (start an engine, open a client); idempotent. Default: nothing."""

@@ -36,6 +36,7 @@ def word_score(text: str) -> float:
 class FakeBackend(Backend):
     samples_per_prompt = True
     scores_completions = True
+    scores_after_generation = True  # Backend.score_generated: score(), counted the same
 
     def __init__(self, reply: Reply, model_name: str = "fake-model", shards_per_call: int = 1,
                  score: Callable[[str], float] = word_score):

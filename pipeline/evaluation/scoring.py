@@ -134,7 +134,7 @@ def _in_domain_task(m: ModelUnderTest, task: str, base: str, model: ResolvedMode
                        max_tokens=settings.max_tokens, shard_size=settings.shard_size,
                        max_model_len=settings.max_model_len, dtype=settings.dtype,
                        seed=settings.seed, fresh=settings.fresh,
-                       trust_task_code=settings.trust_task_code)
+                       trust_task_code=settings.trust_task_code, measure_shift=False)
     # The judge's LLM (NQ) is the base model, whichever model is being scored.
     p = plan(config, served=(model, served, served_settings), judge_chat=judge_chat)
     with RunLock(p.out_dir):

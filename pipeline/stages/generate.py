@@ -1,8 +1,18 @@
 """Generate stage: the base model answers every prompt (greedy), or samples ``--samples k``
-answers per prompt, kept as list columns (``sample_texts``, ...) with the first in ``candidate``."""
+answers per prompt, kept as list columns (``sample_texts``, ...) with the first in ``candidate``.
+
+With ``score_texts`` (the run measures the distribution shift, on an engine that scores), the
+stage also scores the row's gold and every answer it generated right away, while the engine
+still holds their prompts (``gold_score``, ``answer_scores``): the shift stage then computes a
+prompt again only for a target written later (a paraphrase). The scores are a saving, not part
+of what the stage answers: they are null where they were not taken (another engine, Ray, or
+``--no-measure-shift``; the shift stage scores those texts itself), and the stage's key is the
+same either way, so a run resumed on another engine or with other options reuses its answers.
+A shard regenerated without them differs in those columns, so the stages after it redo it."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from dataclasses import replace
@@ -15,10 +25,16 @@ from pipeline.stage import Stage, append_error
 from pipeline.tasks import TaskSpec
 from pipeline.text import needs_repair, safe_text
 
+log = logging.getLogger(__name__)
+
 MESSAGES = pl.List(pl.Struct({"role": pl.String, "content": pl.String}))
 #: The columns of every sample of a row (``--samples`` > 1), one list entry per sample.
 SAMPLE_COLUMNS = {"sample_texts": pl.List(pl.String), "sample_finish_reasons": pl.List(pl.String),
                   "sample_tokens": pl.List(pl.Int64), "sample_logprobs": pl.List(pl.Float64)}
+#: A text's :class:`pipeline.backends.base.Score` in a column.
+SCORE = pl.Struct({"mean_logprob": pl.Float64, "tokens": pl.Int64})
+#: The columns of ``score_texts``: the gold's score, and each generated answer's (the samples').
+SCORE_COLUMNS = {"gold_score": SCORE, "answer_scores": pl.List(SCORE)}
 
 
 def run_backend(backend: Backend, conversations: list[list[dict[str, str]]],
@@ -116,14 +132,19 @@ class GenerateStage(Stage):
     reads = ("id",)  # and the task's own variables, which the load stage checked
 
     def __init__(self, task: TaskSpec, backend: Backend, sampling: SamplingSettings,
-                 model_fingerprint: str, engine_settings: dict[str, Any]):
+                 model_fingerprint: str, engine_settings: dict[str, Any], score_texts: bool = False):
         self.task = task
         self.backend = backend
-        self.sampling = sampling
         self.model_fingerprint = model_fingerprint
         self.engine_settings = engine_settings
+        self.score_texts = score_texts
+        # The generated tokens' log-probs score the answers without a second pass.
+        self.sampling = replace(sampling, token_logprobs=True) if score_texts else sampling
         if sampling.n > 1:
             self.columns = {**self.columns, **SAMPLE_COLUMNS}
+        self.columns = {**self.columns, **SCORE_COLUMNS}  # null where not taken
+        if score_texts:
+            self.reads = (*self.reads, "gold")
 
     @property
     def shards_per_call(self) -> int:
@@ -154,4 +175,42 @@ class GenerateStage(Stage):
             pl.lit(template.version, dtype=pl.String).alias("prompt_version"),
             *(sample_columns(generations) if sampled else ()),
         )
+        frame = frame.with_columns(score_columns(
+            self.backend, conversations, generations, frame["gold"].to_list(), stats)
+            if self.score_texts else [pl.lit(None, dtype=d).alias(c) for c, d in SCORE_COLUMNS.items()])
         return append_error(frame, self.name, [g.error for g in generations])
+
+
+def score_columns(backend: Backend, conversations: list[Any], generations: list[Generation],
+                  golds: list[str], stats: Counter) -> list[pl.Series]:
+    """:data:`SCORE_COLUMNS`: each row's gold and answers scored by the backend right after it
+    generated them (:meth:`Backend.score_generated`), each distinct text of a row once."""
+    texts = [dict.fromkeys([gold, *answers_of(g)]) for gold, g in zip(golds, generations, strict=True)]
+    todo = [(row, text) for row, row_texts in enumerate(texts) for text in row_texts if text]
+    began = time.perf_counter()
+    try:
+        scores = backend.score_generated([conversations[row] for row, _ in todo],
+                                         [t for _, t in todo], [generations[row] for row, _ in todo])
+    except Exception as error:  # noqa: BLE001 (the answers are kept: the shift stage scores them)
+        log.warning("scoring %d texts after generation failed (%s: %s); the shift stage will "
+                    "score them", len(todo), type(error).__name__, error)
+        scores = [None] * len(todo)
+        stats["generate_scoring_errors"] += 1
+    stats["generate_scoring_seconds"] += time.perf_counter() - began
+    stats["generate_scored_texts"] += len(todo)
+    found = {(row, text): score for (row, text), score in zip(todo, scores, strict=True)}
+
+    def as_struct(row: int, text: str | None) -> dict[str, Any] | None:
+        score = found.get((row, text))
+        return {"mean_logprob": score.mean_logprob, "tokens": score.tokens} if score else None
+
+    return [pl.Series("gold_score", [as_struct(row, gold) for row, gold in enumerate(golds)],
+                      dtype=SCORE_COLUMNS["gold_score"]),
+            pl.Series("answer_scores", [[as_struct(row, text) for text in answers_of(g)] if g.text
+                                        is not None else None for row, g in enumerate(generations)],
+                      dtype=SCORE_COLUMNS["answer_scores"])]
+
+
+def answers_of(generation: Generation) -> list[str | None]:
+    """The texts generated for a row: every sample's, or the one answer."""
+    return [s.text for s in generation.samples] if generation.samples else [generation.text]

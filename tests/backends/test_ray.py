@@ -114,9 +114,11 @@ def test_the_score_postprocess_sums_the_completion_tokens_only():
 def test_a_run_finished_on_ray_gives_the_in_process_export(gsm8k_run, tmp_path):
     """The in-process run with its second generate shard and every shift shard lost, finished
     with ``--engine ray`` and no address: the run starts a one-node Ray cluster, and each engine
-    stage with work left is one Ray Data job on one replica. Greedy on the same token ids, the
-    regenerated shard is byte for byte the in-process one (so nothing downstream of it runs
-    again), the shift is scored through Ray, and the export is the in-process one."""
+    stage with work left is one Ray Data job on one replica. The generate stage's key does not
+    depend on the engine, so the first shard is reused. Greedy on the same token ids, the
+    regenerated shard answers as the in-process one did, column for column, without the scores
+    the in-process engine took after generating (Ray takes none): the stages after it redo that
+    shard only, the shift is scored through Ray, and the export is the in-process one."""
     out = tmp_path / "ray"
     shutil.copytree(gsm8k_run["out"], out)
     for lost in out.glob("stages/generate-*/shard-00001.*"):
@@ -130,10 +132,17 @@ def test_a_run_finished_on_ray_gives_the_in_process_export(gsm8k_run, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     stages = summary["stages"]
     assert (stages["generate"]["shards_computed"], stages["generate"]["shards_reused"]) == (1, 1)
+    scores = ["gold_score", "answer_scores"]
+    regenerated, original = (pl.read_parquet(next(run.glob("stages/generate-*/shard-00001.parquet")))
+                             for run in (out, gsm8k_run["out"]))
+    assert regenerated.drop(scores).equals(original.drop(scores))
+    assert regenerated["gold_score"].is_null().all() and original["gold_score"].is_not_null().all()
     for name in ("judge", "paraphrase", "select"):
-        assert stages[name]["shards_computed"] == 0, (name, stages[name])
+        assert (stages[name]["shards_computed"], stages[name]["shards_reused"]) == (1, 1), \
+            (name, stages[name])
     assert stages["shift"]["shards_computed"] == 2
-    assert summary["engine_starts"] == 2, summary  # one Ray job for generate, one for shift
+    # One Ray job each: generate, the paraphrases of the redone shard, the shift.
+    assert summary["engine_starts"] == 3, summary
     assert export_differences(out / "train.parquet", gsm8k_run["out"] / "train.parquet") == []
 
 

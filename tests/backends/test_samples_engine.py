@@ -137,3 +137,75 @@ def test_shift_scores_compute_each_prompt_once_and_match_one_prefill_per_text(ba
         whole = [output.prompt_logprobs[p][ids[p]].logprob for p in range(start, len(ids))]
         assert scores[index].tokens == len(whole)
         assert scores[index].mean_logprob == pytest.approx(sum(whole) / len(whole), abs=1e-4)
+
+
+def one_prefill_each(backend, conversations, texts) -> list:
+    """The reference: one full prefill per (conversation, text), prompt log-probs at every
+    position, nothing read from the prefix cache (the shift stage's first path)."""
+    from vllm import SamplingParams
+    from vllm.inputs import TokensPrompt
+
+    from pipeline.backends.base import scoring_requests
+
+    todo = scoring_requests(backend.tokenizer, conversations, texts, backend.max_model_len)
+    params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0,
+                            skip_reading_prefix_cache=True)
+    outputs = backend.engine.generate([TokensPrompt(prompt_token_ids=ids) for _, _, ids in todo],
+                                      params, use_tqdm=False)
+    scores = [None] * len(texts)
+    for (index, start, ids), output in zip(todo, outputs, strict=True):
+        whole = [output.prompt_logprobs[p][ids[p]].logprob for p in range(start, len(ids))]
+        scores[index] = (sum(whole) / len(whole), len(whole))
+    return scores
+
+
+@pytest.mark.parametrize("sampling", [SamplingSettings(max_tokens=96, token_logprobs=True),
+                                      SamplingSettings(
+                                          max_tokens=96, temperature=0.7, n=2, seed=3,
+                                          token_logprobs=True)],
+                         ids=["greedy", "two-samples"])
+def test_texts_scored_right_after_generation_match_one_prefill_per_text(backend, gsm8k_train, sampling):
+    """``score_generated`` (the generate stage's scores for the shift figures): prompts read from
+    the prefix cache generation left, an answer's tokens from generation's log-probs. The same
+    mean log-probs as one full prefill per text (float32), for each row's gold, its own answers
+    (scored without a request), and a text that starts as an answer and then departs from it."""
+    from pipeline.tasks import load_task
+
+    template = load_task("gsm8k").answer_prompt
+    rows = gsm8k_train[300:304]
+    conversations = [template.messages(**row) for row in rows]
+    generations = backend.generate(conversations, sampling)
+    assert all(len(g.generated) == sampling.n for g in generations)
+    answers = [[s.text for s in g.samples] if g.samples else [g.text] for g in generations]
+    texts, owners = [], []
+    for row, generation, own in zip(rows, generations, answers, strict=True):
+        departing = own[0][: len(own[0]) // 2] + " So the answer is 12 apples."
+        for text in (row["answer"], *own, departing):
+            texts.append(text)
+            owners.append((row, generation))
+    # A row whose target is its gold: the gold generated word for word is scored as an answer.
+    first = generations[0]
+    texts.append(first.text)
+    owners.append((rows[0], first))
+    before = dict(backend.counters)
+    scores = backend.score_generated([template.messages(**row) for row, _ in owners], texts,
+                                     [g for _, g in owners])
+    sent = {k: backend.counters[k] - before[k] for k in before}
+    reference = one_prefill_each(backend, [template.messages(**row) for row, _ in owners], texts)
+    for score, (mean, tokens), text in zip(scores, reference, texts, strict=True):
+        assert score.tokens == tokens, text
+        assert score.mean_logprob == pytest.approx(mean, abs=2e-4), text
+    def unknown(text, generation):  # tokens of a text that no generated text of its row starts with
+        tokens = backend.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return len(tokens) - max(len(g.known_prefix(tokens)) for g in generation.generated)
+
+    # A request per text with tokens generation did not produce: the golds, the departing
+    # texts, and a sampled answer whose tokens its text does not spell again (sampling may pick
+    # a tokenization the tokenizer would not); each reads its prompt from the cache.
+    requests = sum(unknown(t, g) > 0 for t, (_, g) in zip(texts, owners, strict=True))
+    assert sent["context_requests"] == 0 and sent["continuation_requests"] == requests
+    assert 2 * len(rows) <= requests <= 2 * len(rows) + (len(rows) if sampling.n > 1 else 0)
+    assert sent["tokens_from_generation"] == sum(
+        len(backend.tokenizer(t, add_special_tokens=False)["input_ids"]) - unknown(t, g)
+        for t, (_, g) in zip(texts, owners, strict=True))
+    assert sent["cached_tokens"] > 0.8 * sum(len(backend.encode(c)) for c in conversations) * 2

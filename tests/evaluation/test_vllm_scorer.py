@@ -146,14 +146,61 @@ def test_a_context_shorter_than_a_block_skips_the_context_request():
     assert context_requests == [other]
 
 
-def test_a_context_with_one_longer_continuation_is_one_request():
+@pytest.mark.parametrize(("block", "length", "requests"), [(8, 13, (0, 1)), (4, 12, (1, 1))])
+def test_a_context_with_one_longer_continuation_gets_a_context_request_where_it_saves(
+        block, length, requests):
     """A row scored for its gold only (the shift stage) or a LAMBADA item with a several-token
-    word: a context request would compute the context a second time, in part."""
-    lm = fake_lm(block=4)
-    context, alone = list(range(1, 13)), [14, 15, 16]
+    word: the continuation's request computes the context's last partial block again, so a
+    context request is worth it only where that block is under a quarter of the context
+    (13 tokens in blocks of 8: 5 again, no; 12 in blocks of 4: none again, yes)."""
+    lm = fake_lm(block=block)
+    context, alone = list(range(1, length + 1)), [14, 15, 16]
     (ll, _), = lm._loglikelihood_tokens([(("c", "x"), context, alone)])
     assert ll == pytest.approx(brute_force(context, alone))
-    assert (lm.counters["context_requests"], lm.counters["continuation_requests"]) == (0, 1)
+    assert (lm.counters["context_requests"], lm.counters["continuation_requests"]) == requests
+
+
+def known_start(context: list[int], continuation: list[int], tokens: int) -> Pair:
+    """A pair whose first ``tokens`` log-probs came with generation (the true ones)."""
+    pair = Pair(context, continuation)
+    pair.logprob, pair.scored = brute_force(context, continuation[:tokens]), tokens
+    return pair
+
+
+def test_right_after_generation_the_contexts_are_read_from_the_cache_and_known_tokens_kept():
+    """``contexts_cached`` (the generate stage's scores): generation computed the context and
+    its answer; a text that is the answer needs no request, one that starts as the answer is
+    computed from where it departs, a gold from its first token; none computes the context."""
+    lm = fake_lm(block=4)
+    engine = lm.backend.engine
+    context, answer = list(range(1, 11)), [11, 12, 13, 14, 15, 16]
+    engine.generate([{"prompt_token_ids": context + answer}], [SimpleNamespace(
+        prompt_logprobs=None, logprob_token_ids=None, skip_reading_prefix_cache=False)])
+    engine.requests.clear()
+    pairs = [known_start(context, answer, 6), known_start(context, [11, 12, 13, 17, 18], 3),
+             known_start(context, [19, 20], 0)]
+    PrefixScorer(engine, counters=lm.counters).score(pairs, contexts_cached=True)
+    assert [p.logprob for p in pairs] == [pytest.approx(brute_force(context, c.continuation))
+                                          for c in pairs]
+    assert [ids for ids, _ in engine.requests] == [context + [11, 12, 13, 17, 18], context + [19, 20]]
+    assert lm.counters["context_requests"] == 0 and lm.counters["uncached_retries"] == 0
+    # Read from the cache: the departing text's whole blocks (the context and 2 answer tokens,
+    # whose log-probs generation gave), and the gold's (the context's 2 whole blocks).
+    assert lm.counters["cached_tokens"] == 12 + 8
+
+
+def test_a_position_the_cache_covered_and_generation_did_not_score_is_computed_again():
+    """The cache may hold more of a text than generation's log-probs cover (another row's
+    answer with the same prompt): that position is computed again without the cache."""
+    lm = fake_lm(block=4)
+    engine = lm.backend.engine
+    context, elsewhere = list(range(1, 11)), [11, 12, 13, 14, 15, 16]
+    engine.generate([{"prompt_token_ids": context + elsewhere}], [SimpleNamespace(
+        prompt_logprobs=None, logprob_token_ids=None, skip_reading_prefix_cache=False)])
+    pairs = [known_start(context, [11, 12, 13, 14, 15, 20], 0)]
+    PrefixScorer(engine, counters=lm.counters).score(pairs, contexts_cached=True)
+    assert pairs[0].logprob == pytest.approx(brute_force(context, pairs[0].continuation))
+    assert lm.counters["uncached_retries"] == 1
 
 
 def test_a_position_the_cache_covered_comes_from_the_request_that_computed_it():

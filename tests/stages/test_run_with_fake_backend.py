@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 
 import polars as pl
 import pytest
 
 from pipeline.backends.base import Generation
-from pipeline.backends.fake import FakeBackend, last_user_message
+from pipeline.backends.fake import FakeBackend, last_user_message, word_score
 from pipeline.config import RunConfig
 from pipeline.curate import run
 from tests.conftest import gsm8k_admitting_paraphrases
@@ -124,9 +125,13 @@ def test_summary_counts_what_the_rows_hold(fake_run):
     assert (generate["loop_stopped"], generate["loop_tokens_saved"]) == (3, 3 * (384 - 34))
     assert generate["truncated"] == 0 and summary["stages"]["paraphrase"]["loop_stopped"] == 0
     assert summary["engine_starts"] == 0
-    # Scored: every target, and the gold of the 3 rows whose target is a paraphrase (the
-    # right answers are the gold's own text, scored once).
-    assert summary["backend_counters"] == {"requests": ROWS + 9, "scored": ROWS + 3}
+    # Scored right after generating: every gold, and every answer that is not its gold's text
+    # (the 3 right answers are); then by the shift stage only what came later: the 3
+    # paraphrase targets.
+    assert (generate["scored_texts"], summary["stages"]["shift"]["scored_texts"]) == (ROWS + 9, 3)
+    # What the shift stage looked up: each row's gold (the model targets are their gold's text).
+    assert summary["stages"]["shift"]["texts_scored_by_generate"] == ROWS
+    assert summary["backend_counters"] == {"requests": ROWS + 9, "scored": ROWS + 9 + 3}
     assert list(summary["stages"]) == ["generate", "judge", "admit", "paraphrase", "judge_paraphrase",
                                        "admit_paraphrase", "select", "shift", "export"]
     assert summary == json.loads((fake_run["out"] / "summary.json").read_text())
@@ -199,7 +204,6 @@ def test_the_printed_summary_says_what_the_loop_guard_stopped(fake_run, capsys):
 
 
 def test_every_target_and_gold_is_scored_and_the_shift_is_summarised(fake_run):
-    from pipeline.backends.fake import word_score
     from pipeline.reporting.card import read_run, render_card
 
     train = pl.read_parquet(fake_run["out"] / "train.parquet")
@@ -229,6 +233,25 @@ def test_without_measure_shift_nothing_is_scored(gsm8k_train, tmp_path):
     train = pl.read_parquet(tmp_path / "r" / "train.parquet")
     assert train["target_logprob"].is_null().all() and fake.counters["scored"] == 0
     assert summary["distribution_shift"] is None
+
+
+def test_a_failure_scoring_after_generation_keeps_the_answers(gsm8k_train, tmp_path, caplog):
+    """Scoring right after generation is a saving, not a step the answers depend on: when it
+    fails, the shard keeps its answers and the shift stage scores every text itself."""
+    fake = fake_for(gsm8k_train[:ROWS])
+
+    def broken(conversations, completions, generations):
+        raise RuntimeError("the engine died while scoring")
+
+    fake.score_generated = broken
+    config = RunConfig(task="gsm8k", limit=ROWS, shard_size=4, out=str(tmp_path / "r"),
+                       max_error_rate=1.0, progress=False)
+    summary = run(config, served=fake.served())
+    train = pl.read_parquet(tmp_path / "r" / "train.parquet")
+    assert train["target_logprob"].to_list() == [pytest.approx(word_score(t)) for t in train["target"]]
+    assert summary["stages"]["generate"]["failed_rows"] == 0
+    assert summary["stages"]["shift"]["texts_scored_by_generate"] == 0
+    assert "texts after generation failed (RuntimeError: the engine died while scoring)" in caplog.text
 
 
 def test_the_shift_stage_scores_a_group_of_shards_per_call(tmp_path):
@@ -293,3 +316,60 @@ def test_a_stage_chain_out_of_order_is_refused_when_planned(tmp_path):
     without_generate = p.stages[1:]
     with pytest.raises(StageChainError, match=r"stage 'judge' reads the column 'candidate'"):
         check_chain(without_generate, p.frame.columns)
+
+
+def test_the_shift_stage_scores_only_what_the_generate_stage_did_not():
+    """The generate stage scored each gold and answer (``gold_score``, ``answer_scores``); the
+    shift stage takes those and scores the rest itself: here one paraphrase target. With
+    samples, a target is looked up among them (``candidate`` is the picked one by now); a gold
+    the generate stage did not score (null: scoring failed there) is scored here."""
+    from pipeline.stages.shift import ShiftStage
+
+    asked: list[list[str]] = []
+
+    class Counting(FakeBackend):
+        def score(self, conversations, completions):
+            asked.append(list(completions))
+            return super().score(conversations, completions)
+
+    def score(mean: float, tokens: int) -> dict:
+        return {"mean_logprob": mean, "tokens": tokens}
+
+    prompt = [{"role": "user", "content": "q"}]
+    greedy = pl.DataFrame({
+        "id": ["a", "b"], "prompt": [prompt] * 2, "target": ["own answer", "a paraphrase"],
+        "gold": ["gold a", "gold b"], "candidate": ["own answer", "wrong"],
+        "gold_score": [score(-1.0, 2), score(-2.0, 2)],
+        "answer_scores": [[score(-0.5, 2)], [score(-0.7, 1)]]})
+    sampled = pl.DataFrame({
+        "id": ["c"], "prompt": [prompt], "target": ["second sample"], "gold": ["gold c"],
+        "candidate": ["second sample"], "sample_texts": [["first sample", "second sample"]],
+        "gold_score": [None], "answer_scores": [[score(-0.1, 2), score(-0.2, 2)]]},
+        schema_overrides={"gold_score": pl.Struct({"mean_logprob": pl.Float64, "tokens": pl.Int64})})
+    stage = ShiftStage(Counting(lambda _: "x"), "fake")
+    stats: Counter = Counter()
+    out = stage.process(greedy, stats)
+    assert asked == [["a paraphrase"]]
+    assert out["target_logprob"].to_list() == [-0.5, pytest.approx(word_score("a paraphrase"))]
+    assert out["gold_logprob"].to_list() == [-1.0, -2.0]
+    assert out["target_scored_tokens"].to_list() == [2, 2]
+    assert (stats["scored_texts"], stats["texts_scored_by_generate"]) == (1, 3)
+    out = stage.process(sampled, stats)
+    assert asked == [["a paraphrase"], ["gold c"]]
+    assert out["target_logprob"].to_list() == [-0.2]
+    assert out["gold_logprob"].to_list() == [pytest.approx(word_score("gold c"))]
+
+
+def test_scores_taken_after_generation_leave_the_generate_key_alone():
+    """Where the engine runs (Ray takes no scores after generating) and whether the shift is
+    measured do not change the answers: one key, so a resumed run reuses them either way."""
+    from pipeline.backends.base import SamplingSettings
+    from pipeline.stage import stage_key
+    from pipeline.stages.generate import GenerateStage
+    from pipeline.tasks import load_task
+
+    task, fake = load_task("gsm8k"), FakeBackend(lambda _: "x")
+    stages = [GenerateStage(task, fake, SamplingSettings(), "fake", {}, score_texts=scored)
+              for scored in (True, False)]
+    assert stages[0].sampling.token_logprobs and not stages[1].sampling.token_logprobs
+    assert stage_key(stages[0], "up") == stage_key(stages[1], "up")
