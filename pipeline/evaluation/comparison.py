@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipeline.child import in_child
-from pipeline.config import EngineOptions, RunConfig, WorkOptions, stable_hash
+from pipeline.config import EngineOptions, RunConfig, SamplingOptions, WorkOptions, stable_hash
 from pipeline.curate import run
 from pipeline.evaluation.config import EvaluateConfig
 from pipeline.evaluation.drift import DriftSettings, drift_prompts, measure_drift
@@ -45,6 +45,21 @@ def engine_and_work(settings: Any) -> dict[str, Any]:
     return {name: getattr(settings, name) for name in sorted(names - {"config"})}
 
 
+def sampling_of(settings: Any) -> dict[str, Any]:
+    """How the curation answers (``--samples``, ``--temperature``, ...): the sampling group."""
+    return {f.name: getattr(settings, f.name) for f in dataclasses.fields(SamplingOptions)}
+
+
+def settings_key(settings: Any) -> str:
+    """The compare's folder key: its settings, less those that do not change results, and
+    less sampling options left at their defaults (a compare from before they were options
+    keeps its folder)."""
+    defaults = {f.name: f.default for f in dataclasses.fields(SamplingOptions)}
+    return stable_hash({k: v for k, v in vars(settings).items()
+                        if k not in ("fresh", "log_level", "progress", "debug", "config")
+                        and not (k in defaults and v == defaults[k])})
+
+
 def _curate(config: Any) -> None:
     run(config)
 
@@ -53,7 +68,8 @@ def curate(settings: CompareConfig, run_out: Path) -> Path:
     """The task's training set, curated the S3FT way (reused when finished)."""
     config = RunConfig(task=settings.task, trust_task_code=settings.trust_task_code,
                        out=str(run_out), limit=settings.limit_train,
-                       paraphrase_all=settings.paraphrase_all, **engine_and_work(settings))
+                       paraphrase_all=settings.paraphrase_all, **engine_and_work(settings),
+                       **sampling_of(settings))
     log.info("curation: %s into %s", settings.task, run_out)
     in_child("curation", _curate, config, log_level=settings.log_level)
     return run_out / "train.parquet"
@@ -84,8 +100,7 @@ def compare(settings: CompareConfig) -> dict[str, Any]:
     modes = [m.strip() for m in settings.modes.split(",") if m.strip()]
     benchmarks = f"{settings.task},{settings.benchmarks}" if settings.benchmarks else settings.task
     warn_early(split_benchmarks(benchmarks, settings.trust_task_code)[1], settings.model)
-    key = stable_hash({k: v for k, v in vars(settings).items()
-                       if k not in ("fresh", "log_level", "progress", "debug", "config")})
+    key = settings_key(settings)
     out = Path(settings.out or Path("runs") / f"compare-{settings.task}-{key[:8]}")
     out.mkdir(parents=True, exist_ok=True)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pipeline.config import TRUST_TASK_CODE_HELP, EngineOptions, Options, WorkOptions, need
+from pipeline.config import TRUST_TASK_CODE_HELP, EngineOptions, Options, SamplingOptions, WorkOptions, need
 
 #: ``auto``: the general benchmarks the base model reads above chance (pipeline.evaluation.signal).
 AUTO = "auto"
@@ -113,6 +113,7 @@ class CompareOptions(Options):
 
 
 @dataclass
-class CompareConfig(WorkOptions, EngineOptions, CompareOptions):
-    """``python -m pipeline.compare``: the model and engine groups of ``pipeline.run``, the same
-    defaults (used for curation and scoring alike), plus what to compare."""
+class CompareConfig(WorkOptions, EngineOptions, SamplingOptions, CompareOptions):
+    """``python -m pipeline.compare``: the model, engine and sampling groups of ``pipeline.run``,
+    the same defaults (model and engine: for curation and scoring alike; sampling: how the
+    curation answers, e.g. ``--samples 4``; evaluation answers greedily), plus what to compare."""

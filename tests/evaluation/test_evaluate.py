@@ -46,6 +46,31 @@ def test_compare_names_its_own_limit_flag(flag):
         compare_main(["--task", "gsm8k", flag, "0", "--debug"])
 
 
+def test_compare_curates_with_the_sampling_it_is_given(monkeypatch, tmp_path):
+    """``compare --samples 4 --temperature 0.7`` curates as ``pipeline.run`` does with those
+    options (a larger own-answer share); left at their defaults, the sampling options keep the
+    compare's folder key as it was before they were options."""
+    from pipeline.evaluation import comparison
+    from pipeline.evaluation.config import CompareConfig
+
+    curated: list = []
+    monkeypatch.setattr(comparison, "in_child", lambda name, work, config, **_: curated.append(config))
+    sampled = CompareConfig(task="nq", samples=4, temperature=0.7, seed=7, paraphrase_all=False)
+    comparison.curate(sampled, tmp_path / "curation")
+    (config,) = curated
+    assert (config.samples, config.temperature, config.seed, config.paraphrase_all) == (4, 0.7, 7, False)
+    assert config.sampling_given()["samples"] == 4
+    plain = CompareConfig(task="nq")
+    without = {k: v for k, v in vars(plain).items()
+               if k not in ("fresh", "log_level", "progress", "debug", "config", "loop_guard", "samples",
+                            "pick", "temperature", "top_p", "top_k", "min_p", "repetition_penalty")}
+    from pipeline.config import stable_hash
+
+    assert comparison.settings_key(plain) == stable_hash(without)
+    assert comparison.settings_key(sampled) != comparison.settings_key(CompareConfig(
+        task="nq", seed=7, paraphrase_all=False))
+
+
 def test_model_specs(tmp_path):
     adapter = tmp_path / "s3ft-lora"
     adapter.mkdir()
