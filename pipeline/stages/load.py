@@ -21,7 +21,7 @@ import polars as pl
 from pipeline.config import data_dir
 from pipeline.errors import UsageError
 from pipeline.stage import Shard, ids_digest
-from pipeline.storage import StageDir
+from pipeline.storage import StageDir, file_digest
 from pipeline.tasks import TaskSpec
 from pipeline.tasks.taskfile import data_path
 
@@ -110,8 +110,10 @@ def read_file(path: Path) -> list[dict[str, Any]]:
 
 
 def _file_fingerprint(path: Path) -> dict[str, Any]:
-    stat = path.stat()
-    return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    # The bytes, not the path or mtime: a copy, a fresh checkout or a volume mounted again
+    # gives the same file a new mtime, and a run on it must still resume. Reading it once
+    # more costs little next to parsing it.
+    return {"sha256": file_digest(path)}
 
 
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")

@@ -8,6 +8,7 @@ import polars as pl
 import pytest
 
 from pipeline.stages.load import DataError, load_rows
+from pipeline.storage import file_digest
 from pipeline.tasks import load_task
 from tests.conftest import PROJECT
 
@@ -37,7 +38,7 @@ def test_every_supported_format_loads_the_same_rows(tmp_path, suffix):
         pl.DataFrame(ROWS).write_csv(path)
     frame, loaded = load_rows(GSM8K, str(path), limit=None)
     assert frame["question"].to_list() == [r["question"] for r in ROWS]
-    assert loaded.fingerprint["size"] == path.stat().st_size
+    assert loaded.fingerprint == {"sha256": file_digest(path)}
     # The SFT target has GSM8K's calculator annotations removed, the final line kept.
     assert frame["gold"][0] == "2 + 3 = 5\n#### 5"
 

@@ -297,6 +297,31 @@ def test_a_judge_change_checks_the_golds_again(tmp_path, monkeypatch):
     assert len(list(stages.glob("gold-check-*.json"))) == 2  # ... judged again
 
 
+def test_the_same_bytes_elsewhere_with_a_new_mtime_keep_every_stage_key(tmp_path, gsm8k_train):
+    # A copy, a fresh checkout or a volume mounted again gives the data a new path and mtime;
+    # a run keyed on those started again from nothing (a full-size NQ run lost 13 minutes).
+    import os
+    import shutil
+
+    from pipeline.curate import plan
+
+    original = tmp_path / "train.jsonl"
+    original.write_text("".join(json.dumps(row) + "\n" for row in gsm8k_train[:4]))
+    copy = tmp_path / "elsewhere" / "train.jsonl"
+    copy.parent.mkdir()
+    shutil.copyfile(original, copy)
+    os.utime(copy, ns=(1, 1))
+
+    def keys(data):
+        return plan(RunConfig(task="gsm8k", data=str(data), out=str(tmp_path / "run"),
+                              progress=False), served=None).keys
+
+    assert keys(copy) == keys(original)
+    copy.write_bytes(copy.read_bytes().replace(b"#### ", b"####  ", 1))
+    assert keys(copy)["load"] != keys(original)["load"]
+    assert keys(copy)["export"] != keys(original)["export"]
+
+
 def test_a_stage_chain_out_of_order_is_refused_when_planned(tmp_path):
     # Before, select ahead of the paraphrase judge failed at row time, after the engine had
     # started and earlier stages had run (#40 item 3).
