@@ -226,16 +226,11 @@ class VllmBackend(Backend):
         is computed once, without log-probs, and its completions (a row's target and gold)
         read it from the prefix cache (:class:`PrefixScorer`): only their own tokens get the
         vocabulary-wide log-softmax."""
-        scores: list[Score | None] = [None] * len(conversations)
         todo = scoring_requests(self.tokenizer, conversations, completions, self.max_model_len)
-        if not todo:
-            return scores
-        self.engine.reset_prefix_cache()  # as in _run: the same scores whatever ran before
+        if todo:
+            self.engine.reset_prefix_cache()  # as in _run: the same scores whatever ran before
         pairs = [Pair(ids[:start], ids[start:]) for _, start, ids in todo]
-        PrefixScorer(self.engine, counters=self.counters).score(pairs)
-        for (index, _, _), pair in zip(todo, pairs, strict=True):
-            scores[index] = Score(pair.logprob / len(pair.continuation), len(pair.continuation))
-        return scores
+        return self._scored(len(conversations), todo, pairs, contexts_cached=False)
 
     def score_generated(self, conversations: list[Messages], completions: list[str],
                         generations: list[Generation | None]) -> list[Score | None]:
@@ -246,7 +241,6 @@ class VllmBackend(Backend):
         prompt from the cache. A position the cache covers but no request computes is scored
         again without the cache (:class:`PrefixScorer`), so a prompt the cache no longer held
         costs time, not correctness."""
-        scores: list[Score | None] = [None] * len(conversations)
         todo = scoring_requests(self.tokenizer, conversations, completions, self.max_model_len)
         pairs = []
         for index, start, ids in todo:
@@ -257,7 +251,15 @@ class VllmBackend(Backend):
             pair.logprob, pair.scored = sum(known), len(known)
             pairs.append(pair)
         self.counters["tokens_from_generation"] += sum(p.scored for p in pairs)
-        PrefixScorer(self.engine, counters=self.counters).score(pairs, contexts_cached=True)
+        return self._scored(len(conversations), todo, pairs, contexts_cached=True)
+
+    def _scored(self, n: int, todo: list[tuple[int, int, list[int]]], pairs: list[Pair],
+                contexts_cached: bool) -> list[Score | None]:
+        """Score ``pairs`` (one per ``todo`` request) and place each mean at its index; a
+        completion with no request (too long for the model) stays None."""
+        if pairs:
+            PrefixScorer(self.engine, counters=self.counters).score(pairs, contexts_cached=contexts_cached)
+        scores: list[Score | None] = [None] * n
         for (index, _, _), pair in zip(todo, pairs, strict=True):
             scores[index] = Score(pair.logprob / len(pair.continuation), len(pair.continuation))
         return scores

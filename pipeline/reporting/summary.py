@@ -37,7 +37,8 @@ def _stage_cost(result: StageResult, prefix: str | None) -> dict[str, Any]:
             errors=int(stats.get(f"{prefix}_errors", 0)),
         )
     # Distribution-shift scoring, done in part by the generate stage: texts and time.
-    for key in ("scored_texts", "texts_scored_by_generate", "scoring_seconds"):
+    # scoring_errors: calls whose texts the shift stage had to score itself after all.
+    for key in ("scored_texts", "texts_scored_by_generate", "scoring_seconds", "scoring_errors"):
         name = f"{prefix}_{key}" if prefix else key
         if name in stats:
             cost[key] = round(stats[name], 2) if key.endswith("seconds") else int(stats[name])

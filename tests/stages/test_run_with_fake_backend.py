@@ -251,6 +251,7 @@ def test_a_failure_scoring_after_generation_keeps_the_answers(gsm8k_train, tmp_p
     assert train["target_logprob"].to_list() == [pytest.approx(word_score(t)) for t in train["target"]]
     assert summary["stages"]["generate"]["failed_rows"] == 0
     assert summary["stages"]["shift"]["texts_scored_by_generate"] == 0
+    assert summary["stages"]["generate"]["scoring_errors"] == ROWS // 4  # one per shard
     assert "texts after generation failed (RuntimeError: the engine died while scoring)" in caplog.text
 
 
