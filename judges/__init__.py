@@ -27,7 +27,7 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any
 
-from judges.base import Judge, Verdict
+from judges.base import UNDECIDED_RULES, Judge, Verdict
 
 # name -> "module:factory"; imported lazily so a judge's heavy dependencies load only when used.
 _REGISTRY: dict[str, str] = {
@@ -93,4 +93,4 @@ def build(kind: str, options: dict[str, Any], folder: Path, **runtime: Any) -> J
     return classes[kind](**options)
 
 
-__all__ = ["Judge", "Verdict", "available", "build", "get"]
+__all__ = ["UNDECIDED_RULES", "Judge", "Verdict", "available", "build", "get"]

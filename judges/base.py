@@ -47,6 +47,17 @@ class Verdict:
     extracted: str | None = None
     reason: str = ""
 
+    @property
+    def undecided(self) -> bool:
+        """Nothing proved the response right or wrong (``correct`` is then False by default)."""
+        return self.rule in UNDECIDED_RULES
+
+
+#: Rules of a verdict no rule or trusted judge decided: an answer the alias rules could not
+#: prove (``needs_judge``), or one only an LLM judge that failed its calibration read
+#: (``judge_untrusted``). Never a training target; in a score, not counted as correct.
+UNDECIDED_RULES = ("judge_untrusted", "needs_judge")
+
 
 @dataclass(frozen=True)
 class TargetProblem:

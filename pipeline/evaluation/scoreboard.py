@@ -47,7 +47,13 @@ def _cell(score: dict[str, Any] | None) -> str:
     if not score or score.get("accuracy") is None:
         return "–"
     low, high = score["ci95"]
-    return f"{100 * score['accuracy']:.1f} [{100 * low:.1f}, {100 * high:.1f}] (n={score['n']})"
+    undecided = f", {score['undecided']} undecided" if score.get("undecided") else ""
+    return f"{100 * score['accuracy']:.1f} [{100 * low:.1f}, {100 * high:.1f}] (n={score['n']}{undecided})"
+
+
+def _any_undecided(results: dict[str, Any]) -> bool:
+    return any((scores.get(task) or {}).get("undecided") for scores in results["scores"].values()
+               for task in results["in_domain_tasks"])
 
 
 def _no_signal(results: dict[str, Any]) -> list[str]:
@@ -75,7 +81,7 @@ def csv_table(results: dict[str, Any], baseline: str | None) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["model", "benchmark", "kind", "n", "accuracy", "ci95_low", "ci95_high",
-                     "change_vs_baseline_pts", "chance", "signal"])
+                     "change_vs_baseline_pts", "chance", "signal", "undecided"])
     no_signal = _no_signal(results)
     for model in _models(results):
         scores = results["scores"][model]
@@ -89,7 +95,8 @@ def csv_table(results: dict[str, Any], baseline: str | None) -> str:
             kind = "in_domain" if benchmark in results["in_domain_tasks"] else "general"
             writer.writerow([model, benchmark, kind, score.get("n"), accuracy, low, high,
                              "" if change is None else round(change, 3), score.get("chance", ""),
-                             "" if kind == "in_domain" else benchmark not in no_signal])
+                             "" if kind == "in_domain" else benchmark not in no_signal,
+                             score.get("undecided", "")])
     return buffer.getvalue()
 
 
@@ -123,7 +130,10 @@ def write_table(results: dict[str, Any], out: Path, baseline: str | None) -> str
     if signal_text(results):
         text += "\n\n" + signal_text(results)
     note = (f"\n\nAccuracy in %, [95% interval], n = items scored ({limits_text(results)}); "
-            "in-domain = judged correct on the task's test split, greedy.\n")
+            "in-domain = judged correct on the task's test split, greedy"
+            + ("; undecided = answers no rule proved right or wrong and no trusted judge read, "
+               "counted as not correct (the score is a lower bound)" if _any_undecided(results)
+               else "") + ".\n")
     if results.get("paired"):
         text += ("\n\nPaired differences on the same items (A − B, points; a paired bootstrap "
                  "interval, and McNemar's exact test for right/wrong scores):\n\n"

@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from judges import UNDECIDED_RULES
 from pipeline.backends.base import CUT_OFF
 from pipeline.backends.device import is_cpu_build, scoring_block_size
 from pipeline.backends.model import ResolvedModel, cache_dir, resolve_model
@@ -144,6 +145,9 @@ def _in_domain_task(m: ModelUnderTest, task: str, base: str, model: ResolvedMode
     score = {
         **interval_summary(frame.height, float(correct.sum())), "split": IN_DOMAIN_SPLIT,
         "metric": "judged correct", "errors": int(frame["error"].is_not_null().sum()),
+        # Answers nothing proved right or wrong (NQ: no alias proven, LLM judge untrusted):
+        # counted as not correct, so the score is a lower bound by this many rows.
+        "undecided": int(frame["judge_rule"].is_in(list(UNDECIDED_RULES)).sum()),
         # Cut at the token limit or stopped by the loop guard.
         "truncated": int(frame["finish_reason"].is_in(list(CUT_OFF)).sum()),
     }

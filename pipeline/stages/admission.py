@@ -55,7 +55,7 @@ def admit(judge: Judge, text: str | None, finish_reason: str | None, verdict: Ve
                                              "its own: a cut-off answer is never a target")
     if paraphrase and judge.is_copy_of_gold(text, example, gold):
         return Admission(False, "copy_of_gold", "the paraphrase is the gold answer itself")
-    if verdict.rule in ("judge_untrusted", "needs_judge"):
+    if verdict.undecided:
         return Admission(False, verdict.rule, verdict.reason)
     if not verdict.correct:
         return Admission(False, "wrong", f"{verdict.rule}: {verdict.reason}".rstrip(": "))

@@ -17,9 +17,17 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from judges import UNDECIDED_RULES
 from pipeline.errors import UsageError
 from pipeline.evaluation.models import model_under_test
-from pipeline.evaluation.scoreboard import csv_table, general_change, limits_text, markdown_table, plot_chart
+from pipeline.evaluation.scoreboard import (
+    csv_table,
+    general_change,
+    limits_text,
+    markdown_table,
+    plot_chart,
+    write_table,
+)
 from pipeline.evaluation.scoring import split_benchmarks
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -131,6 +139,22 @@ def test_table_shows_scores_intervals_and_average_general_change(tmp_path):
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_undecided_in_domain_answers_are_counted_in_the_cell_and_explained(tmp_path):
+    # NQ with an untrusted LLM judge: most of the base model's sentences are neither proven
+    # right nor wrong; its score is a lower bound, and the table must say by how much.
+    results = json.loads(json.dumps(RESULTS))
+    results["scores"]["base"]["gsm8k"]["undecided"] = 37
+    lines = markdown_table(results, baseline="base").splitlines()
+    assert lines[2].startswith("| base | 40.0 [30.0, 50.0] (n=100, 37 undecided) |")
+    assert "(n=100) |" in lines[3]  # none undecided: nothing added
+    rows = list(csv.DictReader(io.StringIO(csv_table(results, "base"))))
+    assert [r["undecided"] for r in rows if r["benchmark"] == "gsm8k"] == ["37", "", ""]
+    write_table(results, tmp_path, "base")
+    assert "counted as not correct (the score is a lower bound)" in (tmp_path / "table.md").read_text()
+    write_table(RESULTS, tmp_path, "base")
+    assert "undecided" not in (tmp_path / "table.md").read_text()
+
+
 def test_general_benchmarks_can_have_their_own_limit():
     from pipeline.config import parse_config
     from pipeline.evaluation.config import EvaluateConfig
@@ -224,6 +248,7 @@ def test_compare_writes_the_table_chart_and_items(compared):
         rows = in_domain.filter(pl.col("model") == model)
         assert rows.height == scores["gsm8k"]["n"] == 4
         assert scores["gsm8k"]["accuracy"] == pytest.approx(rows["verdict"].fill_null(False).mean())
+        assert scores["gsm8k"]["undecided"] == rows["judge_rule"].is_in(UNDECIDED_RULES).sum()
         arc = general.filter(pl.col("model") == model)
         assert arc.height == scores["arc_challenge"]["n"] == 5
         assert 0.0 <= scores["arc_challenge"]["accuracy"] <= 1.0
