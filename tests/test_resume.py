@@ -133,8 +133,11 @@ def test_config_keys_change_exactly_the_affected_stages(tmp_path, monkeypatch):
     answer_file.write_text(answer_file.read_text() + "\nBe brief.\n")
     assert keys_for()[0]["generate"] != base["generate"]
 
+    # The data is keyed by its bytes: a copy elsewhere keeps every key, one changed row not.
     other_data = tmp_path / "train.jsonl"
     other_data.write_bytes((data_dir() / "gsm8k" / "train.jsonl").read_bytes())
+    assert keys_for(data=str(other_data))[0]["load"] == base["load"]
+    other_data.write_bytes(other_data.read_bytes().replace(b"?", b"?!", 1))
     assert keys_for(data=str(other_data))[0]["load"] != base["load"]
 
 
