@@ -42,13 +42,18 @@ def atomic_write_json(path: Path, payload: Any) -> None:
     atomic_write_bytes(path, (json.dumps(payload, indent=2, sort_keys=True) + "\n").encode())
 
 
-def file_digest(path: Path) -> str:
-    """sha256 of a file's bytes (16 hex digits): a shard's identity for the stages after it."""
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes, read in 1 MiB blocks (a GGUF or a data file may be large)."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
-    return digest.hexdigest()[:16]
+    return digest.hexdigest()
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file's bytes (16 hex digits): a shard's identity for the stages after it."""
+    return file_sha256(path)[:16]
 
 
 def atomic_write_parquet(path: Path, frame: pl.DataFrame) -> None:

@@ -64,11 +64,9 @@ def _file_sha256(path: Path) -> str:
 def _sha256_of(path: str, _size: int, _mtime_ns: int) -> str:
     # Keyed by size and mtime too: a command resolves the same model several times (scoring,
     # the signal check, the warning), and a GGUF is read whole to hash it.
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    from pipeline.storage import file_sha256  # deferred: storage loads polars; --help must not
+
+    return file_sha256(Path(path))
 
 
 def convert_gguf(gguf: Path, out_dir: Path) -> Path:
