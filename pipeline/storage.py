@@ -43,12 +43,9 @@ def atomic_write_json(path: Path, payload: Any) -> None:
 
 
 def file_sha256(path: Path) -> str:
-    """sha256 of a file's bytes, read in 1 MiB blocks (a GGUF or a data file may be large)."""
-    digest = hashlib.sha256()
+    """sha256 of a file's bytes, streamed (a GGUF or a data file may be large)."""
     with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def file_digest(path: Path) -> str:

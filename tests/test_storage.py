@@ -1,3 +1,4 @@
+import hashlib
 import multiprocessing
 import os
 import signal
@@ -5,7 +6,7 @@ import signal
 import polars as pl
 import pytest
 
-from pipeline.storage import RunLock, RunLockedError, StageDir
+from pipeline.storage import RunLock, RunLockedError, StageDir, file_digest, file_sha256
 
 
 def test_a_shard_counts_only_with_its_marker_and_matching_input(tmp_path):
@@ -21,6 +22,18 @@ def test_a_shard_counts_only_with_its_marker_and_matching_input(tmp_path):
     assert stage.completed(0, "d1") is None
     # No temp files are left behind.
     assert sorted(p.name for p in stage.root.iterdir()) == ["shard-00000.parquet"]
+
+
+def test_file_hashes_are_the_sha256_of_the_whole_file(tmp_path):
+    """A data file's digest (the stages' input key) and a model file's hash cover every byte,
+    also past the first read block."""
+    path = tmp_path / "big.bin"
+    data = os.urandom(3 << 20) + b"tail"
+    path.write_bytes(data)
+    assert file_sha256(path) == hashlib.sha256(data).hexdigest()
+    assert file_digest(path) == hashlib.sha256(data).hexdigest()[:16]
+    path.write_bytes(data[:-1] + b"T")  # the last byte alone changes both
+    assert file_sha256(path) != hashlib.sha256(data).hexdigest()
 
 
 def test_a_corrupt_marker_means_recompute(tmp_path):
