@@ -349,7 +349,8 @@ class RunOptions(Options):
     train: str | None = field(
         default=None,
         metadata={"help": "After curation, fine-tune on the export in this mode (s3ft, sft or "
-                  "sdft) with `python -m pipeline.train`; output in <out>/<mode>-lora."},
+                  "sdft) with `python -m pipeline.train`; output in <out>/<mode>-lora (<mode>-full "
+                  "when --train-config sets lora: false)."},
     )
     train_config: str | None = field(
         default=None, metadata={"help": "YAML of training options for --train (pipeline.train --config)."}

@@ -22,12 +22,12 @@ def main(argv: list[str] | None = None) -> int:
         # A child process: training gets a clean interpreter (no engine state, no fragmented
         # memory); the same function as `python -m pipeline.train`.
         from pipeline.child import in_child
-        from pipeline.training.trainer import train_from_config
+        from pipeline.training.trainer import train_from_config, trained_folder_name
 
-        out = f"{summary['out']}/{config.train}-lora"
+        out = f"{summary['out']}/{trained_folder_name(config.train, config.train_config)}"
         in_child(f"training ({config.train})", train_from_config, f"{summary['out']}/train.parquet",
                  config.train, out, config.train_config, log_level=config.log_level)
-        print(f"trained {config.train} adapter in {out}")
+        print(f"trained {config.train} in {out}")
     if config.push_to_hub:
         from pipeline.reporting.hub import push_run
 

@@ -30,7 +30,7 @@ from pipeline.evaluation.scoring import hf_dtype, split_benchmarks
 from pipeline.evaluation.signal import warn_early
 from pipeline.storage import atomic_write_json
 from pipeline.tasks import load_task
-from pipeline.training.trainer import train_from_config, training_options
+from pipeline.training.trainer import train_from_config, trained_folder_name, training_options
 
 if TYPE_CHECKING:
     from pipeline.evaluation.config import CompareConfig
@@ -75,15 +75,23 @@ def curate(settings: CompareConfig, run_out: Path) -> Path:
     return run_out / "train.parquet"
 
 
+def training_folder(settings: CompareConfig, mode: str, out: Path) -> Path:
+    """``<out>/train/<mode>-lora``, or ``<mode>-full`` when the training config sets
+    ``lora: false``: the folder says what it holds."""
+    return out / "train" / trained_folder_name(mode, settings.train_config)
+
+
 def train_mode(settings: CompareConfig, data: Path, mode: str, out: Path) -> Path:
-    """One adapter per mode; reused while the training data and config are unchanged."""
+    """One adapter (or fully fine-tuned model) per mode; reused while the training data and
+    config are unchanged."""
     config_text = Path(settings.train_config).read_text() if settings.train_config else ""
     stamp = {"mode": mode, "data_sha256": hashlib.sha256(data.read_bytes()).hexdigest(),
              "train_config": config_text}
     stamp_path = out / "compare-stamp.json"
-    if (not settings.fresh and (out / "adapter_config.json").is_file() and stamp_path.is_file()
+    saved = (out / "adapter_config.json").is_file() or (out / "config.json").is_file()
+    if (not settings.fresh and saved and stamp_path.is_file()
             and json.loads(stamp_path.read_text()) == stamp):
-        log.info("%s: reusing the adapter in %s", mode, out)
+        log.info("%s: reusing the trained model in %s", mode, out)
         return out
     log.info("training (%s): %s into %s", mode, data, out)
     in_child(f"training ({mode})", train_from_config, str(data), mode, str(out),
@@ -114,7 +122,7 @@ def compare(settings: CompareConfig) -> dict[str, Any]:
 
     data = timed("curation", lambda: curate(settings, Path(settings.run_out or out / "curation")))
     adapters = {mode: timed(f"training ({mode})", lambda mode=mode: train_mode(
-        settings, data, mode, out / "train" / f"{mode}-lora")) for mode in modes}
+        settings, data, mode, training_folder(settings, mode, out))) for mode in modes}
     models = [model_under_test(settings.model, "base")]
     models += [model_under_test(str(path), mode) for mode, path in adapters.items()]
     evaluation = EvaluateConfig(limit=settings.limit_eval, limit_general=settings.limit_general,

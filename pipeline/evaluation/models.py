@@ -18,6 +18,9 @@ class ModelUnderTest:
     base: str  # the model spec vLLM / lm-eval load
     adapter: str | None = None  # PEFT adapter folder served on top of ``base``
     rank: int = 0
+    #: A fully fine-tuned folder (``pipeline.train --no-lora``): the model it was trained
+    #: from, as its train_metrics.json records it; drift measures how far it moved from there.
+    trained_from: str | None = None
 
     @property
     def adapter_fingerprint(self) -> str | None:
@@ -30,6 +33,19 @@ class ModelUnderTest:
                 digest.update(path.read_bytes())
         return digest.hexdigest()[:16]
 
+    @property
+    def weights_fingerprint(self) -> str | None:
+        """What training changed: the adapter's files, or a fully fine-tuned model's weights."""
+        if self.adapter:
+            return self.adapter_fingerprint
+        if not self.trained_from:
+            return None
+        digest = hashlib.sha256()
+        for path in sorted(Path(self.spec).glob("*.safetensors")) + sorted(Path(self.spec).glob("*.bin")):
+            with path.open("rb") as handle:
+                digest.update(hashlib.file_digest(handle, "sha256").digest())
+        return digest.hexdigest()[:16]
+
 
 def model_under_test(spec: str, name: str | None = None, base_model: str | None = None) -> ModelUnderTest:
     path = Path(spec)
@@ -38,7 +54,8 @@ def model_under_test(spec: str, name: str | None = None, base_model: str | None 
         if path.is_dir() and not (path / "config.json").is_file():
             raise UsageError(f"--model {spec}: the folder has neither config.json (a model) nor "
                              f"adapter_config.json (a PEFT adapter)")
-        return ModelUnderTest(name or (path.name if path.exists() else spec), spec, spec)
+        return ModelUnderTest(name or (path.name if path.exists() else spec), spec, spec,
+                              trained_from=_trained_from(path))
     settings = json.loads(adapter_config.read_text())
     base = base_model or settings.get("base_model_name_or_path")
     if not base:
@@ -49,3 +66,12 @@ def model_under_test(spec: str, name: str | None = None, base_model: str | None 
                          f"adapter_config.json's base_model_name_or_path) does not exist; pass "
                          f"--base-model with where the base model is now")
     return ModelUnderTest(name or path.name, spec, base, str(path.resolve()), int(settings.get("r", 8)))
+
+
+def _trained_from(path: Path) -> str | None:
+    """The base a ``pipeline.train --no-lora`` folder was fine-tuned from, else None."""
+    metrics = path / "train_metrics.json"
+    if not metrics.is_file():
+        return None
+    recorded = json.loads(metrics.read_text())
+    return None if recorded.get("lora", True) else recorded.get("model")

@@ -170,6 +170,12 @@ def training_options(path: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
             {k: v for k, v in values.items() if k not in ours})
 
 
+def trained_folder_name(mode: str, config_path: str | None) -> str:
+    """``<mode>-lora``, or ``<mode>-full`` where the training YAML sets ``lora: false``: the
+    name :func:`resolve_output_dir` gives, for callers that choose the folder first."""
+    return f"{mode}-{'lora' if training_options(config_path)[0].get('lora', True) else 'full'}"
+
+
 def train_from_config(data: str, mode: str, out: str, config_path: str | None) -> dict[str, Any]:
     """:func:`train` on ``data`` in ``mode`` into ``out``, with a training YAML's options."""
     ours, sft = training_options(config_path)

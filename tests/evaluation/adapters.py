@@ -22,3 +22,15 @@ def perturbed_adapter(path, base_path: str, scale: float) -> str:
     config = json.loads((path / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == base_path
     return str(path)
+
+
+def fully_tuned_copy(path, adapter: str, base_path: str) -> str:
+    """A whole model folder as ``pipeline.train --no-lora`` leaves it: ``adapter`` merged
+    into the base's weights, and a train_metrics.json that names the base it came from."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
+    PeftModel.from_pretrained(model, adapter).merge_and_unload().save_pretrained(path)
+    (path / "train_metrics.json").write_text(json.dumps({"mode": "sft", "lora": False, "model": base_path}))
+    return str(path)

@@ -1,6 +1,7 @@
-"""Adapter drift (:mod:`pipeline.evaluation.drift`) with the real embedded model: an adapter
-that changes nothing drifts 0, a perturbed one drifts, and the per-token figures line up with
-the base model's own greedy answers."""
+"""Drift (:mod:`pipeline.evaluation.drift`) with the real embedded model: an adapter that
+changes nothing drifts 0, a perturbed one drifts, a fully fine-tuned model holding the same
+weights drifts as far, and the per-token figures line up with the base model's own greedy
+answers."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from pipeline.evaluation.drift import (
     paired_kl,
 )
 from pipeline.evaluation.models import model_under_test
-from tests.evaluation.adapters import perturbed_adapter
+from tests.evaluation.adapters import fully_tuned_copy, perturbed_adapter
 
 
 def test_prompts_interleave_the_sources_deterministically():
@@ -37,12 +38,18 @@ def test_paired_kl_is_per_prompt():
 @pytest.mark.slow
 def test_identity_adapter_drifts_zero_and_a_perturbed_one_drifts(tmp_path):
     base = resolve_model(DEFAULT_MODEL)
+    perturbed_path = perturbed_adapter(tmp_path / "s3ft", base.path, 0.05)
+    full = model_under_test(fully_tuned_copy(tmp_path / "full", perturbed_path, base.path), "full")
+    assert (full.adapter, full.trained_from) == (None, base.path)
     models = [model_under_test(DEFAULT_MODEL, "base"),
               model_under_test(perturbed_adapter(tmp_path / "sft", base.path, 0.0), "sft"),
-              model_under_test(perturbed_adapter(tmp_path / "s3ft", base.path, 0.05), "s3ft")]
+              model_under_test(perturbed_path, "s3ft"), full]
     settings = DriftSettings(prompts=6, max_tokens=24)
     drift = measure_drift(models, settings, tmp_path / "out")
     identity, perturbed = drift["adapters"]["sft"], drift["adapters"]["s3ft"]
+    # The same weights, merged into a whole model, drift as far as the adapter does.
+    assert drift["adapters"]["full"]["kl_per_token"] == pytest.approx(perturbed["kl_per_token"], rel=1e-3)
+    assert drift["adapters"]["full"]["delta_logprob"] == pytest.approx(perturbed["delta_logprob"], rel=1e-3)
     assert identity["prompts"] == perturbed["prompts"] == 6 and identity["tokens"] == perturbed["tokens"]
     assert abs(identity["kl_per_token"]) < 1e-6 and abs(identity["delta_logprob"]) < 1e-5
     assert perturbed["kl_per_token"] > 1e-3 and perturbed["kl_ci95"][0] > 0

@@ -79,6 +79,37 @@ def test_compare_curates_with_the_sampling_it_is_given(monkeypatch, tmp_path):
         task="nq", seed=7, paraphrase_all=False))
 
 
+def test_compare_names_and_reuses_a_fully_fine_tuned_model(monkeypatch, tmp_path):
+    """A training config with ``lora: false`` trains into ``<mode>-full`` (it holds a whole
+    model, not an adapter), and a rerun with the same data and config reuses that model."""
+    from pipeline.evaluation import comparison
+    from pipeline.evaluation.config import CompareConfig
+
+    full = tmp_path / "full.yaml"
+    full.write_text("lora: false\nmax_steps: 4\n")
+    settings = CompareConfig(task="nq", train_config=str(full))
+    assert comparison.training_folder(settings, "sft", tmp_path) == tmp_path / "train" / "sft-full"
+    assert comparison.training_folder(CompareConfig(task="nq"), "sft", tmp_path).name == "sft-lora"
+
+    trained: list = []
+
+    def fake_child(name, work, data, mode, out, config, **_):
+        trained.append(mode)
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / "config.json").write_text("{}")  # what a full model folder holds
+
+    monkeypatch.setattr(comparison, "in_child", fake_child)
+    data = tmp_path / "train.parquet"
+    data.write_bytes(b"rows")
+    folder = comparison.training_folder(settings, "sft", tmp_path)
+    assert comparison.train_mode(settings, data, "sft", folder) == folder
+    assert comparison.train_mode(settings, data, "sft", folder) == folder
+    assert trained == ["sft"]  # the second call reused the model
+    data.write_bytes(b"other rows")
+    comparison.train_mode(settings, data, "sft", folder)
+    assert trained == ["sft", "sft"]  # new data: trained again
+
+
 def test_model_specs(tmp_path):
     adapter = tmp_path / "s3ft-lora"
     adapter.mkdir()
@@ -96,6 +127,20 @@ def test_model_specs(tmp_path):
     assert m.adapter_fingerprint != before  # retrained adapter → new cache keys
     embedded = model_under_test("embedded:smollm2-135m-instruct", "base")
     assert (embedded.base, embedded.adapter) == ("embedded:smollm2-135m-instruct", None)
+    assert (embedded.trained_from, embedded.weights_fingerprint) == (None, None)
+    # A fully fine-tuned folder names the model it was trained from (drift's reference).
+    full = tmp_path / "sft-full"
+    full.mkdir()
+    (full / "config.json").write_text("{}")
+    (full / "model.safetensors").write_bytes(b"weights")
+    (full / "train_metrics.json").write_text(json.dumps({"lora": False, "model": str(base)}))
+    tuned = model_under_test(str(full), "sft")
+    assert (tuned.base, tuned.adapter, tuned.trained_from) == (str(full), None, str(base))
+    before = tuned.weights_fingerprint
+    (full / "model.safetensors").write_bytes(b"retrained")
+    assert tuned.weights_fingerprint != before
+    (full / "train_metrics.json").write_text(json.dumps({"lora": True, "model": str(base)}))
+    assert model_under_test(str(full)).trained_from is None  # e.g. a merged copy of an adapter
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(UsageError, match="neither config.json"):
