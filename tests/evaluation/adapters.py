@@ -13,7 +13,9 @@ def perturbed_adapter(path, base_path: str, scale: float) -> str:
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
-    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"]))
+    with torch.random.fork_rng():  # PEFT draws lora_A from the global generator: pin it, so the
+        torch.manual_seed(0)       # adapter is the same whichever tests ran before
+        model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"]))
     generator = torch.Generator().manual_seed(0)
     for name, weight in model.named_parameters():
         if "lora_B" in name and scale:

@@ -328,7 +328,7 @@ def test_compare_writes_the_table_chart_and_items(compared):
 def test_compare_rerun_reuses_every_step(compared):
     log = compared["second"].stderr
     assert "starting the vLLM engine" not in log  # in-domain shards reused, curation finished
-    assert log.count("reusing the adapter") == len(compared["modes"])
+    assert log.count("reusing the trained model") == len(compared["modes"])
     assert "arc_challenge: reusing" in log
     # the base's answers and each adapter's rows
     assert log.count("drift: reusing") == 1 + len(compared["modes"])
