@@ -7,15 +7,21 @@ the vLLM scorer of the general benchmarks sends nothing else. A merged copy (W +
 computed once) is an ordinary model folder: the engine loads it without LoRA and scores what
 the adapter would. Copies are cached under the base's and the adapter's fingerprints, so a
 rerun, or the next benchmark of the same adapter, finds its copy again.
+
+Each copy is a whole float32 model (0.5 GB for the embedded 135M model, 28 GB for a 7B one)
+and every retrained adapter makes a new one, so the cache keeps only the most recently used
+:data:`KEEP_COPIES`: without a bound it grew by every compare run until the disk was full.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import shutil
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.backends.model import cache_dir
@@ -26,6 +32,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Merged copies kept in the cache: enough for one ``compare`` of every mode (three adapters)
+#: plus one more, so that a rerun reuses its copies.
+KEEP_COPIES = 4
+
 
 def merged_model(model: ModelUnderTest, base: ResolvedModel) -> str:
     """The folder of ``model``'s adapter merged into a copy of ``base`` (made on first use)."""
@@ -34,6 +44,8 @@ def merged_model(model: ModelUnderTest, base: ResolvedModel) -> str:
     pair = f"{base.fingerprint}+{model.adapter_fingerprint}"
     folder = cache_dir() / "merged" / hashlib.sha256(pair.encode()).hexdigest()[:16]
     if (folder / "config.json").is_file():
+        with contextlib.suppress(OSError):  # a read-only cache is still read
+            os.utime(folder)  # its last use: what eviction goes by
         return str(folder)
     import torch
     from peft import PeftModel
@@ -58,4 +70,33 @@ def merged_model(model: ModelUnderTest, base: ResolvedModel) -> str:
         config["dtype"] = str(base_dtype).removeprefix("torch.")
         config_path.write_text(json.dumps(config, indent=2))
     os.replace(tmp, folder)  # atomic: a half-written copy is never mistaken for a model
+    evict_old_copies(folder.parent, KEEP_COPIES)
     return str(folder)
+
+
+def evict_old_copies(root: Path, keep: int) -> None:
+    """Remove all but the ``keep`` most recently used copies under ``root`` (a copy's folder
+    time is its last use), and the half-written copies of processes that are gone."""
+    copies = []
+    for path in root.iterdir():
+        pid = path.name.partition(".tmp-")[2]
+        if pid:
+            if pid.isdigit() and not _running(int(pid)):
+                shutil.rmtree(path, ignore_errors=True)
+        elif (path / "config.json").is_file():
+            with contextlib.suppress(FileNotFoundError):  # another run removed it meanwhile
+                copies.append((path.stat().st_mtime, path))
+    copies.sort(reverse=True)
+    for _, old in copies[keep:]:
+        log.info("removing the merged copy %s: the %d most recently used are kept", old, keep)
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True

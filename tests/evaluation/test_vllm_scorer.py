@@ -4,6 +4,7 @@ real items with the real model."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -486,3 +487,34 @@ def test_which_engines_generate_in_domain_for_adapters(monkeypatch, tmp_path, me
             ("base", None, "/base", False), ("sft", "sft", "/base", False),
             ("s3ft", "s3ft", "/base", False)]
         assert closed == ["/base"]
+
+
+def test_the_merged_copies_cache_keeps_the_most_recently_used(monkeypatch, tmp_path):
+    """Every retrained adapter makes a new whole-model copy; only the KEEP_COPIES most recently
+    used stay (a reuse counts as a use), and half-written copies of dead processes go."""
+    import subprocess
+
+    from pipeline.backends.model import ResolvedModel
+    from pipeline.evaluation import merged
+
+    monkeypatch.setenv("S3FT_CACHE_DIR", str(tmp_path))
+    root = tmp_path / "merged"
+    root.mkdir()
+    for age, name in enumerate(["c5", "c4", "c3", "c2", "c1", "c0"]):  # c5 newest, c0 oldest
+        (root / name).mkdir()
+        (root / name / "config.json").write_text("{}")
+        os.utime(root / name, (1e9 - age * 100, 1e9 - age * 100))
+    gone = subprocess.Popen(["true"])  # a finished process: its pid is free
+    gone.wait()
+    (root / f"c6.tmp-{gone.pid}").mkdir()  # a crashed run's half-written copy
+    (root / f"c7.tmp-{os.getpid()}").mkdir()  # this process, still writing
+
+    # Reusing the oldest copy makes it the newest, without merging anything.
+    model = SimpleNamespace(adapter="unused", adapter_fingerprint="f")
+    base = ResolvedModel(spec="b", path="unused", fingerprint="b")
+    key = merged.hashlib.sha256(b"b+f").hexdigest()[:16]
+    os.rename(root / "c0", root / key)
+    assert merged.merged_model(model, base) == str(root / key)
+
+    merged.evict_old_copies(root, keep=4)
+    assert sorted(p.name for p in root.iterdir()) == sorted([key, "c5", "c4", "c3", f"c7.tmp-{os.getpid()}"])

@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -262,18 +264,24 @@ SMOKE_STEPS = 8
 
 
 @pytest.fixture(scope="module")
-def smoke_data(tmp_path_factory, gsm8k_train) -> Path:
+def smoke_data(tmp_path_factory, gsm8k_train) -> Iterator[Path]:
     """4 real GSM8K rows (the shortest of the first 400, to keep CPU steps cheap) in the export's
     schema, with the project's prompt template and the cleaned gold answer as target. Set
-    ``S3FT_SMOKE_TRAIN_PARQUET`` to a curated train.parquet to use its first 4 rows instead."""
+    ``S3FT_SMOKE_TRAIN_PARQUET`` to a curated train.parquet to use its first 4 rows instead.
+    The folder (it gets the trained adapter and a merged whole model, 0.5 GB) is removed when
+    the module's tests are done: the suite's peak disk use, not only its end state, counts."""
+    folder = tmp_path_factory.mktemp("smoke")
+    yield _smoke_rows(folder / "train.parquet", gsm8k_train)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _smoke_rows(path: Path, gsm8k_train) -> Path:
     from pipeline.tasks import load_task
 
-    folder = tmp_path_factory.mktemp("smoke")
     curated = os.environ.get("S3FT_SMOKE_TRAIN_PARQUET")
     if curated:
-        table = pq.read_table(curated).slice(0, 4)
-        pq.write_table(table, folder / "train.parquet")
-        return folder / "train.parquet"
+        pq.write_table(pq.read_table(curated).slice(0, 4), path)
+        return path
     task = load_task("gsm8k")
     shortest = sorted(gsm8k_train[:400], key=lambda r: len(r["question"]) + len(r["answer"]))[:4]
     rows = []
@@ -283,7 +291,7 @@ def smoke_data(tmp_path_factory, gsm8k_train) -> Path:
                      "prompt": task.answer_prompt.messages(**source),
                      "completion": [{"role": "assistant", "content": gold}], "source": "gold",
                      "target": gold, "gold": gold, "model": "embedded:smollm2-135m-instruct"})
-    return write_export(folder / "train.parquet", rows)
+    return write_export(path, rows)
 
 
 @pytest.fixture(scope="module")
