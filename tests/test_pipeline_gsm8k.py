@@ -146,5 +146,6 @@ def test_train_after_curation_in_one_command(gsm8k_run, tmp_path):
     assert summary["engine_starts"] == 0  # curation reused, only training ran
     adapter = out / "s3ft-lora"
     assert (adapter / "adapter_config.json").is_file()
+    assert not list(adapter.glob("checkpoint-*"))  # nothing resumes one: none is saved
     metrics = json.loads((adapter / "train_metrics.json").read_text())
     assert metrics["steps"] == 1

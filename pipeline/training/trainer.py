@@ -177,8 +177,16 @@ def trained_folder_name(mode: str, config_path: str | None) -> str:
 
 
 def train_from_config(data: str, mode: str, out: str, config_path: str | None) -> dict[str, Any]:
-    """:func:`train` on ``data`` in ``mode`` into ``out``, with a training YAML's options."""
+    """:func:`train` on ``data`` in ``mode`` into ``out``, with a training YAML's options.
+
+    No checkpoints unless the YAML asks for them (``save_strategy``, or
+    ``resume_from_checkpoint``): ``compare`` and ``run --train`` never resume one (a rerun
+    reuses the finished model or trains anew), and the final checkpoint of a full fine-tuning
+    holds the weights again plus the optimizer's state (1.6 GB beside a 0.5 GB model at 135M).
+    """
     ours, sft = training_options(config_path)
+    if not {"save_strategy", "resume_from_checkpoint"} & set(sft):
+        sft["save_strategy"] = "no"
     return train(TrainArguments(data=data, mode=mode, out=out, **ours), make_sft_config(sft))
 
 

@@ -458,3 +458,22 @@ def test_a_training_yaml_splits_into_our_options_and_sftconfig_options(tmp_path)
     path.write_text("- a list\n")
     with pytest.raises(UsageError, match="expected a mapping"):
         training_options(str(path))
+
+
+def test_compare_and_run_train_keep_no_checkpoint_unless_the_yaml_asks(monkeypatch, tmp_path):
+    """``train_from_config`` (compare, run --train) never resumes a checkpoint, so it saves none
+    by default: a full fine-tuning's final one is the weights again plus the optimizer state."""
+    from pipeline.training import trainer
+
+    seen = []
+    monkeypatch.setattr(trainer, "train", lambda args, config: seen.append((config.save_strategy,
+                                                                           config.max_steps)))
+    path = tmp_path / "train.yaml"
+    trainer.train_from_config("train.parquet", "sft", "out", None)
+    path.write_text("max_steps: 3\n")
+    trainer.train_from_config("train.parquet", "sft", "out", str(path))
+    path.write_text("max_steps: 3\nsave_strategy: steps\nsave_steps: 1\n")
+    trainer.train_from_config("train.parquet", "sft", "out", str(path))
+    path.write_text("resume_from_checkpoint: true\n")
+    trainer.train_from_config("train.parquet", "sft", "out", str(path))
+    assert seen == [("no", -1), ("no", 3), ("steps", 3), ("steps", -1)]
