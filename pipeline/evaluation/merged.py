@@ -10,7 +10,8 @@ rerun, or the next benchmark of the same adapter, finds its copy again.
 
 Each copy is a whole float32 model (0.5 GB for the embedded 135M model, 28 GB for a 7B one)
 and every retrained adapter makes a new one, so the cache keeps only the most recently used
-:data:`KEEP_COPIES`: without a bound it grew by every compare run until the disk was full.
+:data:`KEEP_COPIES`: without a bound it grew with every retrained adapter (by 1 to 2.6 GB a
+run of the test suite, until a CI run found no disk left).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import json
 import logging
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -74,15 +76,22 @@ def merged_model(model: ModelUnderTest, base: ResolvedModel) -> str:
     return str(folder)
 
 
+#: A half-written copy this old, of a process not running here, was left by a crash. The age
+#: guards a cache shared between machines, where the writer's process is not visible.
+STALE_SECONDS = 3600
+
+
 def evict_old_copies(root: Path, keep: int) -> None:
     """Remove all but the ``keep`` most recently used copies under ``root`` (a copy's folder
-    time is its last use), and the half-written copies of processes that are gone."""
+    time is its last use), and the half-written copies of crashed runs."""
     copies = []
     for path in root.iterdir():
         pid = path.name.partition(".tmp-")[2]
         if pid:
-            if pid.isdigit() and not _running(int(pid)):
-                shutil.rmtree(path, ignore_errors=True)
+            with contextlib.suppress(FileNotFoundError):
+                stale = time.time() - path.stat().st_mtime > STALE_SECONDS
+                if stale and pid.isdigit() and not _running(int(pid)):
+                    shutil.rmtree(path, ignore_errors=True)
         elif (path / "config.json").is_file():
             with contextlib.suppress(FileNotFoundError):  # another run removed it meanwhile
                 copies.append((path.stat().st_mtime, path))

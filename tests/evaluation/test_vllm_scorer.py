@@ -491,7 +491,7 @@ def test_which_engines_generate_in_domain_for_adapters(monkeypatch, tmp_path, me
 
 def test_the_merged_copies_cache_keeps_the_most_recently_used(monkeypatch, tmp_path):
     """Every retrained adapter makes a new whole-model copy; only the KEEP_COPIES most recently
-    used stay (a reuse counts as a use), and half-written copies of dead processes go."""
+    used stay (a reuse counts as a use), and old half-written copies of dead processes go."""
     import subprocess
 
     from pipeline.backends.model import ResolvedModel
@@ -507,7 +507,10 @@ def test_the_merged_copies_cache_keeps_the_most_recently_used(monkeypatch, tmp_p
     gone = subprocess.Popen(["true"])  # a finished process: its pid is free
     gone.wait()
     (root / f"c6.tmp-{gone.pid}").mkdir()  # a crashed run's half-written copy
+    os.utime(root / f"c6.tmp-{gone.pid}", (1e9, 1e9))
     (root / f"c7.tmp-{os.getpid()}").mkdir()  # this process, still writing
+    os.utime(root / f"c7.tmp-{os.getpid()}", (1e9, 1e9))
+    (root / f"c8.tmp-{gone.pid}").mkdir()  # just begun: maybe another machine's, sharing the cache
 
     # Reusing the oldest copy makes it the newest, without merging anything.
     model = SimpleNamespace(adapter="unused", adapter_fingerprint="f")
@@ -517,4 +520,5 @@ def test_the_merged_copies_cache_keeps_the_most_recently_used(monkeypatch, tmp_p
     assert merged.merged_model(model, base) == str(root / key)
 
     merged.evict_old_copies(root, keep=4)
-    assert sorted(p.name for p in root.iterdir()) == sorted([key, "c5", "c4", "c3", f"c7.tmp-{os.getpid()}"])
+    assert sorted(p.name for p in root.iterdir()) == sorted(
+        [key, "c5", "c4", "c3", f"c7.tmp-{os.getpid()}", f"c8.tmp-{gone.pid}"])
