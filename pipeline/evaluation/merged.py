@@ -37,14 +37,16 @@ log = logging.getLogger(__name__)
 #: Merged copies kept in the cache: enough for one ``compare`` of every mode (three adapters)
 #: plus one more, so that a rerun reuses its copies.
 KEEP_COPIES = 4
+#: A half-written copy this old, of a process not running here, was left by a crash. The age
+#: guards a cache shared between machines, where the writer's process is not visible.
+STALE_SECONDS = 3600
 
 
 def merged_model(model: ModelUnderTest, base: ResolvedModel) -> str:
     """The folder of ``model``'s adapter merged into a copy of ``base`` (made on first use)."""
     assert model.adapter, model
     adapter, base_path = model.adapter, base.path
-    pair = f"{base.fingerprint}+{model.adapter_fingerprint}"
-    folder = cache_dir() / "merged" / hashlib.sha256(pair.encode()).hexdigest()[:16]
+    folder = copy_folder(model, base)
     if (folder / "config.json").is_file():
         with contextlib.suppress(OSError):  # a read-only cache is still read
             os.utime(folder)  # its last use: what eviction goes by
@@ -76,9 +78,11 @@ def merged_model(model: ModelUnderTest, base: ResolvedModel) -> str:
     return str(folder)
 
 
-#: A half-written copy this old, of a process not running here, was left by a crash. The age
-#: guards a cache shared between machines, where the writer's process is not visible.
-STALE_SECONDS = 3600
+def copy_folder(model: ModelUnderTest, base: ResolvedModel) -> Path:
+    """Where the copy of ``model``'s adapter merged into ``base`` is cached: keyed by both
+    fingerprints, so a retrained adapter or a changed base gets a copy of its own."""
+    pair = f"{base.fingerprint}+{model.adapter_fingerprint}"
+    return cache_dir() / "merged" / hashlib.sha256(pair.encode()).hexdigest()[:16]
 
 
 def evict_old_copies(root: Path, keep: int) -> None:
@@ -88,10 +92,8 @@ def evict_old_copies(root: Path, keep: int) -> None:
     for path in root.iterdir():
         pid = path.name.partition(".tmp-")[2]
         if pid:
-            with contextlib.suppress(FileNotFoundError):
-                stale = time.time() - path.stat().st_mtime > STALE_SECONDS
-                if stale and pid.isdigit() and not _running(int(pid)):
-                    shutil.rmtree(path, ignore_errors=True)
+            if _abandoned(path, pid):
+                shutil.rmtree(path, ignore_errors=True)
         elif (path / "config.json").is_file():
             with contextlib.suppress(FileNotFoundError):  # another run removed it meanwhile
                 copies.append((path.stat().st_mtime, path))
@@ -99,6 +101,15 @@ def evict_old_copies(root: Path, keep: int) -> None:
     for _, old in copies[keep:]:
         log.info("removing the merged copy %s: the %d most recently used are kept", old, keep)
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _abandoned(tmp: Path, pid: str) -> bool:
+    """A half-written copy left by a crash: older than STALE_SECONDS, its process not running."""
+    try:
+        old = time.time() - tmp.stat().st_mtime > STALE_SECONDS
+    except FileNotFoundError:  # its writer finished (renamed it) meanwhile
+        return False
+    return old and pid.isdigit() and not _running(int(pid))
 
 
 def _running(pid: int) -> bool:

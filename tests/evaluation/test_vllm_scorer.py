@@ -515,7 +515,7 @@ def test_the_merged_copies_cache_keeps_the_most_recently_used(monkeypatch, tmp_p
     # Reusing the oldest copy makes it the newest, without merging anything.
     model = SimpleNamespace(adapter="unused", adapter_fingerprint="f")
     base = ResolvedModel(spec="b", path="unused", fingerprint="b")
-    key = merged.hashlib.sha256(b"b+f").hexdigest()[:16]
+    key = merged.copy_folder(model, base).name
     os.rename(root / "c0", root / key)
     assert merged.merged_model(model, base) == str(root / key)
 
